@@ -1,0 +1,61 @@
+"""Orbax checkpoints of the stacked per-member train state.
+
+A checkpoint holds the state (step, stacked params and optimiser state) and a
+JSON `meta` item (the config, the member table, the config hash).  Orbax
+writes each step into a temporary directory and renames it only once the save
+has finished, so an interrupted save never shows up as a restorable step.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+
+
+def make_manager(workdir: str, keep: int = 3,
+                 read_only: bool = False) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=not read_only, read_only=read_only)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
+                               item_names=("state", "meta"))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         meta: dict[str, Any]) -> None:
+  manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+
+def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+  return manager.restore(step, args=ocp.args.Composite(
+      meta=ocp.args.JsonRestore())).meta
+
+
+def restore_state(manager: ocp.CheckpointManager, step: int,
+                  abstract_state: Any) -> Any:
+  return manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state))).state
+
+
+def latest_step_or_fail(workdir: str) -> tuple[ocp.CheckpointManager, int]:
+  """The manager and latest finished step; a clear error when there is none."""
+  if not os.path.isdir(checkpoint_dir(workdir)):
+    raise FileNotFoundError(
+        f"no checkpoints in {checkpoint_dir(workdir)}: train first with "
+        f"`python -m disentax.main --config=... --workdir={workdir}`")
+  manager = make_manager(workdir, read_only=True)
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(
+        f"no finished checkpoint in {checkpoint_dir(workdir)} (an interrupted "
+        "save is not a checkpoint): train (or resume) first with "
+        f"`python -m disentax.main --config=... --workdir={workdir}`")
+  return manager, step

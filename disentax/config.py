@@ -1,0 +1,148 @@
+"""The run configuration: shared defaults, validation, identity.
+
+Experiments in `experiments/` start from `base_config()` and fill in the
+dataset, model and objective.  `validate` runs before anything is compiled or
+written: unknown keys anywhere (a typo would otherwise be silently ignored)
+and out-of-range values fail with a message naming the key, the value and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import ml_collections
+
+# Keys that change how a run is carried out but not what it computes; they may
+# differ between a run and its resumption and are left out of the config hash.
+BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
+                    "train.checkpoint_every", "train.keep_checkpoints",
+                    "train.progress", "eval")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every experiment (dlib-google values where it has one)."""
+  config = ml_collections.ConfigDict()
+  config.dataset = ml_collections.ConfigDict({"name": "dsprites"})
+  config.model = ml_collections.ConfigDict({"name": "conv_vae"})
+  config.objective = ml_collections.ConfigDict({"name": "beta_vae"})
+  config.num_seeds = 50
+  config.first_seed = 0  # seeds are first_seed .. first_seed + num_seeds - 1
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 64
+  config.train.num_steps = 300_000
+  config.train.learning_rate = 1e-4
+  config.train.adam_b1 = 0.9
+  config.train.adam_b2 = 0.999
+  config.train.adam_eps = 1e-8
+  config.train.steps_per_chunk = 500  # steps per host round trip (lax.scan)
+  config.train.checkpoint_every = 10_000
+  config.train.keep_checkpoints = 3
+  config.train.progress = True
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.metric = ml_collections.ConfigDict(
+      {"name": "mig", "num_points": 10_000, "num_bins": 20})
+  config.eval.failure_threshold = 0.1  # DEFT papers: failure = MIG < 0.1
+  config.eval.seed = 0
+  return config
+
+
+def _flat_keys(config: Any, prefix: str = "") -> set[str]:
+  keys = set()
+  for key, value in config.items():
+    keys.add(prefix + key)
+    if isinstance(value, (ml_collections.ConfigDict, dict)) and key not in (
+        "dataset", "model", "objective", "metric"):
+      keys |= _flat_keys(value, f"{prefix}{key}.")
+  return keys
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError on unknown keys or values out of range.
+
+  Component sections (dataset, model, objective, eval.metric) are checked by
+  building them, against their registered builder's signature.
+  """
+  # Imported here: the registries import jax/flax, the schema does not.
+  from disentax.data import DATASETS
+  from disentax.metrics import METRICS
+  from disentax.models import MODELS
+  from disentax.objectives import OBJECTIVES
+
+  unknown = sorted(_flat_keys(config) - _flat_keys(base_config()))
+  if unknown:
+    raise ValueError(f"unknown config key(s) {unknown}; allowed: "
+                     f"{sorted(_flat_keys(base_config()))}")
+  for section, registry in ((config.dataset, DATASETS), (config.model, MODELS),
+                            (config.objective, OBJECTIVES),
+                            (config.eval.metric, METRICS)):
+    if section.get("name") is None:
+      raise ValueError(f"config: a {registry.kind} needs a name; choose one "
+                       f"of {registry.names()}")
+    registry.check_keys(section.name, [k for k in section if k != "name"],
+                        f"config.{registry.kind if registry.kind != 'metric' else 'eval.metric'}")
+
+  _require(config.num_seeds, "num_seeds", int, minimum=1)
+  _require(config.first_seed, "first_seed", int, minimum=0)
+  train = config.train
+  _require(train.batch_size, "train.batch_size", int, minimum=2)
+  _require(train.num_steps, "train.num_steps", int, minimum=1)
+  _require(train.steps_per_chunk, "train.steps_per_chunk", int, minimum=1)
+  _require(train.checkpoint_every, "train.checkpoint_every", int, minimum=1)
+  _require(train.keep_checkpoints, "train.keep_checkpoints", int, minimum=1)
+  _require(train.learning_rate, "train.learning_rate", float, minimum=0,
+           strict=True)
+  for name in ("adam_b1", "adam_b2"):
+    value = train[name]
+    if not 0 <= value < 1:
+      raise ValueError(f"config.train.{name}={value}; must be in [0, 1)")
+  if train.checkpoint_every % train.steps_per_chunk:
+    raise ValueError(
+        f"config.train.checkpoint_every={train.checkpoint_every} must be a "
+        f"multiple of config.train.steps_per_chunk={train.steps_per_chunk} "
+        "(checkpoints are taken between chunks)")
+  threshold = config.eval.failure_threshold
+  if not 0 < threshold < 1:
+    raise ValueError(f"config.eval.failure_threshold={threshold}; must be in "
+                     "(0, 1)")
+
+
+def _require(value: Any, name: str, kind: type, minimum: float,
+             strict: bool = False) -> None:
+  ok_type = isinstance(value, (int, float) if kind is float else int)
+  if not ok_type or isinstance(value, bool):
+    raise ValueError(f"config.{name}={value!r}; must be a {kind.__name__}")
+  if value < minimum or (strict and value == minimum):
+    relation = ">" if strict else ">="
+    raise ValueError(f"config.{name}={value!r}; must be {relation} {minimum}")
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """A JSON-ready plain dict (tuples become lists)."""
+  return json.loads(config.to_json())
+
+
+def config_hash(config: ml_collections.ConfigDict) -> str:
+  """Short stable id of what a run computes (bookkeeping keys left out)."""
+  return hashlib.sha256(json.dumps(
+      identity(to_dict(config)), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+  """The config with bookkeeping keys removed (what must match on resume)."""
+  config = json.loads(json.dumps(config))
+  for dotted in BOOKKEEPING_KEYS:
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+      node = node.get(part, {})
+    node.pop(leaf, None)
+  return config
+
+
+def from_dict(data: dict[str, Any]) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(data)

@@ -1,0 +1,81 @@
+"""An experiment = the components a config names, plus its members.
+
+A *member* is one trained model: one seed with one value of every
+hyperparameter.  Members are the axis every program vmaps over, ordered
+hyperparameter-major (all seeds of the first grid point, then the next).
+Seed s draws the same initialisation and data whatever else shares its
+program, because its keys derive from s alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from disentax import config as config_lib
+from disentax.data import GroundTruthDataset, make_dataset
+from disentax.models import VAE, make_model
+from disentax.objectives import Objective, make_objective
+
+
+@dataclasses.dataclass(frozen=True)
+class Members:
+  seeds: np.ndarray                   # [M] int
+  hparams: dict[str, np.ndarray]      # name -> [M] float32
+
+  def __len__(self) -> int:
+    return len(self.seeds)
+
+  def table(self) -> list[dict[str, Any]]:
+    """One row per member: its index, seed and hyperparameter values."""
+    return [{"member": m, "seed": int(self.seeds[m]),
+             "hparams": {k: float(v[m]) for k, v in self.hparams.items()}}
+            for m in range(len(self))]
+
+  def keys(self) -> jax.Array:
+    """Per-member root PRNG keys, a function of the seed only."""
+    return jax.vmap(jax.random.key)(jnp.asarray(self.seeds, jnp.uint32))
+
+
+def make_members(objective: Objective, first_seed: int,
+                 num_seeds: int) -> Members:
+  names = sorted(objective.hyperparameters)
+  grid = list(itertools.product(*(objective.hyperparameters[n] for n in names)))
+  seeds = np.arange(first_seed, first_seed + num_seeds)
+  return Members(
+      seeds=np.tile(seeds, len(grid)),
+      hparams={n: np.repeat(np.array([g[i] for g in grid], np.float32),
+                            num_seeds) for i, n in enumerate(names)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  config: ml_collections.ConfigDict
+  dataset: GroundTruthDataset
+  model: VAE
+  objective: Objective
+  optimizer: optax.GradientTransformation
+  members: Members
+
+  @property
+  def method(self) -> str:
+    return self.objective.name
+
+
+def build(config: ml_collections.ConfigDict) -> Experiment:
+  """Validates the config and builds everything it names (no compilation)."""
+  config_lib.validate(config)
+  dataset = make_dataset(config.dataset)
+  model = make_model(config.model, dataset.observation_shape)
+  objective = make_objective(config.objective)
+  optimizer = optax.adam(config.train.learning_rate, b1=config.train.adam_b1,
+                         b2=config.train.adam_b2, eps=config.train.adam_eps)
+  members = make_members(objective, config.first_seed, config.num_seeds)
+  return Experiment(config, dataset, model, objective, optimizer, members)

@@ -1,0 +1,77 @@
+"""What every objective shares: its spec, and the terms all VAEs use.
+
+An objective is a pure loss `loss(output, x, hparams, step) -> (loss,
+metrics)`.  `hparams` holds this member's hyperparameters as scalars; the
+trainer vmaps over members, so one compiled program trains a whole
+hyperparameter grid x seeds.  `hyperparameters` lists the grid values of each
+hyperparameter (the trainer takes their Cartesian product with the seeds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable, Mapping
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from disentax.models import VAEOutput
+
+LossFn = Callable[[VAEOutput, jax.Array, Mapping[str, jax.Array], jax.Array],
+                  tuple[jax.Array, dict[str, jax.Array]]]
+
+RECONSTRUCTIONS = ("bernoulli", "gaussian")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  name: str
+  loss: LossFn
+  hyperparameters: Mapping[str, tuple[float, ...]]
+
+
+def hyperparameter_grid(name: str, values: float | Iterable[float], *,
+                        positive: bool = False) -> tuple[float, ...]:
+  """Normalises a config value (one number or a sequence) to grid values,
+  rejecting empty grids and, if `positive`, values <= 0."""
+  grid = (tuple(float(v) for v in values) if isinstance(values, Iterable)
+          else (float(values),))
+  if not grid:
+    raise ValueError(f"config.objective.{name} is empty; give one value or a "
+                     "sequence of values")
+  if positive and min(grid) <= 0:
+    bad = [v for v in grid if v <= 0]
+    raise ValueError(f"config.objective.{name}={grid}: value(s) {bad} not "
+                     "allowed; must be > 0")
+  return grid
+
+
+def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+  """KL(N(mean, exp(logvar)) || N(0, I)) per example and latent, [b, d]."""
+  return 0.5 * (jnp.square(mean) + jnp.exp(logvar) - logvar - 1.0)
+
+
+def reconstruction_loss(logits: jax.Array, x: jax.Array,
+                        kind: str = "bernoulli") -> jax.Array:
+  """Negative log-likelihood per example [b], summed over pixels/channels.
+
+  'bernoulli': sigmoid cross-entropy with logits (dSprites);
+  'gaussian': sum of squares against sigmoid(logits) (dlib-deft, colour data).
+  """
+  chex.assert_equal_shape([logits, x])
+  if kind == "bernoulli":
+    per_pixel = optax.sigmoid_binary_cross_entropy(logits, x)
+  elif kind == "gaussian":
+    per_pixel = jnp.square(jax.nn.sigmoid(logits) - x)
+  else:
+    raise ValueError(f"reconstruction {kind!r}; allowed: {RECONSTRUCTIONS}")
+  return per_pixel.reshape(x.shape[0], -1).sum(axis=1)
+
+
+def check_reconstruction(kind: str) -> str:
+  if kind not in RECONSTRUCTIONS:
+    raise ValueError(f"config.objective.reconstruction={kind!r}; allowed: "
+                     f"{RECONSTRUCTIONS}")
+  return kind

@@ -1,0 +1,37 @@
+"""beta-VAE (Higgins et al. 2017): reconstruction + beta * KL."""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterable, Mapping
+
+import jax
+
+from disentax.models import VAEOutput
+from disentax.objectives import OBJECTIVES
+from disentax.objectives.base import (Objective, check_reconstruction,
+                                      gaussian_kl, hyperparameter_grid,
+                                      reconstruction_loss)
+
+
+def beta_vae_loss(output: VAEOutput, x: jax.Array,
+                  hparams: Mapping[str, jax.Array], step: jax.Array, *,
+                  reconstruction: str = "bernoulli"
+                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Batch mean of recon + beta * KL; `step` is unused (no schedule)."""
+  del step
+  recon = reconstruction_loss(output.logits, x, reconstruction).mean()
+  kl = gaussian_kl(output.mean, output.logvar).sum(axis=1).mean()
+  loss = recon + hparams["beta"] * kl
+  return loss, {"loss": loss, "recon": recon, "kl": kl}
+
+
+@OBJECTIVES.register("beta_vae")
+def beta_vae(beta: float | Iterable[float] = 1.0,
+             reconstruction: str = "bernoulli") -> Objective:
+  """`beta`: one value or the grid of values to sweep (each > 0)."""
+  return Objective(
+      name="beta_vae",
+      loss=functools.partial(beta_vae_loss,
+                             reconstruction=check_reconstruction(reconstruction)),
+      hyperparameters={"beta": hyperparameter_grid("beta", beta, positive=True)})

@@ -1,0 +1,73 @@
+"""Selection of components by name.
+
+Datasets, models, objectives and metrics each keep one `Registry`; a new
+component is one module that decorates its builder with `@REGISTRY.register`,
+and configs pick it with `name = '...'`.  Builders take keyword arguments, and
+their signature *is* the schema of the config section that builds them, so an
+unknown or misspelt key is reported (with the allowed keys) before anything is
+compiled.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Generic, Mapping, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+  """A name -> builder table for one kind of component."""
+
+  def __init__(self, kind: str):
+    self.kind = kind
+    self._builders: dict[str, Callable[..., T]] = {}
+
+  def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def decorator(builder: Callable[..., T]) -> Callable[..., T]:
+      if name in self._builders:
+        raise ValueError(f"{self.kind} {name!r} is registered twice")
+      self._builders[name] = builder
+      return builder
+    return decorator
+
+  def names(self) -> list[str]:
+    return sorted(self._builders)
+
+  def get(self, name: str) -> Callable[..., T]:
+    if name not in self._builders:
+      raise ValueError(
+          f"unknown {self.kind} {name!r}; registered {self.kind}s: "
+          f"{', '.join(self.names())}")
+    return self._builders[name]
+
+  def allowed_keys(self, name: str) -> list[str]:
+    """Keyword arguments the builder of `name` accepts (its config keys)."""
+    params = inspect.signature(self.get(name)).parameters.values()
+    return [p.name for p in params
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+  def check_keys(self, name: str, keys: Any, where: str) -> None:
+    allowed = self.allowed_keys(name)
+    unknown = sorted(set(keys) - set(allowed))
+    if unknown:
+      raise ValueError(
+          f"{where}: unknown key(s) {unknown} for {self.kind} {name!r}; "
+          f"allowed: {allowed}")
+
+  def build(self, section: Mapping[str, Any], where: str = "config",
+            **context: Any) -> T:
+    """Builds from a config section `{name: ..., **kwargs}`, validating keys.
+
+    `context` passes arguments that come from elsewhere in the run (e.g. the
+    dataset's observation shape for a model), not from this config section.
+    """
+    section = dict(section)
+    if "name" not in section:
+      raise ValueError(f"{where}: missing 'name'; choose one of {self.names()}")
+    name = section.pop("name")
+    self.check_keys(name, list(section) + list(context), where)
+    clash = sorted(set(section) & set(context))
+    if clash:
+      raise ValueError(f"{where}: key(s) {clash} are set by disentax itself")
+    return self.get(name)(**section, **context)

@@ -1,0 +1,86 @@
+"""The results files the evaluation job writes and the report tools read.
+
+`WORKDIR/results/results.json` = {"schema_version": 1, "rows": [row, ...]}
+and `WORKDIR/results/results.csv` (same rows, flattened), one row per member
+(= seed x hyperparameter values).  Schema version 1, stable:
+
+  schema_version  int    1
+  method          str    objective name, e.g. "beta_vae"
+  dataset         str    dataset name, e.g. "dsprites"
+  config_hash     str    12 hex chars identifying what the run computes
+  step            int    training step of the evaluated checkpoint
+  member          int    position on the vmapped member axis
+  seed            int    the member's seed
+  hparams         dict   hyperparameter name -> value (CSV: "hp.<name>")
+  status          str    "ok", or "non_finite" (parameters or scores not
+                         finite: a diverged seed, listed, never dropped)
+  metrics         dict   metric name -> float, null when not finite
+                         (CSV: "metric.<name>")
+
+Files are replaced atomically, so a failed evaluation never leaves a
+half-written results file behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+from disentax.run_log import write_json
+
+SCHEMA_VERSION = 1
+RESULTS_DIR = "results"
+JSON_NAME, CSV_NAME = "results.json", "results.csv"
+
+
+def results_dir(workdir: str) -> str:
+  return os.path.join(workdir, RESULTS_DIR)
+
+
+def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
+              members: Sequence[Mapping[str, Any]],
+              scores: Mapping[str, Sequence[float]],
+              finite_params: Sequence[bool]) -> list[dict[str, Any]]:
+  """Rows for every member from per-member scalar scores."""
+  rows = []
+  for member in members:
+    m = member["member"]
+    values = {name: float(v[m]) for name, v in scores.items()}
+    finite = finite_params[m] and all(math.isfinite(v) for v in values.values())
+    rows.append({
+        "schema_version": SCHEMA_VERSION, "method": method, "dataset": dataset,
+        "config_hash": config_hash, "step": int(step), "member": m,
+        "seed": member["seed"], "hparams": dict(member["hparams"]),
+        "status": "ok" if finite else "non_finite",
+        "metrics": {k: (v if math.isfinite(v) else None)
+                    for k, v in values.items()}})
+  return rows
+
+
+def flatten(row: Mapping[str, Any]) -> dict[str, Any]:
+  flat = {k: v for k, v in row.items() if k not in ("hparams", "metrics")}
+  flat.update({f"hp.{k}": v for k, v in row["hparams"].items()})
+  flat.update({f"metric.{k}": ("" if v is None else v)
+               for k, v in row["metrics"].items()})
+  return flat
+
+
+def write(workdir: str, rows: Sequence[Mapping[str, Any]]) -> str:
+  """Writes results.json and results.csv; returns the results directory."""
+  directory = results_dir(workdir)
+  write_json(os.path.join(directory, JSON_NAME),
+             {"schema_version": SCHEMA_VERSION, "rows": list(rows)})
+  flat = [flatten(r) for r in rows]
+  columns = list(dict.fromkeys(k for r in flat for k in r))
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, columns)
+  writer.writeheader()
+  writer.writerows(flat)
+  tmp = os.path.join(directory, CSV_NAME + ".tmp")
+  with open(tmp, "w", newline="") as f:
+    f.write(buffer.getvalue())
+  os.replace(tmp, os.path.join(directory, CSV_NAME))
+  return directory

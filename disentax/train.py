@@ -1,0 +1,178 @@
+"""Training: every member (seed x hyperparameters) in one jitted program.
+
+`make_member_step` is the pure step of a single model.  `make_train_chunk`
+vmaps it over members and scans it over a chunk of steps, so the host only
+wakes up between chunks (to log, checkpoint and show progress).  Per-step
+randomness is `fold_in(member key, step)`, so a resumed run draws exactly the
+randomness an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from tqdm import tqdm
+
+from disentax import checkpoint
+from disentax import config as config_lib
+from disentax import run_log
+from disentax.experiment import Experiment, build
+
+# Test hook: SIGKILL this process right after the checkpoint of this step has
+# been written, to prove that a killed run resumes exactly.
+KILL_AFTER_STEP_ENV = "DISENTAX_TEST_KILL_AFTER_STEP"
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array   # scalar int32, shared by all members
+  params: Any       # every leaf stacked over members, [M, ...]
+  opt_state: Any    # likewise
+
+
+def split_member_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(init key, run key) of a member's root key."""
+  init_key, run_key = jax.random.split(key)
+  return init_key, run_key
+
+
+def init_state(exp: Experiment) -> TrainState:
+  """Fresh parameters for every member, each from its own seed."""
+  probe = jnp.zeros((1, *exp.dataset.observation_shape), jnp.float32)
+
+  def init_member(key):
+    init_key, _ = split_member_key(key)
+    param_key, noise_key = jax.random.split(init_key)
+    params = exp.model.init(param_key, probe, noise_key)["params"]
+    return params, exp.optimizer.init(params)
+
+  params, opt_state = jax.jit(jax.vmap(init_member))(exp.members.keys())
+  return TrainState(jnp.zeros((), jnp.int32), params, opt_state)
+
+
+def make_member_step(exp: Experiment) -> Callable:
+  """The pure train step of one member: (params, opt_state, hparams, key,
+  step) -> (params, opt_state, metrics).  Its batch is drawn on the device."""
+  batch_size = exp.config.train.batch_size
+
+  def member_step(params, opt_state, hparams, key, step):
+    _, run_key = split_member_key(key)
+    data_key, noise_key = jax.random.split(jax.random.fold_in(run_key, step))
+    _, x = exp.dataset.sample(data_key, batch_size)
+
+    def loss_fn(p):
+      output = exp.model.apply({"params": p}, x, noise_key)
+      return exp.objective.loss(output, x, hparams, step)
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = exp.optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics
+
+  return member_step
+
+
+def make_train_chunk(exp: Experiment) -> Callable:
+  """jit(state, hparams, keys, num_steps) -> (state, chunk-mean metrics [M])."""
+  all_members_step = jax.vmap(make_member_step(exp),
+                              in_axes=(0, 0, 0, 0, None))
+
+  @functools.partial(jax.jit, static_argnames="num_steps",
+                     donate_argnames="state")
+  def train_chunk(state: TrainState, hparams, keys, num_steps: int):
+    def body(carry, _):
+      params, opt_state, step = carry
+      params, opt_state, metrics = all_members_step(
+          params, opt_state, hparams, keys, step)
+      return (params, opt_state, step + 1), metrics
+
+    (params, opt_state, step), metrics = jax.lax.scan(
+        body, (state.params, state.opt_state, state.step), length=num_steps)
+    metrics = jax.tree.map(lambda m: m.mean(axis=0), metrics)
+    return TrainState(step, params, opt_state), metrics
+
+  return train_chunk
+
+
+def checkpoint_meta(exp: Experiment) -> dict[str, Any]:
+  return {"config": config_lib.to_dict(exp.config),
+          "config_hash": config_lib.config_hash(exp.config),
+          "method": exp.method, "dataset": exp.dataset.name,
+          "members": exp.members.table()}
+
+
+def _check_same_run(saved: dict[str, Any], current: dict[str, Any],
+                    workdir: str) -> None:
+  saved_id, current_id = (config_lib.identity(saved["config"]),
+                          config_lib.identity(current["config"]))
+  if saved_id != current_id:
+    differing = sorted(_diff_keys(saved_id, current_id))
+    raise ValueError(
+        f"{workdir} holds a run of a different config (differing keys: "
+        f"{differing}); resume it with its own config or use a new --workdir")
+
+
+def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+  keys = []
+  for key in set(a) | set(b):
+    if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+      keys += _diff_keys(a[key], b[key], f"{prefix}{key}.")
+    elif a.get(key) != b.get(key):
+      keys.append(prefix + key)
+  return keys
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains all members of `config` in `workdir`, resuming if it has a
+  checkpoint.  Everything is validated before compiling or writing."""
+  exp = build(config)
+  meta = checkpoint_meta(exp)
+  manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
+  latest = manager.latest_step()
+  if latest is not None:
+    _check_same_run(checkpoint.restore_meta(manager, latest), meta, workdir)
+
+  state = init_state(exp)
+  if latest is not None:
+    state = checkpoint.restore_state(manager, latest, state)
+    logging.info("resumed %s from step %d", workdir, latest)
+  start = int(state.step)
+  log = run_log.RunLog(os.path.join(workdir, run_log.FILENAME),
+                       resume_step=start)
+  run_log.write_json(os.path.join(workdir, "config.json"), meta["config"])
+
+  train_chunk = make_train_chunk(exp)
+  hparams = {k: jnp.asarray(v) for k, v in exp.members.hparams.items()}
+  keys = exp.members.keys()
+  total, chunk = config.train.num_steps, config.train.steps_per_chunk
+  kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, -1))
+  with tqdm(total=total, initial=start, unit="step",
+            desc=f"{exp.method} x {len(exp.members)} members",
+            disable=not config.train.progress) as progress:
+    step = start
+    while step < total:
+      num_steps = min(chunk, total - step)
+      state, metrics = train_chunk(state, hparams, keys, num_steps)
+      step += num_steps
+      metrics = jax.tree.map(np.asarray, metrics)
+      log.append(step, metrics)
+      progress.update(num_steps)
+      progress.set_postfix(loss=f"{np.nanmean(metrics['loss']):.2f}",
+                           kl=f"{np.nanmean(metrics['kl']):.2f}")
+      if step % config.train.checkpoint_every == 0 or step == total:
+        checkpoint.save(manager, step, state, meta)
+        if step == kill_after:
+          manager.wait_until_finished()
+          os.kill(os.getpid(), signal.SIGKILL)
+  manager.wait_until_finished()
+  manager.close()
+  return state
