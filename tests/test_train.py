@@ -1,0 +1,126 @@
+"""Training: seeds are real, vmapping is transparent, runs are reproducible
+and a killed run resumes to exactly the uninterrupted result."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from disentax import checkpoint, run_log, train
+from disentax.experiment import build
+from tests.conftest import run_module, tiny_config
+
+
+def member_params(state, member):
+  return jax.tree.map(lambda leaf: np.asarray(leaf[member]), state.params)
+
+
+def assert_trees(a, b, **tolerance):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, **tolerance)
+
+
+def test_members_are_hparam_major_product_of_grid_and_seeds():
+  exp = build(tiny_config(objective__beta=(1.0, 4.0, 8.0), num_seeds=2,
+                          first_seed=5))
+  assert [m["seed"] for m in exp.members.table()] == [5, 6] * 3
+  assert [m["hparams"]["beta"] for m in exp.members.table()] == [
+      1, 1, 4, 4, 8, 8]
+
+
+def test_different_seeds_start_from_different_parameters():
+  state = train.init_state(build(tiny_config(objective__beta=(1.0,),
+                                             num_seeds=3)))
+  kernels = [leaf for leaf in jax.tree.leaves(state.params) if leaf.ndim > 2]
+  for leaf in kernels:
+    for a in range(3):
+      for b in range(a + 1, 3):
+        assert not np.allclose(leaf[a], leaf[b]), "seeds share an init"
+
+
+def test_same_seed_different_beta_shares_init_but_not_training(tmp_path):
+  config = tiny_config(objective__beta=(1.0, 16.0), num_seeds=1,
+                       train__num_steps=5)
+  exp = build(config)
+  init = train.init_state(exp)
+  assert_trees(member_params(init, 0), member_params(init, 1), rtol=0, atol=0)
+  final = train.train(config, str(tmp_path))
+  with pytest.raises(AssertionError):
+    assert_trees(member_params(final, 0), member_params(final, 1), atol=1e-6)
+
+
+def test_seed_in_a_vmapped_batch_matches_seed_trained_alone(tmp_path):
+  together = train.train(tiny_config(objective__beta=(2.0,), num_seeds=3),
+                         str(tmp_path / "together"))
+  alone = train.train(tiny_config(objective__beta=(2.0,), num_seeds=1,
+                                  first_seed=1), str(tmp_path / "alone"))
+  # Vmapping turns convolutions into grouped ones, which XLA may sum in a
+  # different order: equal up to float32 rounding after 20 Adam steps.
+  assert_trees(member_params(together, 1), member_params(alone, 0),
+               rtol=1e-4, atol=1e-5)
+
+
+def test_two_runs_of_one_config_are_identical(tmp_path):
+  first = train.train(tiny_config(), str(tmp_path / "a"))
+  second = train.train(tiny_config(), str(tmp_path / "b"))
+  assert_trees(first.params, second.params, rtol=0, atol=0)
+  lines_a = run_log.read_lines(str(tmp_path / "a" / run_log.FILENAME))
+  lines_b = run_log.read_lines(str(tmp_path / "b" / run_log.FILENAME))
+  assert lines_a == lines_b
+  assert [l["step"] for l in lines_a] == [5, 10, 15, 20]
+  assert all(len(l["loss"]) == 4 for l in lines_a)  # one value per member
+
+
+def test_training_reduces_the_loss_of_every_member(tmp_path):
+  train.train(tiny_config(train__num_steps=60, train__checkpoint_every=60,
+                          train__learning_rate=1e-3), str(tmp_path))
+  lines = run_log.read_lines(str(tmp_path / run_log.FILENAME))
+  first, last = np.array(lines[0]["loss"]), np.array(lines[-1]["loss"])
+  assert np.all(last < 0.8 * first), (first, last)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+  workdir = str(tmp_path / "killed")
+  args = ("--config=experiments/beta_vae.py:tiny", f"--workdir={workdir}")
+  killed = run_module("disentax.main", *args, check=False,
+                      env={train.KILL_AFTER_STEP_ENV: "10"})
+  assert killed.returncode == -9, killed.stderr
+  manager, step = checkpoint.latest_step_or_fail(workdir)
+  assert step == 10
+  run_module("disentax.main", *args)
+  uninterrupted = train.train(tiny_config(), str(tmp_path / "straight"))
+
+  exp = build(tiny_config())
+  manager, step = checkpoint.latest_step_or_fail(workdir)
+  assert step == 20
+  resumed = checkpoint.restore_state(manager, step, train.init_state(exp))
+  assert_trees(resumed.params, uninterrupted.params, rtol=0, atol=0)
+  assert_trees(resumed.opt_state, uninterrupted.opt_state, rtol=0, atol=0)
+  # The log describes one history: each chunk once, as in a straight run.
+  assert (run_log.read_lines(os.path.join(workdir, run_log.FILENAME)) ==
+          run_log.read_lines(str(tmp_path / "straight" / run_log.FILENAME)))
+
+
+def test_rerun_of_a_finished_run_trains_nothing_and_extending_continues(
+    tmp_path):
+  train.train(tiny_config(), str(tmp_path))
+  again = train.train(tiny_config(), str(tmp_path))
+  assert int(again.step) == 20
+  longer = train.train(tiny_config(train__num_steps=30), str(tmp_path))
+  assert int(longer.step) == 30
+  straight = train.train(tiny_config(train__num_steps=30),
+                         str(tmp_path / "straight"))
+  assert_trees(longer.params, straight.params, rtol=0, atol=0)
+
+
+def test_resuming_with_a_different_config_is_refused(tmp_path):
+  train.train(tiny_config(train__num_steps=5), str(tmp_path))
+  before = sorted(os.listdir(tmp_path / "checkpoints"))
+  with pytest.raises(ValueError, match=r"different config.*objective.beta"):
+    train.train(tiny_config(train__num_steps=5, objective__beta=(2.0,)),
+                str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+  assert json.load(open(tmp_path / "config.json"))["objective"]["beta"] == [
+      1.0, 4.0]
