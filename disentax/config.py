@@ -10,6 +10,7 @@ what is allowed.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from typing import Any
 
@@ -17,9 +18,13 @@ import ml_collections
 
 # Keys that change how a run is carried out but not what it computes; they may
 # differ between a run and its resumption and are left out of the config hash.
+MEMBER_EXECUTIONS = ("vmap", "unroll")  # see disentax.experiment.over_members
+TRAIN_LOOPS = ("scan", "host")  # see disentax.train.make_train_chunk
+
 BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.checkpoint_every", "train.keep_checkpoints",
-                    "train.progress", "eval")
+                    "train.progress", "train.member_execution", "train.loop",
+                    "eval")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -42,6 +47,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every = 10_000
   config.train.keep_checkpoints = 3
   config.train.progress = True
+  # How members share the program: 'vmap' (accelerators) or 'unroll' (one
+  # copy per member; several times faster on XLA:CPU). Same function either way.
+  config.train.member_execution = "vmap"
+  # How steps are looped: 'scan' (lax.scan over a chunk, one host round trip
+  # per chunk; accelerators) or 'host' (one dispatch per step; XLA:CPU runs
+  # convolutions inside loops ~20x slower). Same computation either way.
+  config.train.loop = "scan"
 
   config.eval = ml_collections.ConfigDict()
   config.eval.metric = ml_collections.ConfigDict(
@@ -64,28 +76,14 @@ def _flat_keys(config: Any, prefix: str = "") -> set[str]:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError on unknown keys or values out of range.
 
-  Component sections (dataset, model, objective, eval.metric) are checked by
-  building them, against their registered builder's signature.
+  Component sections (dataset, model, objective, eval.metric) are checked
+  when `disentax.experiment.build` builds them, against their registered
+  builder's signature and the builder's own checks.
   """
-  # Imported here: the registries import jax/flax, the schema does not.
-  from disentax.data import DATASETS
-  from disentax.metrics import METRICS
-  from disentax.models import MODELS
-  from disentax.objectives import OBJECTIVES
-
   unknown = sorted(_flat_keys(config) - _flat_keys(base_config()))
   if unknown:
     raise ValueError(f"unknown config key(s) {unknown}; allowed: "
                      f"{sorted(_flat_keys(base_config()))}")
-  for section, registry in ((config.dataset, DATASETS), (config.model, MODELS),
-                            (config.objective, OBJECTIVES),
-                            (config.eval.metric, METRICS)):
-    if section.get("name") is None:
-      raise ValueError(f"config: a {registry.kind} needs a name; choose one "
-                       f"of {registry.names()}")
-    registry.check_keys(section.name, [k for k in section if k != "name"],
-                        f"config.{registry.kind if registry.kind != 'metric' else 'eval.metric'}")
-
   _require(config.num_seeds, "num_seeds", int, minimum=1)
   _require(config.first_seed, "first_seed", int, minimum=0)
   train = config.train
@@ -105,6 +103,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"config.train.checkpoint_every={train.checkpoint_every} must be a "
         f"multiple of config.train.steps_per_chunk={train.steps_per_chunk} "
         "(checkpoints are taken between chunks)")
+  if train.member_execution not in MEMBER_EXECUTIONS:
+    raise ValueError(f"config.train.member_execution="
+                     f"{train.member_execution!r}; allowed: {MEMBER_EXECUTIONS}")
+  if train.loop not in TRAIN_LOOPS:
+    raise ValueError(f"config.train.loop={train.loop!r}; allowed: "
+                     f"{TRAIN_LOOPS}")
   threshold = config.eval.failure_threshold
   if not 0 < threshold < 1:
     raise ValueError(f"config.eval.failure_threshold={threshold}; must be in "
@@ -114,8 +118,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def _require(value: Any, name: str, kind: type, minimum: float,
              strict: bool = False) -> None:
   ok_type = isinstance(value, (int, float) if kind is float else int)
-  if not ok_type or isinstance(value, bool):
-    raise ValueError(f"config.{name}={value!r}; must be a {kind.__name__}")
+  if not ok_type or isinstance(value, bool) or not math.isfinite(value):
+    raise ValueError(f"config.{name}={value!r}; must be a finite "
+                     f"{kind.__name__}")
   if value < minimum or (strict and value == minimum):
     relation = ">" if strict else ">="
     raise ValueError(f"config.{name}={value!r}; must be {relation} {minimum}")

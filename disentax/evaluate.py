@@ -16,12 +16,11 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 from disentax import checkpoint, report, results
 from disentax import config as config_lib
-from disentax.experiment import build
-from disentax.metrics import make_metric
+from disentax.experiment import build, over_members
 from disentax.models import VAE
 from disentax.train import init_state
 
@@ -46,17 +45,16 @@ def evaluate(workdir: str
   manager, step = checkpoint.latest_step_or_fail(workdir)
   meta = checkpoint.restore_meta(manager, step)
   exp = build(config_lib.from_dict(meta["config"]))
-  metric = make_metric(exp.config.eval.metric)
   abstract_state = jax.eval_shape(lambda: init_state(exp))
   params = checkpoint.restore_state(manager, step, abstract_state).params
   manager.close()
 
-  encode_all = jax.jit(jax.vmap(
+  encode_all = jax.jit(over_members(
       lambda p, x: exp.model.apply({"params": p}, x, method=VAE.encode)[0],
-      in_axes=(0, None)))
-  logging.info("scoring %d members of %s at step %d", len(exp.members),
-               workdir, step)
-  scores = metric(exp.dataset, lambda x: encode_all(params, x),
+      exp.config.train.member_execution, in_axes=(0, None)))
+  print(f"scoring {len(exp.members)} members of {workdir} at step {step}",
+        flush=True)
+  scores = exp.metric(exp.dataset, lambda x: encode_all(params, x),
                   jax.random.key(exp.config.eval.seed))
   rows = results.make_rows(
       method=meta["method"], dataset=meta["dataset"],
@@ -70,7 +68,6 @@ def evaluate(workdir: str
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
   workdir = _WORKDIR.value
   rows, config = evaluate(workdir)
   threshold = (_THRESHOLD.value if _THRESHOLD.value is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,9 @@ import numpy as np
 import optax
 
 from disentax import config as config_lib
+from disentax.config import MEMBER_EXECUTIONS
 from disentax.data import GroundTruthDataset, make_dataset
+from disentax.metrics import make_metric
 from disentax.models import VAE, make_model
 from disentax.objectives import Objective, make_objective
 
@@ -44,6 +46,34 @@ class Members:
     return jax.vmap(jax.random.key)(jnp.asarray(self.seeds, jnp.uint32))
 
 
+def over_members(fn: Callable, execution: str, in_axes: tuple) -> Callable:
+  """`fn` of one member -> `fn` of all members (axis 0 where in_axes is 0).
+
+  'vmap' batches the members into one computation (the fast choice on
+  accelerators).  'unroll' places one copy of `fn` per member in the same
+  compiled program: XLA:CPU runs vmapped (grouped) convolutions several
+  times slower than separate ones, so on CPU this is faster; it computes the
+  same function, member by member.
+  """
+  if execution == "vmap":
+    return jax.vmap(fn, in_axes=in_axes)
+  if execution != "unroll":
+    raise ValueError(f"member execution {execution!r}; allowed: "
+                     f"{MEMBER_EXECUTIONS}")
+
+  def unrolled(*args):
+    mapped = [a for a, axis in zip(args, in_axes) if axis == 0]
+    num_members = jax.tree.leaves(mapped)[0].shape[0]
+    outputs = []
+    for m in range(num_members):
+      member_args = [jax.tree.map(lambda leaf: leaf[m], a) if axis == 0 else a
+                     for a, axis in zip(args, in_axes)]
+      outputs.append(fn(*member_args))
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
+
+  return unrolled
+
+
 def make_members(objective: Objective, first_seed: int,
                  num_seeds: int) -> Members:
   names = sorted(objective.hyperparameters)
@@ -63,6 +93,7 @@ class Experiment:
   objective: Objective
   optimizer: optax.GradientTransformation
   members: Members
+  metric: Callable  # the evaluation metric, built now so bad options fail early
 
   @property
   def method(self) -> str:
@@ -78,4 +109,6 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   optimizer = optax.adam(config.train.learning_rate, b1=config.train.adam_b1,
                          b2=config.train.adam_b2, eps=config.train.adam_eps)
   members = make_members(objective, config.first_seed, config.num_seeds)
-  return Experiment(config, dataset, model, objective, optimizer, members)
+  metric = make_metric(config.eval.metric)
+  return Experiment(config, dataset, model, objective, optimizer, members,
+                    metric)

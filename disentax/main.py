@@ -7,7 +7,7 @@ Rerunning on the same DIR resumes from its latest checkpoint.  Evaluate with
 `python -m disentax.evaluate --workdir=DIR`.
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from disentax import train
@@ -22,7 +22,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
   train.train(_CONFIG.value, _WORKDIR.value)
 
 

@@ -47,8 +47,11 @@ class Registry(Generic[T]):
     return [p.name for p in params
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
-  def check_keys(self, name: str, keys: Any, where: str) -> None:
-    allowed = self.allowed_keys(name)
+  def check_keys(self, name: str, keys: Any, where: str,
+                 reserved: Any = ()) -> None:
+    """Raises on keys the builder does not take; `reserved` are builder
+    arguments disentax fills in itself, so a config may not set them."""
+    allowed = [k for k in self.allowed_keys(name) if k not in reserved]
     unknown = sorted(set(keys) - set(allowed))
     if unknown:
       raise ValueError(
@@ -66,8 +69,5 @@ class Registry(Generic[T]):
     if "name" not in section:
       raise ValueError(f"{where}: missing 'name'; choose one of {self.names()}")
     name = section.pop("name")
-    self.check_keys(name, list(section) + list(context), where)
-    clash = sorted(set(section) & set(context))
-    if clash:
-      raise ValueError(f"{where}: key(s) {clash} are set by disentax itself")
+    self.check_keys(name, section, where, reserved=context)
     return self.get(name)(**section, **context)

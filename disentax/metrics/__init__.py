@@ -15,4 +15,4 @@ from disentax.metrics import mig  # noqa: E402,F401  (registers 'mig')
 
 def make_metric(section):
   """Builds the metric described by a config section `{name, **options}`."""
-  return METRICS.build(section, where="config.metric")
+  return METRICS.build(section, where="config.eval.metric")

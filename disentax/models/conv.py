@@ -72,9 +72,11 @@ class DeconvDecoder(nn.Module):
 @MODELS.register("conv_vae")
 def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
              encoder_kernel_sizes: Sequence[int] = (4, 4, 2, 2),
-             upsampling: str = "transpose") -> VAE:
+             upsampling: str = "subpixel") -> VAE:
   """The standard architecture; `encoder_kernel_sizes` (4, 4, 2, 2) is
-  dlib-google's, (4, 4, 4, 4) the beta-VAE/DEFT papers'."""
+  dlib-google's, (4, 4, 4, 4) the beta-VAE/DEFT papers'.  `upsampling`
+  'subpixel' computes the reference transposed convolutions exactly (same
+  parameters), only faster to differentiate on CPU; see models/upsample.py."""
   check_image_shape(observation_shape)
   if num_latents < 1:
     raise ValueError(f"num_latents={num_latents}; must be >= 1")

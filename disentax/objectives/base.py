@@ -10,6 +10,7 @@ hyperparameter (the trainer takes their Cartesian product with the seeds).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable, Iterable, Mapping
 
 import chex
@@ -41,10 +42,10 @@ def hyperparameter_grid(name: str, values: float | Iterable[float], *,
   if not grid:
     raise ValueError(f"config.objective.{name} is empty; give one value or a "
                      "sequence of values")
-  if positive and min(grid) <= 0:
-    bad = [v for v in grid if v <= 0]
+  bad = [v for v in grid if not math.isfinite(v) or (positive and v <= 0)]
+  if bad:
     raise ValueError(f"config.objective.{name}={grid}: value(s) {bad} not "
-                     "allowed; must be > 0")
+                     f"allowed; must be finite{' and > 0' if positive else ''}")
   return grid
 
 
