@@ -3,26 +3,36 @@
   python -m disentax.main --config=experiments/beta_vae.py:cpu --workdir=DIR \
       [--config.train.num_steps=5000 ...]
 
-Rerunning on the same DIR resumes from its latest checkpoint.  Evaluate with
-`python -m disentax.evaluate --workdir=DIR`.
+With no flags it runs the embedded default, the CPU-sized beta-VAE preset, in
+runs/beta_vae_cpu.  Rerunning on the same DIR resumes from its latest
+checkpoint.  Evaluate with `python -m disentax.evaluate --workdir=DIR`.
 """
+
+import os
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from disentax import train
 
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join(_REPO, "experiments", "beta_vae.py") + ":cpu"
+DEFAULT_WORKDIR = os.path.join("runs", "beta_vae_cpu")
+
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "experiment config file[:preset]", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints "
-                               "and logs (resumed if it has a checkpoint)")
-flags.mark_flags_as_required(["config", "workdir"])
+    "config", DEFAULT_CONFIG, "experiment config file[:preset]",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", DEFAULT_WORKDIR, "directory for "
+                               "checkpoints and logs (resumed if it has a "
+                               "checkpoint)")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   train.train(_CONFIG.value, _WORKDIR.value)
+  print(f"trained; evaluate with: python -m disentax.evaluate "
+        f"--workdir={_WORKDIR.value}")
 
 
 if __name__ == "__main__":

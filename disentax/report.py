@@ -26,8 +26,8 @@ import statistics
 import sys
 from typing import Any, Iterable, Sequence
 
-SCHEMA_VERSION = 1
-RESULTS_PATH = os.path.join("results", "results.json")
+from disentax.results import JSON_NAME, RESULTS_DIR, SCHEMA_VERSION
+
 STATUSES = ("ok", "non_finite")
 
 Row = dict[str, Any]
@@ -35,7 +35,7 @@ Row = dict[str, Any]
 
 def results_file(workdir: str) -> str:
   """Where the evaluation job of `workdir` writes its rows."""
-  return os.path.join(workdir, RESULTS_PATH)
+  return os.path.join(workdir, RESULTS_DIR, JSON_NAME)
 
 
 def load_rows(workdirs: Sequence[str]) -> list[Row]:
