@@ -18,8 +18,9 @@ import ml_collections
 
 # Keys that change how a run is carried out but not what it computes; they may
 # differ between a run and its resumption and are left out of the config hash.
-MEMBER_EXECUTIONS = ("vmap", "unroll")  # see disentax.experiment.over_members
-TRAIN_LOOPS = ("scan", "host")  # see disentax.train.make_train_chunk
+# See disentax.experiment.over_members and disentax.train.make_train_chunk.
+MEMBER_EXECUTIONS = ("auto", "vmap", "unroll")
+TRAIN_LOOPS = ("auto", "scan", "host")
 
 BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.checkpoint_every", "train.keep_checkpoints",
@@ -48,12 +49,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3
   config.train.progress = True
   # How members share the program: 'vmap' (accelerators) or 'unroll' (one
-  # copy per member; several times faster on XLA:CPU). Same function either way.
-  config.train.member_execution = "vmap"
+  # copy per member; several times faster on XLA:CPU). Same function either
+  # way; 'auto' picks unroll on CPU, vmap elsewhere.
+  config.train.member_execution = "auto"
   # How steps are looped: 'scan' (lax.scan over a chunk, one host round trip
   # per chunk; accelerators) or 'host' (one dispatch per step; XLA:CPU runs
-  # convolutions inside loops ~20x slower). Same computation either way.
-  config.train.loop = "scan"
+  # convolutions inside loops ~20x slower). Same computation either way;
+  # 'auto' picks host on CPU, scan elsewhere.
+  config.train.loop = "auto"
 
   config.eval = ml_collections.ConfigDict()
   config.eval.metric = ml_collections.ConfigDict(

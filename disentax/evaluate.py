@@ -51,7 +51,7 @@ def evaluate(workdir: str
 
   encode_all = jax.jit(over_members(
       lambda p, x: exp.model.apply({"params": p}, x, method=VAE.encode)[0],
-      exp.config.train.member_execution, in_axes=(0, None)))
+      exp.member_execution, in_axes=(0, None)))
   print(f"scoring {len(exp.members)} members of {workdir} at step {step}",
         flush=True)
   scores = exp.metric(exp.dataset, lambda x: encode_all(params, x),

@@ -94,6 +94,8 @@ class Experiment:
   optimizer: optax.GradientTransformation
   members: Members
   metric: Callable  # the evaluation metric, built now so bad options fail early
+  member_execution: str  # 'vmap' | 'unroll' ('auto' resolved for the backend)
+  loop: str              # 'scan' | 'host'  (likewise)
 
   @property
   def method(self) -> str:
@@ -105,10 +107,17 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   config_lib.validate(config)
   dataset = make_dataset(config.dataset)
   model = make_model(config.model, dataset.observation_shape)
-  objective = make_objective(config.objective)
+  objective = make_objective(config.objective, dataset.num_points)
   optimizer = optax.adam(config.train.learning_rate, b1=config.train.adam_b1,
                          b2=config.train.adam_b2, eps=config.train.adam_eps)
   members = make_members(objective, config.first_seed, config.num_seeds)
   metric = make_metric(config.eval.metric)
+  on_cpu = jax.default_backend() == "cpu"
+  member_execution = config.train.member_execution
+  if member_execution == "auto":
+    member_execution = "unroll" if on_cpu else "vmap"
+  loop = config.train.loop
+  if loop == "auto":
+    loop = "host" if on_cpu else "scan"
   return Experiment(config, dataset, model, objective, optimizer, members,
-                    metric)
+                    metric, member_execution, loop)

@@ -10,8 +10,10 @@ compiled.
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from typing import Any, Callable, Generic, Mapping, TypeVar
+import pkgutil
+from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -62,12 +64,22 @@ class Registry(Generic[T]):
             **context: Any) -> T:
     """Builds from a config section `{name: ..., **kwargs}`, validating keys.
 
-    `context` passes arguments that come from elsewhere in the run (e.g. the
-    dataset's observation shape for a model), not from this config section.
+    `context` offers arguments that come from elsewhere in the run (e.g. the
+    dataset's observation shape for a model, its size for an objective), not
+    from this config section; a builder receives those it declares.
     """
     section = dict(section)
     if "name" not in section:
       raise ValueError(f"{where}: missing 'name'; choose one of {self.names()}")
     name = section.pop("name")
     self.check_keys(name, section, where, reserved=context)
-    return self.get(name)(**section, **context)
+    accepted = self.allowed_keys(name)
+    return self.get(name)(**section, **{k: v for k, v in context.items()
+                                         if k in accepted})
+
+
+def import_submodules(package_name: str, package_path: Sequence[str]) -> None:
+  """Imports every module of a package so each registers its components:
+  adding a method is adding a file, with no list of imports to edit."""
+  for module in pkgutil.iter_modules(package_path):
+    importlib.import_module(f"{package_name}.{module.name}")

@@ -38,6 +38,7 @@ class TrainState:
   step: jax.Array   # scalar int32, shared by all members
   params: Any       # every leaf stacked over members, [M, ...]
   opt_state: Any    # likewise
+  aux: Any = None   # the objective's own per-member state, likewise
 
 
 def split_member_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -52,31 +53,43 @@ def init_state(exp: Experiment) -> TrainState:
 
   def init_member(key):
     init_key, _ = split_member_key(key)
-    param_key, noise_key = jax.random.split(init_key)
+    param_key, noise_key, aux_key = jax.random.split(init_key, 3)
     params = exp.model.init(param_key, probe, noise_key)["params"]
-    return params, exp.optimizer.init(params)
+    aux = None
+    if exp.objective.init_aux is not None:
+      probe_output = exp.model.apply({"params": params}, probe, noise_key)
+      aux = exp.objective.init_aux(aux_key, probe_output)
+    return params, exp.optimizer.init(params), aux
 
-  params, opt_state = jax.jit(jax.vmap(init_member))(exp.members.keys())
-  return TrainState(jnp.zeros((), jnp.int32), params, opt_state)
+  params, opt_state, aux = jax.jit(jax.vmap(init_member))(exp.members.keys())
+  return TrainState(jnp.zeros((), jnp.int32), params, opt_state, aux)
 
 
 def make_member_step(exp: Experiment) -> Callable:
-  """The pure train step of one member: (params, opt_state, hparams, key,
-  step) -> (params, opt_state, metrics).  Its batch is drawn on the device."""
+  """The pure train step of one member: (params, opt_state, aux, hparams,
+  key, step) -> (params, opt_state, aux, metrics).  Its batch is drawn on the
+  device; the objective's own state `aux` is updated after the VAE."""
   batch_size = exp.config.train.batch_size
+  objective = exp.objective
 
-  def member_step(params, opt_state, hparams, key, step):
+  def member_step(params, opt_state, aux, hparams, key, step):
     _, run_key = split_member_key(key)
-    data_key, noise_key = jax.random.split(jax.random.fold_in(run_key, step))
+    data_key, noise_key, aux_key = jax.random.split(
+        jax.random.fold_in(run_key, step), 3)
     _, x = exp.dataset.sample(data_key, batch_size)
 
     def loss_fn(p):
       output = exp.model.apply({"params": p}, x, noise_key)
-      return exp.objective.loss(output, x, hparams, step)
+      loss, metrics = objective.loss(output, x, hparams, step, aux)
+      return loss, (metrics, output)
 
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
+    grads, (metrics, output) = jax.grad(loss_fn, has_aux=True)(params)
     updates, opt_state = exp.optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, metrics
+    if objective.update_aux is not None:
+      aux, aux_metrics = objective.update_aux(
+          aux, jax.lax.stop_gradient(output), hparams, step, aux_key)
+      metrics = {**metrics, **aux_metrics}
+    return optax.apply_updates(params, updates), opt_state, aux, metrics
 
   return member_step
 
@@ -84,30 +97,31 @@ def make_member_step(exp: Experiment) -> Callable:
 def make_train_chunk(exp: Experiment) -> Callable:
   """(state, hparams, keys, num_steps) -> (state, chunk-mean metrics [M]).
 
-  With train.loop 'scan' the whole chunk is one jitted lax.scan (one host
+  With loop 'scan' the whole chunk is one jitted lax.scan (one host
   round trip per chunk).  XLA:CPU runs convolutions inside loops about 20x
   slower than outside them, so 'host' instead jits one step of all members
   and dispatches it num_steps times from Python: the same computation, for
   CPUs.
   """
   all_members_step = over_members(make_member_step(exp),
-                                  exp.config.train.member_execution,
-                                  in_axes=(0, 0, 0, 0, None))
+                                  exp.member_execution,
+                                  in_axes=(0, 0, 0, 0, 0, None))
 
   def step_fn(carry, _, hparams, keys):
-    params, opt_state, step = carry
-    params, opt_state, metrics = all_members_step(
-        params, opt_state, hparams, keys, step)
-    return (params, opt_state, step + 1), metrics
+    params, opt_state, aux, step = carry
+    params, opt_state, aux, metrics = all_members_step(
+        params, opt_state, aux, hparams, keys, step)
+    return (params, opt_state, aux, step + 1), metrics
 
   @functools.partial(jax.jit, static_argnames="num_steps",
                      donate_argnames="state")
   def scan_chunk(state: TrainState, hparams, keys, num_steps: int):
-    (params, opt_state, step), metrics = jax.lax.scan(
+    (params, opt_state, aux, step), metrics = jax.lax.scan(
         functools.partial(step_fn, hparams=hparams, keys=keys),
-        (state.params, state.opt_state, state.step), length=num_steps)
+        (state.params, state.opt_state, state.aux, state.step),
+        length=num_steps)
     metrics = jax.tree.map(lambda m: m.mean(axis=0), metrics)
-    return TrainState(step, params, opt_state), metrics
+    return TrainState(step, params, opt_state, aux), metrics
 
   @functools.partial(jax.jit, donate_argnums=0)
   def host_step(carry, metric_sums, hparams, keys):
@@ -115,17 +129,18 @@ def make_train_chunk(exp: Experiment) -> Callable:
     return carry, jax.tree.map(jnp.add, metric_sums, metrics)
 
   def host_chunk(state: TrainState, hparams, keys, num_steps: int):
-    carry = (state.params, state.opt_state, state.step)
+    carry = (state.params, state.opt_state, state.aux, state.step)
     sums = jax.tree.map(
         lambda m: jnp.zeros(m.shape, m.dtype),
         jax.eval_shape(step_fn, carry, None, hparams, keys)[1])
     for _ in range(num_steps):
       carry, sums = host_step(carry, sums, hparams, keys)
     metrics = jax.tree.map(lambda m: m / num_steps, sums)
-    return TrainState(carry[2], carry[0], carry[1]), metrics
+    params, opt_state, aux, step = carry
+    return TrainState(step, params, opt_state, aux), metrics
 
   loops = {"scan": scan_chunk, "host": host_chunk}
-  return loops[exp.config.train.loop]
+  return loops[exp.loop]
 
 
 def checkpoint_meta(exp: Experiment) -> dict[str, Any]:

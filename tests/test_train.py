@@ -52,7 +52,8 @@ def test_same_seed_different_beta_shares_init_but_not_training(tmp_path):
 
 
 def test_seed_in_a_vmapped_batch_matches_seed_trained_alone(tmp_path):
-  together = train.train(tiny_config(objective__beta=(2.0,), num_seeds=3),
+  together = train.train(tiny_config(objective__beta=(2.0,), num_seeds=3,
+                                     train__member_execution="vmap"),
                          str(tmp_path / "together"))
   alone = train.train(tiny_config(objective__beta=(2.0,), num_seeds=1,
                                   first_seed=1), str(tmp_path / "alone"))
@@ -128,7 +129,9 @@ def test_resuming_with_a_different_config_is_refused(tmp_path):
 
 def test_cpu_execution_mode_computes_the_same_training(tmp_path):
   """unroll/host (the cpu preset's layout) vs the default vmap/scan."""
-  reference = train.train(tiny_config(train__num_steps=10),
+  reference = train.train(tiny_config(train__num_steps=10,
+                                      train__member_execution="vmap",
+                                      train__loop="scan"),
                           str(tmp_path / "vmap_scan"))
   other = train.train(tiny_config(train__num_steps=10,
                                   train__member_execution="unroll",

@@ -1,11 +1,11 @@
 """Ground-truth datasets, selected by name (`config.dataset.name`)."""
 
-from disentax.registry import Registry
+from disentax.registry import Registry, import_submodules
 
 DATASETS = Registry("dataset")
 
 from disentax.data.base import Batch, GroundTruthDataset  # noqa: E402
-from disentax.data import dsprites  # noqa: E402,F401  (registers 'dsprites')
+import_submodules(__name__, __path__)  # each module registers itself
 
 
 def make_dataset(section) -> GroundTruthDataset:

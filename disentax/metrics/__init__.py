@@ -6,11 +6,11 @@ whose values have a leading `members` axis: every trained seed x
 hyperparameter member of a sweep is scored in one vmapped call.
 """
 
-from disentax.registry import Registry
+from disentax.registry import Registry, import_submodules
 
 METRICS = Registry("metric")
 
-from disentax.metrics import mig  # noqa: E402,F401  (registers 'mig')
+import_submodules(__name__, __path__)  # each module registers itself
 
 
 def make_metric(section):

@@ -1,11 +1,11 @@
 """VAE architectures, selected by name (`config.model.name`)."""
 
-from disentax.registry import Registry
+from disentax.registry import Registry, import_submodules
 
 MODELS = Registry("model")
 
 from disentax.models.vae import VAE, VAEOutput  # noqa: E402
-from disentax.models import conv  # noqa: E402,F401  (registers "conv_vae")
+import_submodules(__name__, __path__)  # each module registers itself
 
 
 def make_model(section, observation_shape) -> VAE:

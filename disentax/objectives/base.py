@@ -1,17 +1,26 @@
 """What every objective shares: its spec, and the terms all VAEs use.
 
-An objective is a pure loss `loss(output, x, hparams, step) -> (loss,
+An objective is a pure loss `loss(output, x, hparams, step, aux) -> (loss,
 metrics)`.  `hparams` holds this member's hyperparameters as scalars; the
 trainer vmaps over members, so one compiled program trains a whole
 hyperparameter grid x seeds.  `hyperparameters` lists the grid values of each
 hyperparameter (the trainer takes their Cartesian product with the seeds).
+
+Objectives that carry state of their own between steps (a FactorVAE
+discriminator and its optimiser, a PI controller's beta and integral) give
+`init_aux(key, probe_output) -> aux` and `update_aux(aux, output, hparams,
+step, key) -> (aux, metrics)`.  The trainer keeps `aux` per member inside the
+train state (so it is vmapped, checkpointed and resumed like the parameters),
+passes it to `loss`, and calls `update_aux` after the VAE update with the
+step's (gradient-stopped) output.  Everything that varies over steps is data
+in the compiled program, never a recompile.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import chex
 import jax
@@ -20,8 +29,11 @@ import optax
 
 from disentax.models import VAEOutput
 
-LossFn = Callable[[VAEOutput, jax.Array, Mapping[str, jax.Array], jax.Array],
-                  tuple[jax.Array, dict[str, jax.Array]]]
+Metrics = dict[str, jax.Array]
+LossFn = Callable[..., tuple[jax.Array, Metrics]]
+InitAux = Callable[[jax.Array, VAEOutput], Any]
+UpdateAux = Callable[[Any, VAEOutput, Mapping[str, jax.Array], jax.Array,
+                      jax.Array], tuple[Any, Metrics]]
 
 RECONSTRUCTIONS = ("bernoulli", "gaussian")
 
@@ -29,8 +41,10 @@ RECONSTRUCTIONS = ("bernoulli", "gaussian")
 @dataclasses.dataclass(frozen=True)
 class Objective:
   name: str
-  loss: LossFn
+  loss: LossFn  # (output, x, hparams, step, aux=None) -> (loss, metrics)
   hyperparameters: Mapping[str, tuple[float, ...]]
+  init_aux: InitAux | None = None
+  update_aux: UpdateAux | None = None
 
 
 def hyperparameter_grid(name: str, values: float | Iterable[float], *,

@@ -15,11 +15,11 @@ from disentax.objectives.base import (Objective, check_reconstruction,
 
 
 def beta_vae_loss(output: VAEOutput, x: jax.Array,
-                  hparams: Mapping[str, jax.Array], step: jax.Array, *,
-                  reconstruction: str = "bernoulli"
+                  hparams: Mapping[str, jax.Array], step: jax.Array,
+                  aux: None = None, *, reconstruction: str = "bernoulli"
                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Batch mean of recon + beta * KL; `step` is unused (no schedule)."""
-  del step
+  """Batch mean of recon + beta * KL; no schedule, no state."""
+  del step, aux
   recon = reconstruction_loss(output.logits, x, reconstruction).mean()
   kl = gaussian_kl(output.mean, output.logvar).sum(axis=1).mean()
   loss = recon + hparams["beta"] * kl
