@@ -165,7 +165,8 @@ def test_beta_vae_grid(beta, grid):
 
 def test_beta_vae_builds_from_a_config_section():
   objective = make_objective({"name": "beta_vae", "beta": (2.0, 8.0),
-                              "reconstruction": "gaussian"})
+                              "reconstruction": "gaussian"},
+                             dataset_size=737_280)
   assert objective.hyperparameters == {"beta": (2.0, 8.0)}
   assert OBJECTIVES.allowed_keys("beta_vae") == ["beta", "reconstruction"]
 
