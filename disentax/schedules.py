@@ -57,3 +57,29 @@ def exponential(step: jax.Array, start: float, rate: float,
   """start * rate ** (step / transition_steps), clipped at `end` if given."""
   return optax.exponential_decay(start, transition_steps, rate,
                                  end_value=end)(step)
+
+
+def staircase(step: jax.Array, start: float, increment: float, period: int,
+              maximum: float | jax.Array | None = None,
+              ramp_steps: int = 1) -> jax.Array:
+  """A value that rises by `increment` once per window of `period` steps.
+
+  `start` during the first window [0, period); from each later window on
+  (step >= period) it rises by one more `increment`, spread linearly over
+  the window's first `ramp_steps` steps, the window's first step already
+  carrying 1/ramp_steps of the rise (ramp_steps 1: a jump at the boundary).
+  Clipped at `maximum` (which may be traced, e.g. a per-member C_max).
+
+  ControlVAE's and DynamicVAE's KL set-points C(t) (their references count
+  iterations from 1 and raise C before using it, so they pass step + 1).
+  """
+  if period < 1 or not 1 <= ramp_steps <= period:
+    raise ValueError(f"staircase: period={period}, ramp_steps={ramp_steps}; "
+                     "need period >= 1 and 1 <= ramp_steps <= period")
+  step = jnp.asarray(step, jnp.int32)
+  window, offset = step // period, step % period
+  partial = jnp.minimum(offset + 1, ramp_steps).astype(jnp.float32) / ramp_steps
+  rises = jnp.where(window >= 1, (window - 1).astype(jnp.float32) + partial,
+                    0.0)
+  value = start + increment * rises
+  return value if maximum is None else jnp.minimum(value, maximum)

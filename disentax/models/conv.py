@@ -4,6 +4,28 @@ Encoder: conv 32, 32, 64, 64 (stride 2; kernels 4,4,2,2 in dlib-google, 4,4,4,4
 in the beta-VAE/DEFT papers), dense 256, Gaussian heads of size num_latents.
 Decoder: dense 256, dense to (size/16)^2 x 64, four 2x upsamplings
 64, 32, 32, C -> Bernoulli logits.  ReLU throughout.
+
+Encoder variants (`encoder=`), from the split-encoder paper ("An Information
+Theoretic Perspective on Disentangled Representation Learning", ICLR 2020
+submission, sections 3.2 and 5.1):
+
+  standard  the encoder above (its parameter tree is unchanged).
+  split     shared trunk conv 32, 32, 64; then per latent, with no parameter
+            shared between latents, its own conv (split_channels, stride 2,
+            the 4th kernel size), dense split_hidden and dense 2 (its mean
+            and log-variance); outputs concatenated.  Section 3.2 says "one
+            convolution layer and two fully-connected layers for each factor"
+            and "without increasing the depth of encoder", but gives no
+            widths: we split the standard encoder's last conv and dense layer
+            at their standard widths (64, 256) by default, so the depth
+            (4 conv + 2 dense) is the standard one.  All latents' sub-networks
+            run as one vmapped (batched) computation.
+  sharing   the "sharing-parameter encoder" ablation of section 5.1: "the
+            features are straightly flattened into representations".  The
+            four standard convs, flattened, go straight into the mean and
+            log-variance heads (no dense-256 layer).  A last conv whose
+            flattened output is the 2 x num_latents representation would have
+            to span the whole final map, which is this same linear map.
 """
 
 from __future__ import annotations
@@ -16,11 +38,12 @@ import jax
 
 from disentax.models import MODELS
 from disentax.models.upsample import UPSAMPLINGS, Upsample2x
-from disentax.models.vae import VAE
+from disentax.models.vae import VAE, check_noise_correlation
 
 ENCODER_CHANNELS = (32, 32, 64, 64)
 DECODER_CHANNELS = (64, 32, 32)  # then the image channels
 DOWNSAMPLING = 2 ** len(ENCODER_CHANNELS)
+ENCODERS = ("standard", "split", "sharing")
 
 
 def check_image_shape(observation_shape: Sequence[int]) -> None:
@@ -50,6 +73,61 @@ class ConvEncoder(nn.Module):
     return mean, logvar
 
 
+class LatentHead(nn.Module):
+  """One latent's own sub-network of the split encoder: conv (stride 2),
+  dense, dense 2 -> [b, 2] (mean, log-variance)."""
+  channels: int
+  kernel_size: int
+  hidden: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    x = nn.relu(nn.Conv(self.channels, (k, k), strides=(2, 2),
+                        padding="SAME")(x))
+    x = nn.relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(2)(x)
+
+
+class SplitEncoder(nn.Module):
+  """Shared conv trunk, then one unshared LatentHead per latent, all of them
+  one batched computation: nn.vmap stacks each head parameter over latents
+  (leading axis num_latents), the input is shared (in_axes None)."""
+  num_latents: int
+  kernel_sizes: Sequence[int] = (4, 4, 2, 2)
+  head_channels: int = ENCODER_CHANNELS[-1]
+  head_hidden: int = 256
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    batch = x.shape[0]
+    for channels, k in zip(ENCODER_CHANNELS[:-1], self.kernel_sizes[:-1]):
+      x = nn.relu(nn.Conv(channels, (k, k), strides=(2, 2), padding="SAME")(x))
+    heads = nn.vmap(LatentHead, variable_axes={"params": 0},
+                    split_rngs={"params": True}, in_axes=None, out_axes=1,
+                    axis_size=self.num_latents)
+    out = heads(self.head_channels, self.kernel_sizes[-1], self.head_hidden,
+                name="latents")(x)
+    chex.assert_shape(out, (batch, self.num_latents, 2))
+    return out[..., 0], out[..., 1]
+
+
+class SharingEncoder(nn.Module):
+  """The four standard convs flattened straight into the Gaussian heads."""
+  num_latents: int
+  kernel_sizes: Sequence[int] = (4, 4, 2, 2)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    batch = x.shape[0]
+    for channels, k in zip(ENCODER_CHANNELS, self.kernel_sizes):
+      x = nn.relu(nn.Conv(channels, (k, k), strides=(2, 2), padding="SAME")(x))
+    x = x.reshape(batch, -1)
+    mean = nn.Dense(self.num_latents, name="mean")(x)
+    logvar = nn.Dense(self.num_latents, name="logvar")(x)
+    return mean, logvar
+
+
 class DeconvDecoder(nn.Module):
   """Latents [b, num_latents] -> logits [b, *observation_shape]."""
   observation_shape: tuple[int, int, int]
@@ -72,12 +150,27 @@ class DeconvDecoder(nn.Module):
 @MODELS.register("conv_vae")
 def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
              encoder_kernel_sizes: Sequence[int] = (4, 4, 2, 2),
-             upsampling: str = "subpixel") -> VAE:
+             upsampling: str = "subpixel", encoder: str = "standard",
+             noise_correlation: float = 0.0, split_channels: int = 64,
+             split_hidden: int = 256) -> VAE:
   """The standard architecture; `encoder_kernel_sizes` (4, 4, 2, 2) is
   dlib-google's, (4, 4, 4, 4) the beta-VAE/DEFT papers'.  `upsampling`
   'subpixel' computes the reference transposed convolutions exactly (same
-  parameters), only faster to differentiate on CPU; see models/upsample.py."""
+  parameters), only faster to differentiate on CPU; see models/upsample.py.
+
+  `encoder`: 'standard', 'split' or 'sharing' (module docstring);
+  `split_channels` / `split_hidden`: widths of each latent's own conv and
+  dense layer in the split encoder.  `noise_correlation` s in [0, 1):
+  reparameterisation noise N(0, (1-s)I + s 11^T) (split-encoder paper's
+  ablation uses 0.9; 0 is the standard VAE)."""
   check_image_shape(observation_shape)
+  if encoder not in ENCODERS:
+    raise ValueError(f"encoder={encoder!r}; allowed: {ENCODERS}")
+  noise_correlation = check_noise_correlation(noise_correlation)
+  for name, value in (("split_channels", split_channels),
+                      ("split_hidden", split_hidden)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"{name}={value!r}; must be an integer >= 1")
   if num_latents < 1:
     raise ValueError(f"num_latents={num_latents}; must be >= 1")
   if len(encoder_kernel_sizes) != len(ENCODER_CHANNELS) or min(
@@ -87,5 +180,14 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
         f"{len(ENCODER_CHANNELS)} positive sizes, one per conv layer")
   if upsampling not in UPSAMPLINGS:
     raise ValueError(f"upsampling={upsampling!r}; allowed: {UPSAMPLINGS}")
-  return VAE(ConvEncoder(num_latents, tuple(encoder_kernel_sizes)),
-             DeconvDecoder(tuple(observation_shape), upsampling))
+  kernel_sizes = tuple(encoder_kernel_sizes)
+  if encoder == "split":
+    encoder_module = SplitEncoder(num_latents, kernel_sizes, split_channels,
+                                  split_hidden)
+  elif encoder == "sharing":
+    encoder_module = SharingEncoder(num_latents, kernel_sizes)
+  else:
+    encoder_module = ConvEncoder(num_latents, kernel_sizes)
+  return VAE(encoder_module, DeconvDecoder(tuple(observation_shape),
+                                           upsampling),
+             noise_correlation=noise_correlation)
