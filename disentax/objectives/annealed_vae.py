@@ -20,16 +20,9 @@ from disentax import schedules
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES
 from disentax.objectives.base import (Objective, check_reconstruction,
+                                      check_steps,
                                       gaussian_kl, hyperparameter_grid,
                                       reconstruction_loss)
-
-
-def check_steps(name: str, value: int) -> int:
-  """A step count from a config: an int (not a bool) >= 1."""
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"config.objective.{name}={value!r}; must be an integer "
-                     ">= 1 (a number of training steps)")
-  return value
 
 
 def annealed_capacity(step: jax.Array, c_max: jax.Array,

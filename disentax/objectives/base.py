@@ -90,3 +90,24 @@ def check_reconstruction(kind: str) -> str:
     raise ValueError(f"config.objective.reconstruction={kind!r}; allowed: "
                      f"{RECONSTRUCTIONS}")
   return kind
+
+
+def check_steps(name: str, value: int, minimum: int = 1) -> int:
+  """A step count (or other count) from a config: an int, not a bool,
+  >= minimum."""
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f"config.objective.{name}={value!r}; must be an integer "
+                     f">= {minimum}")
+  return value
+
+
+def check_finite(name: str, value: float, *, sign: int = 0) -> float:
+  """`value` as a float; sign +1 requires > 0, -1 requires < 0."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+      not math.isfinite(value)):
+    raise ValueError(f"config.objective.{name}={value!r}; must be a finite "
+                     "number")
+  if (sign > 0 and value <= 0) or (sign < 0 and value >= 0):
+    raise ValueError(f"config.objective.{name}={value!r}; must be "
+                     f"{'> 0' if sign > 0 else '< 0'}")
+  return float(value)

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 from disentax import schedules
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES
-from disentax.objectives.annealed_vae import check_steps
 from disentax.objectives.base import (Objective, check_reconstruction,
+                                      check_steps,
                                       gaussian_kl, hyperparameter_grid,
                                       reconstruction_loss)
 

@@ -20,7 +20,6 @@ the previous unclamped output W(t-1) < beta_min.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Iterable, Mapping
 
 import flax.struct
@@ -174,25 +173,6 @@ def controlled_beta_objective(name: str, hyperparameters: Mapping[str, Any],
 
 # --------------------------------------------------------------------------
 # Option checks shared by the builders.
-
-
-def check_finite(name: str, value: float, *, sign: int = 0) -> float:
-  """`value` as a float; sign +1 requires > 0, -1 requires < 0."""
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-      not math.isfinite(value)):
-    raise ValueError(f"config.objective.{name}={value!r}; must be a finite "
-                     "number")
-  if (sign > 0 and value <= 0) or (sign < 0 and value >= 0):
-    raise ValueError(f"config.objective.{name}={value!r}; must be "
-                     f"{'> 0' if sign > 0 else '< 0'}")
-  return float(value)
-
-
-def check_steps(name: str, value: int, minimum: int = 1) -> int:
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ValueError(f"config.objective.{name}={value!r}; must be an integer "
-                     f">= {minimum}")
-  return value
 
 
 def c_max_grid(c_max: float | Iterable[float], c_start: float

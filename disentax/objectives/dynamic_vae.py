@@ -27,7 +27,8 @@ import jax
 from disentax import schedules
 from disentax.objectives import OBJECTIVES
 from disentax.objectives import controllers
-from disentax.objectives.base import Objective, check_reconstruction
+from disentax.objectives.base import (Objective, check_finite,
+                                      check_reconstruction, check_steps)
 
 
 @flax.struct.dataclass
@@ -45,21 +46,21 @@ def dynamic_vae(c_max: float | Iterable[float] = 20.0, kp: float = 0.01,
                 reconstruction: str = "bernoulli") -> Objective:
   """`c_max`: the KL set-point cap, one value or the grid to sweep.  The
   other options are the reference's constants (shared by all members)."""
-  kp = controllers.check_finite("kp", kp, sign=+1)
-  ki = controllers.check_finite("ki", ki, sign=-1)
-  beta_min = controllers.check_finite("beta_min", beta_min, sign=+1)
-  beta_init = controllers.check_finite("beta_init", beta_init, sign=+1)
+  kp = check_finite("kp", kp, sign=+1)
+  ki = check_finite("ki", ki, sign=-1)
+  beta_min = check_finite("beta_min", beta_min, sign=+1)
+  beta_init = check_finite("beta_init", beta_init, sign=+1)
   if beta_init < beta_min:
     raise ValueError(f"config.objective.beta_init={beta_init}; must be >= "
                      f"beta_min={beta_min}")
-  kl_window = controllers.check_steps("kl_window", kl_window)
-  c_start = controllers.check_finite("c_start", c_start)
-  c_step = controllers.check_finite("c_step", c_step)
+  kl_window = check_steps("kl_window", kl_window)
+  c_start = check_finite("c_start", c_start)
+  c_step = check_finite("c_step", c_step)
   if c_start < 0 or c_step < 0:
     raise ValueError(f"config.objective c_start={c_start}, c_step={c_step}; "
                      "both must be >= 0")
-  c_period = controllers.check_steps("c_period", c_period)
-  c_ramp_steps = controllers.check_steps("c_ramp_steps", c_ramp_steps)
+  c_period = check_steps("c_period", c_period)
+  c_ramp_steps = check_steps("c_ramp_steps", c_ramp_steps)
   if c_ramp_steps > c_period:
     raise ValueError(f"config.objective.c_ramp_steps={c_ramp_steps}; must be "
                      f"<= c_period={c_period}")
