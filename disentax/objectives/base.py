@@ -48,7 +48,8 @@ class Objective:
 
 
 def hyperparameter_grid(name: str, values: float | Iterable[float], *,
-                        positive: bool = False) -> tuple[float, ...]:
+                        positive: bool = False,
+                        non_negative: bool = False) -> tuple[float, ...]:
   """Normalises a config value (one number or a sequence) to grid values,
   rejecting empty grids and, if `positive`, values <= 0."""
   grid = (tuple(float(v) for v in values) if isinstance(values, Iterable)
@@ -56,10 +57,13 @@ def hyperparameter_grid(name: str, values: float | Iterable[float], *,
   if not grid:
     raise ValueError(f"config.objective.{name} is empty; give one value or a "
                      "sequence of values")
-  bad = [v for v in grid if not math.isfinite(v) or (positive and v <= 0)]
+  bad = [v for v in grid if not math.isfinite(v) or (positive and v <= 0)
+         or (non_negative and v < 0)]
   if bad:
     raise ValueError(f"config.objective.{name}={grid}: value(s) {bad} not "
-                     f"allowed; must be finite{' and > 0' if positive else ''}")
+                     "allowed; must be finite"
+                     f"{' and > 0' if positive else ''}"
+                     f"{' and >= 0' if non_negative else ''}")
   return grid
 
 

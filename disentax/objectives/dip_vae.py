@@ -69,16 +69,6 @@ def dip_vae_loss(output: VAEOutput, x: jax.Array,
                 "dip_off_diagonal": off_diagonal, "dip_diagonal": diagonal}
 
 
-def _non_negative_grid(name: str, values: float | Iterable[float]
-                       ) -> tuple[float, ...]:
-  grid = hyperparameter_grid(name, values)
-  bad = [v for v in grid if v < 0]
-  if bad:
-    raise ValueError(f"config.objective.{name}={grid}: value(s) {bad} not "
-                     "allowed; must be finite and >= 0")
-  return grid
-
-
 def _dip_vae(kind: str, lambda_od, lambda_d_factor,
              reconstruction: str) -> Objective:
   return Objective(
@@ -86,9 +76,10 @@ def _dip_vae(kind: str, lambda_od, lambda_d_factor,
       loss=functools.partial(dip_vae_loss, kind=kind,
                              reconstruction=check_reconstruction(reconstruction)),
       hyperparameters={
-          "lambda_od": _non_negative_grid("lambda_od", lambda_od),
-          "lambda_d_factor": _non_negative_grid("lambda_d_factor",
-                                                lambda_d_factor)})
+          "lambda_od": hyperparameter_grid("lambda_od", lambda_od,
+                                           non_negative=True),
+          "lambda_d_factor": hyperparameter_grid(
+              "lambda_d_factor", lambda_d_factor, non_negative=True)})
 
 
 @OBJECTIVES.register("dip_vae_i")
