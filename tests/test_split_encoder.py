@@ -286,9 +286,10 @@ def test_experiment_config_presets_build(preset, encoder, correlation, betas):
   assert exp.objective.hyperparameters == {"beta": betas}
   assert exp.config.model.encoder == encoder
   assert exp.model.noise_correlation == correlation
-  assert type(exp.model.encoder).__name__ == {
-      "split": "SplitEncoder", "sharing": "SharingEncoder",
-      "standard": "ConvEncoder"}[encoder]
+  assert (type(exp.model.encoder).__name__,
+          getattr(exp.model.encoder, "hidden", None)) == {
+      "split": ("SplitEncoder", None), "sharing": ("ConvEncoder", 0),
+      "standard": ("ConvEncoder", 256)}[encoder]
 
 
 def test_experiment_config_rejects_unknown_preset():

@@ -3,6 +3,7 @@ and a killed run resumes to exactly the uninterrupted result."""
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -11,6 +12,13 @@ import pytest
 from disentax import checkpoint, run_log, train
 from disentax.experiment import build
 from tests.conftest import run_module, tiny_config
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+  """The tiny config trained once, uninterrupted: (final state, workdir)."""
+  workdir = str(tmp_path_factory.mktemp("straight"))
+  return train.train(tiny_config(), workdir), workdir
 
 
 def member_params(state, member):
@@ -63,11 +71,11 @@ def test_seed_in_a_vmapped_batch_matches_seed_trained_alone(tmp_path):
                rtol=1e-4, atol=1e-5)
 
 
-def test_two_runs_of_one_config_are_identical(tmp_path):
-  first = train.train(tiny_config(), str(tmp_path / "a"))
+def test_two_runs_of_one_config_are_identical(tmp_path, straight_run):
+  first, first_dir = straight_run
   second = train.train(tiny_config(), str(tmp_path / "b"))
   assert_trees(first.params, second.params, rtol=0, atol=0)
-  lines_a = run_log.read_lines(str(tmp_path / "a" / run_log.FILENAME))
+  lines_a = run_log.read_lines(os.path.join(first_dir, run_log.FILENAME))
   lines_b = run_log.read_lines(str(tmp_path / "b" / run_log.FILENAME))
   assert lines_a == lines_b
   assert [l["step"] for l in lines_a] == [5, 10, 15, 20]
@@ -82,7 +90,8 @@ def test_training_reduces_the_loss_of_every_member(tmp_path):
   assert np.all(last < 0.8 * first), (first, last)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path,
+                                                        straight_run):
   workdir = str(tmp_path / "killed")
   args = ("--config=experiments/beta_vae.py:tiny", f"--workdir={workdir}")
   killed = run_module("disentax.main", *args, check=False,
@@ -91,22 +100,23 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
   manager, step = checkpoint.latest_step_or_fail(workdir)
   assert step == 10
   run_module("disentax.main", *args)
-  uninterrupted = train.train(tiny_config(), str(tmp_path / "straight"))
+  uninterrupted, straight_dir = straight_run
 
   exp = build(tiny_config())
   manager, step = checkpoint.latest_step_or_fail(workdir)
   assert step == 20
-  resumed = checkpoint.restore_state(manager, step, train.init_state(exp))
+  resumed = checkpoint.restore_state(
+      manager, step, jax.eval_shape(lambda: train.init_state(exp)))
   assert_trees(resumed.params, uninterrupted.params, rtol=0, atol=0)
   assert_trees(resumed.opt_state, uninterrupted.opt_state, rtol=0, atol=0)
   # The log describes one history: each chunk once, as in a straight run.
   assert (run_log.read_lines(os.path.join(workdir, run_log.FILENAME)) ==
-          run_log.read_lines(str(tmp_path / "straight" / run_log.FILENAME)))
+          run_log.read_lines(os.path.join(straight_dir, run_log.FILENAME)))
 
 
 def test_rerun_of_a_finished_run_trains_nothing_and_extending_continues(
-    tmp_path):
-  train.train(tiny_config(), str(tmp_path))
+    tmp_path, straight_run):
+  shutil.copytree(straight_run[1], tmp_path, dirs_exist_ok=True)
   again = train.train(tiny_config(), str(tmp_path))
   assert int(again.step) == 20
   longer = train.train(tiny_config(train__num_steps=30), str(tmp_path))

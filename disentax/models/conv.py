@@ -56,17 +56,31 @@ def check_image_shape(observation_shape: Sequence[int]) -> None:
         "(e.g. 16, 32 or 64)")
 
 
+def conv_stack(x: jax.Array, channels: Sequence[int],
+               kernel_sizes: Sequence[int]) -> jax.Array:
+  """Stride-2 ReLU convolutions; call inside a compact module (the layers
+  become that module's Conv_0, Conv_1, ...)."""
+  for features, k in zip(channels, kernel_sizes):
+    x = nn.relu(nn.Conv(features, (k, k), strides=(2, 2), padding="SAME")(x))
+  return x
+
+
 class ConvEncoder(nn.Module):
-  """Images [b, H, W, C] -> (mean, log-variance) [b, num_latents]."""
+  """Images [b, H, W, C] -> (mean, log-variance) [b, num_latents].
+
+  `hidden` 256 is the standard encoder; `hidden` 0 drops the dense layer, so
+  the conv features flatten straight into the Gaussian heads (the split-encoder
+  paper's "sharing-parameter" ablation)."""
   num_latents: int
   kernel_sizes: Sequence[int] = (4, 4, 2, 2)
+  hidden: int = 256
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     batch = x.shape[0]
-    for channels, k in zip(ENCODER_CHANNELS, self.kernel_sizes):
-      x = nn.relu(nn.Conv(channels, (k, k), strides=(2, 2), padding="SAME")(x))
-    x = nn.relu(nn.Dense(256)(x.reshape(batch, -1)))
+    x = conv_stack(x, ENCODER_CHANNELS, self.kernel_sizes).reshape(batch, -1)
+    if self.hidden:
+      x = nn.relu(nn.Dense(self.hidden)(x))
     mean = nn.Dense(self.num_latents, name="mean")(x)
     logvar = nn.Dense(self.num_latents, name="logvar")(x)
     chex.assert_shape([mean, logvar], (batch, self.num_latents))
@@ -101,8 +115,7 @@ class SplitEncoder(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     batch = x.shape[0]
-    for channels, k in zip(ENCODER_CHANNELS[:-1], self.kernel_sizes[:-1]):
-      x = nn.relu(nn.Conv(channels, (k, k), strides=(2, 2), padding="SAME")(x))
+    x = conv_stack(x, ENCODER_CHANNELS[:-1], self.kernel_sizes[:-1])
     heads = nn.vmap(LatentHead, variable_axes={"params": 0},
                     split_rngs={"params": True}, in_axes=None, out_axes=1,
                     axis_size=self.num_latents)
@@ -110,22 +123,6 @@ class SplitEncoder(nn.Module):
                 name="latents")(x)
     chex.assert_shape(out, (batch, self.num_latents, 2))
     return out[..., 0], out[..., 1]
-
-
-class SharingEncoder(nn.Module):
-  """The four standard convs flattened straight into the Gaussian heads."""
-  num_latents: int
-  kernel_sizes: Sequence[int] = (4, 4, 2, 2)
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    batch = x.shape[0]
-    for channels, k in zip(ENCODER_CHANNELS, self.kernel_sizes):
-      x = nn.relu(nn.Conv(channels, (k, k), strides=(2, 2), padding="SAME")(x))
-    x = x.reshape(batch, -1)
-    mean = nn.Dense(self.num_latents, name="mean")(x)
-    logvar = nn.Dense(self.num_latents, name="logvar")(x)
-    return mean, logvar
 
 
 class DeconvDecoder(nn.Module):
@@ -185,7 +182,7 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
     encoder_module = SplitEncoder(num_latents, kernel_sizes, split_channels,
                                   split_hidden)
   elif encoder == "sharing":
-    encoder_module = SharingEncoder(num_latents, kernel_sizes)
+    encoder_module = ConvEncoder(num_latents, kernel_sizes, hidden=0)
   else:
     encoder_module = ConvEncoder(num_latents, kernel_sizes)
   return VAE(encoder_module, DeconvDecoder(tuple(observation_shape),

@@ -23,7 +23,7 @@ from disentax import schedules
 from disentax.objectives import OBJECTIVES
 from disentax.objectives import controllers
 from disentax.objectives.base import (Objective, check_finite,
-                                      check_reconstruction, check_steps)
+                                      check_reconstruction)
 
 
 @OBJECTIVES.register("control_vae")
@@ -37,12 +37,8 @@ def control_vae(c_max: float | Iterable[float] = (16.0, 18.0),
   reference's constants (shared by all members)."""
   kp = check_finite("kp", kp, sign=+1)
   ki = check_finite("ki", ki, sign=-1)
-  c_start = check_finite("c_start", c_start)
-  c_step = check_finite("c_step", c_step)
-  if c_start < 0 or c_step < 0:
-    raise ValueError(f"config.objective c_start={c_start}, c_step={c_step}; "
-                     "both must be >= 0")
-  c_period = check_steps("c_period", c_period)
+  c_start, c_step, c_period = controllers.check_c_schedule(
+      c_start, c_step, c_period)
   beta_min = check_finite("beta_min", beta_min, sign=+1)
   grid = controllers.c_max_grid(c_max, c_start)
   reconstruction = check_reconstruction(reconstruction)

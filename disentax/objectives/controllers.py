@@ -27,8 +27,9 @@ import jax
 import jax.numpy as jnp
 
 from disentax.models import VAEOutput
-from disentax.objectives.base import (Objective, gaussian_kl,
-                                      hyperparameter_grid, reconstruction_loss)
+from disentax.objectives.base import (Objective, check_finite, check_steps,
+                                      gaussian_kl, hyperparameter_grid,
+                                      reconstruction_loss)
 
 Metrics = dict[str, jax.Array]
 
@@ -173,6 +174,17 @@ def controlled_beta_objective(name: str, hyperparameters: Mapping[str, Any],
 
 # --------------------------------------------------------------------------
 # Option checks shared by the builders.
+
+
+def check_c_schedule(c_start: float, c_step: float, c_period: int
+                     ) -> tuple[float, float, int]:
+  """The set-point schedule C(t) = c_start + c_step per c_period steps."""
+  c_start = check_finite("c_start", c_start)
+  c_step = check_finite("c_step", c_step)
+  if c_start < 0 or c_step < 0:
+    raise ValueError(f"config.objective c_start={c_start}, c_step={c_step}; "
+                     "both must be >= 0")
+  return c_start, c_step, check_steps("c_period", c_period)
 
 
 def c_max_grid(c_max: float | Iterable[float], c_start: float

@@ -54,12 +54,8 @@ def dynamic_vae(c_max: float | Iterable[float] = 20.0, kp: float = 0.01,
     raise ValueError(f"config.objective.beta_init={beta_init}; must be >= "
                      f"beta_min={beta_min}")
   kl_window = check_steps("kl_window", kl_window)
-  c_start = check_finite("c_start", c_start)
-  c_step = check_finite("c_step", c_step)
-  if c_start < 0 or c_step < 0:
-    raise ValueError(f"config.objective c_start={c_start}, c_step={c_step}; "
-                     "both must be >= 0")
-  c_period = check_steps("c_period", c_period)
+  c_start, c_step, c_period = controllers.check_c_schedule(
+      c_start, c_step, c_period)
   c_ramp_steps = check_steps("c_ramp_steps", c_ramp_steps)
   if c_ramp_steps > c_period:
     raise ValueError(f"config.objective.c_ramp_steps={c_ramp_steps}; must be "
