@@ -44,6 +44,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.adam_b1 = 0.9
   config.train.adam_b2 = 0.999
   config.train.adam_eps = 1e-8
+  # Staircase decay: the learning rate is multiplied by lr_decay_factor every
+  # lr_decay_every steps (0 = constant, the dlib-google setting).
+  config.train.lr_decay_factor = 1.0
+  config.train.lr_decay_every = 0
   config.train.steps_per_chunk = 500  # steps per host round trip (lax.scan)
   config.train.checkpoint_every = 10_000
   config.train.keep_checkpoints = 3
@@ -97,6 +101,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.keep_checkpoints, "train.keep_checkpoints", int, minimum=1)
   _require(train.learning_rate, "train.learning_rate", float, minimum=0,
            strict=True)
+  _require(train.lr_decay_every, "train.lr_decay_every", int, minimum=0)
+  if not 0 < train.lr_decay_factor <= 1:
+    raise ValueError(f"config.train.lr_decay_factor={train.lr_decay_factor}; "
+                     "must be in (0, 1]")
   for name in ("adam_b1", "adam_b2"):
     value = train[name]
     if not 0 <= value < 1:

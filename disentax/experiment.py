@@ -102,14 +102,23 @@ class Experiment:
     return self.objective.name
 
 
+def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
+  """Constant, or a staircase decay (e.g. CascadeVAE-C's x0.3 every 50k)."""
+  if not train.lr_decay_every:
+    return optax.constant_schedule(train.learning_rate)
+  return optax.exponential_decay(train.learning_rate, train.lr_decay_every,
+                                 train.lr_decay_factor, staircase=True)
+
+
 def build(config: ml_collections.ConfigDict) -> Experiment:
   """Validates the config and builds everything it names (no compilation)."""
   config_lib.validate(config)
   dataset = make_dataset(config.dataset)
   model = make_model(config.model, dataset.observation_shape)
   objective = make_objective(config.objective, dataset.num_points)
-  optimizer = optax.adam(config.train.learning_rate, b1=config.train.adam_b1,
-                         b2=config.train.adam_b2, eps=config.train.adam_eps)
+  optimizer = optax.adam(learning_rate_schedule(config.train),
+                         b1=config.train.adam_b1, b2=config.train.adam_b2,
+                         eps=config.train.adam_eps)
   members = make_members(objective, config.first_seed, config.num_seeds)
   metric = make_metric(config.eval.metric)
   on_cpu = jax.default_backend() == "cpu"

@@ -148,3 +148,16 @@ def test_cpu_execution_mode_computes_the_same_training(tmp_path):
                                   train__loop="host"), str(tmp_path / "other"))
   # Same function; XLA may fuse and order float32 sums differently.
   assert_trees(other.params, reference.params, rtol=1e-4, atol=1e-5)
+
+
+def test_staircase_learning_rate_decay_values():
+  """CascadeVAE-C's schedule: 1e-4, x0.3 every 50k steps."""
+  from disentax.experiment import learning_rate_schedule
+  schedule = learning_rate_schedule(tiny_config(
+      train__learning_rate=1e-4, train__lr_decay_factor=0.3,
+      train__lr_decay_every=50_000).train)
+  for step, expected in [(0, 1e-4), (49_999, 1e-4), (50_000, 3e-5),
+                         (149_999, 9e-6), (150_000, 2.7e-6)]:
+    np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-5)
+  constant = learning_rate_schedule(tiny_config(train__learning_rate=1e-3).train)
+  assert float(constant(10**6)) == pytest.approx(1e-3)
