@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -35,3 +34,19 @@ def run_module(module, *args, env=None, check=True):
     raise AssertionError(f"{module} {args} failed ({result.returncode}):\n"
                          f"{result.stdout}\n{result.stderr}")
   return result
+
+
+def short_run(config, tmp_path, num_steps, steps_per_chunk=None,
+              learning_rate=1e-3):
+  """Trains `config` for num_steps at a test-friendly learning rate, members
+  vmapped (one compile for all; the same function as unrolled), one
+  checkpoint at the end.  Returns (final state, per-chunk log lines)."""
+  from disentax import run_log, train
+  config.train.num_steps = config.train.checkpoint_every = num_steps
+  if steps_per_chunk:
+    config.train.steps_per_chunk = steps_per_chunk
+  config.train.learning_rate = learning_rate
+  config.train.member_execution = "vmap"
+  state = train.train(config, str(tmp_path))
+  return state, run_log.read_lines(os.path.join(str(tmp_path),
+                                                run_log.FILENAME))

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import run_log, train
+from disentax import train
 from disentax.experiment import build
+from tests.conftest import short_run
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES, make_objective
 from disentax.objectives.annealed_vae import annealed_capacity, annealed_vae
@@ -155,12 +156,7 @@ def test_training_makes_kl_follow_the_capacity_of_every_member(tmp_path):
   Members are vmapped (not unrolled) only to compile faster: same function.
   """
   config = annealed_config.get_config("tiny")
-  config.train.num_steps = 60
-  config.train.checkpoint_every = 60
-  config.train.learning_rate = 1e-3
-  config.train.member_execution = "vmap"
-  train.train(config, str(tmp_path))
-  lines = run_log.read_lines(str(tmp_path / run_log.FILENAME))
+  _, lines = short_run(config, tmp_path, 60)
   c_max = np.array([5.0, 5.0, 25.0, 25.0])  # hparam-major: 2 seeds each
   # The logged C: mean over steps 0..4 of c_max * step / 10, then c_max.
   np.testing.assert_allclose(lines[0]["capacity"], 0.2 * c_max, rtol=1e-6)

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import run_log, train
 from disentax.experiment import build
+from tests.conftest import short_run
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES, make_objective
 from disentax.objectives.base import gaussian_kl, reconstruction_loss
@@ -236,12 +236,7 @@ def test_tiny_run_reduces_the_loss_of_every_member(tmp_path):
   """tiny preset (16px, batch 8, beta {1, 4} x 2 seeds), 50 steps, lr 1e-3;
   every member's loss falls and every term is logged per member."""
   config = beta_tcvae_experiment.get_config("tiny")
-  config.train.num_steps = 50
-  config.train.steps_per_chunk = 10
-  config.train.checkpoint_every = 50
-  config.train.learning_rate = 1e-3
-  train.train(config, str(tmp_path))
-  lines = run_log.read_lines(str(tmp_path / run_log.FILENAME))
+  _, lines = short_run(config, tmp_path, 50, steps_per_chunk=10)
   assert [line["step"] for line in lines] == [10, 20, 30, 40, 50]
   for name in ("loss", "recon", "kl", "mi", "tc", "dwkl"):
     assert all(len(line[name]) == 4 for line in lines), name

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import run_log, train
+from disentax import train
 from disentax.experiment import build
+from tests.conftest import short_run
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES, make_objective
 from disentax.objectives.cascade_vae import (cascade_stage, cascade_vae_c,
@@ -162,12 +163,7 @@ def test_training_reduces_the_loss_of_every_member(tmp_path):
   """The tiny preset (a stage every 2 steps), 40 steps at lr 1e-3.  Members
   are vmapped (not unrolled) only to compile faster: the same function."""
   config = cascade_config.get_config("tiny")
-  config.train.num_steps = 40
-  config.train.checkpoint_every = 40
-  config.train.learning_rate = 1e-3
-  config.train.member_execution = "vmap"
-  train.train(config, str(tmp_path))
-  lines = run_log.read_lines(str(tmp_path / run_log.FILENAME))
+  _, lines = short_run(config, tmp_path, 40)
   # Logged stage: steps 0..4 are in stages 0,0,1,1,2; the last chunk in 9.
   np.testing.assert_allclose(lines[0]["stage"], [0.8] * 4, rtol=1e-6)
   np.testing.assert_allclose(lines[-1]["stage"], [9.0] * 4)

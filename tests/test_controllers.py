@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import checkpoint, run_log, train
+from disentax import checkpoint, train
 from disentax.experiment import build
+from tests.conftest import short_run
 from disentax.models import VAEOutput
 from disentax.objectives import make_objective
 from disentax.objectives.control_vae import control_vae
@@ -337,15 +338,7 @@ def test_tiny_run_trains_every_member_and_checkpoints_the_controller(
     module, tmp_path):
   config = module.get_config("tiny")
   config.objective.c_max = (4.0,)
-  config.train.num_steps = 40
-  config.train.steps_per_chunk = 10
-  config.train.checkpoint_every = 40
-  config.train.learning_rate = 1e-3
-  # One copy of the model in the program (faster to compile than unroll).
-  config.train.member_execution = "vmap"
-  final = train.train(config, str(tmp_path))
-
-  lines = run_log.read_lines(str(tmp_path / run_log.FILENAME))
+  final, lines = short_run(config, tmp_path, 40, steps_per_chunk=10)
   assert [l["step"] for l in lines] == [10, 20, 30, 40]
   first, last = np.array(lines[0]["recon"]), np.array(lines[-1]["recon"])
   assert first.shape == (2,) and np.all(last < 0.7 * first), (first, last)

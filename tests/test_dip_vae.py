@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import run_log, train
+from disentax import train
 from disentax.experiment import build
+from tests.conftest import short_run
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES, make_objective
 from disentax.objectives.dip_vae import dip_covariance, dip_vae_i, dip_vae_ii
@@ -202,12 +203,7 @@ def test_training_reduces_the_loss_of_every_member(kind, tmp_path):
   (not unrolled) only to compile faster: the same function."""
   config = CONFIGS[kind].get_config("tiny")
   config.train.batch_size = 16
-  config.train.num_steps = 40
-  config.train.checkpoint_every = 40
-  config.train.learning_rate = 1e-3
-  config.train.member_execution = "vmap"
-  train.train(config, str(tmp_path))
-  lines = run_log.read_lines(str(tmp_path / run_log.FILENAME))
+  _, lines = short_run(config, tmp_path, 40)
   first, last = np.array(lines[0]["loss"]), np.array(lines[-1]["loss"])
   assert np.all(last < 0.8 * first), (first, last)
   assert all(len(l["dip_regulariser"]) == 4 for l in lines)
