@@ -30,7 +30,9 @@ from disentax.objectives import Objective, make_objective
 @dataclasses.dataclass(frozen=True)
 class Members:
   seeds: np.ndarray                   # [M] int
-  hparams: dict[str, np.ndarray]      # name -> [M] float32
+  # name -> [M] float32, or [M, n] for a sequence-valued hyperparameter
+  # (e.g. DEFT's per-stage pressures)
+  hparams: dict[str, np.ndarray]
 
   def __len__(self) -> int:
     return len(self.seeds)
@@ -38,7 +40,7 @@ class Members:
   def table(self) -> list[dict[str, Any]]:
     """One row per member: its index, seed and hyperparameter values."""
     return [{"member": m, "seed": int(self.seeds[m]),
-             "hparams": {k: float(v[m]) for k, v in self.hparams.items()}}
+             "hparams": {k: v[m].tolist() for k, v in self.hparams.items()}}
             for m in range(len(self))]
 
   def keys(self) -> jax.Array:
@@ -82,7 +84,7 @@ def make_members(objective: Objective, first_seed: int,
   return Members(
       seeds=np.tile(seeds, len(grid)),
       hparams={n: np.repeat(np.array([g[i] for g in grid], np.float32),
-                            num_seeds) for i, n in enumerate(names)})
+                            num_seeds, axis=0) for i, n in enumerate(names)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +117,11 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   config_lib.validate(config)
   dataset = make_dataset(config.dataset)
   model = make_model(config.model, dataset.observation_shape)
-  objective = make_objective(config.objective, dataset.num_points)
+  objective = make_objective(config.objective,
+                             dataset_size=dataset.num_points,
+                             factor_names=dataset.factor_names,
+                             num_latents=model.encoder.num_latents,
+                             latent_layers=getattr(model, "num_layers", 1))
   optimizer = optax.adam(learning_rate_schedule(config.train),
                          b1=config.train.adam_b1, b2=config.train.adam_b2,
                          eps=config.train.adam_eps)

@@ -26,6 +26,8 @@ import statistics
 import sys
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from disentax.results import JSON_NAME, RESULTS_DIR, SCHEMA_VERSION
 
 STATUSES = ("ok", "non_finite")
@@ -81,15 +83,29 @@ def load_rows(workdirs: Sequence[str]) -> list[Row]:
   return rows
 
 
-def _hparams_key(hparams: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-  return tuple(sorted((str(k), float(v)) for k, v in hparams.items()))
+def _hparam_value(value: Any) -> float | tuple[float, ...]:
+  """A number, or a tuple for a sequence-valued hyperparameter."""
+  if isinstance(value, (list, tuple)):
+    return tuple(float(v) for v in value)
+  return float(value)
+
+
+def _hparams_key(hparams: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+  return tuple(sorted((str(k), _hparam_value(v)) for k, v in hparams.items()))
+
+
+def _format_value(value: float | tuple[float, ...]) -> str:
+  if isinstance(value, tuple):
+    return "/".join(f"{v:g}" for v in value)
+  return f"{value:g}"
 
 
 def format_hparams(hparams: dict[str, Any]) -> str:
-  """`{"beta": 4.0, "gamma": 10.0}` -> `"beta=4, gamma=10"` (`"-"` if none)."""
+  """`{"beta": 4.0, "pressures": [70, 30]}` -> `"beta=4, pressures=70/30"`
+  (`"-"` if none)."""
   if not hparams:
     return "-"
-  return ", ".join(f"{k}={float(v):g}" for k, v in _hparams_key(hparams))
+  return ", ".join(f"{k}={_format_value(v)}" for k, v in _hparams_key(hparams))
 
 
 def _metric_value(row: Row, metric: str, where: str) -> float | None:
@@ -309,3 +325,59 @@ if __name__ == "__main__":
   from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
   app.run(main)
+
+
+def _groups(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
+  """Rows grouped by (method, dataset, hparams), in first-seen order."""
+  groups: dict[tuple, list[Row]] = {}
+  for row in rows:
+    key = (row["method"], row["dataset"], _hparams_key(row["hparams"]))
+    groups.setdefault(key, []).append(row)
+  return groups
+
+
+def format_nmi_matrices(rows: Sequence[Row], arrays: dict[str, np.ndarray],
+                        factor_names: Sequence[str]) -> str:
+  """Each group's NMI matrix I(z_j; c_k) / H(c_k) averaged over its
+  finite seeds (DEFT journal Fig. 11b), one Markdown table per group."""
+  if "nmi_matrix" not in arrays:
+    raise ValueError("no nmi_matrix in the results arrays; the metric must "
+                     "be 'mig' (it reports the NMI matrix)")
+  nmi = arrays["nmi_matrix"]  # [M, d, F]
+  out = []
+  for (method, dataset, hparams), group in _groups(rows).items():
+    members = [r["member"] for r in group if r["status"] == "ok"]
+    title = (f"NMI matrix, {method} on {dataset} "
+             f"({format_hparams(dict(hparams))}), mean of {len(members)} "
+             "seeds")
+    if not members:
+      out.append(f"{title}: no finite seed\n")
+      continue
+    mean = np.nanmean(nmi[members], axis=0)
+    header = "| latent | " + " | ".join(factor_names) + " |"
+    lines = [title, "", header, "|---" * (mean.shape[1] + 1) + "|"]
+    lines += [f"| z{j} | " + " | ".join(f"{v:.2f}" for v in mean[j]) + " |"
+              for j in range(mean.shape[0])]
+    out.append("\n".join(lines) + "\n")
+  return "\n".join(out)
+
+
+def ifp_table(rows: Sequence[Row], factor_names: Sequence[str]) -> str:
+  """Per factor (the annealing test's `factor` hyperparameter; -1 = whole
+  dataset): the IFP distribution over seeds, as a Markdown table."""
+  by_factor: dict[int, list[float]] = {}
+  for row in rows:
+    factor = int(row["hparams"]["factor"])
+    value = (row.get("metrics") or {}).get("ifp")
+    by_factor.setdefault(factor, []).append(
+        float("nan") if value is None else float(value))
+  lines = ["| factor | seeds | froze | IFP median | 10% | 90% |",
+           "|---|---|---|---|---|---|"]
+  for factor in sorted(by_factor):
+    values = np.asarray(by_factor[factor])
+    finite = values[np.isfinite(values)]
+    name = "whole dataset" if factor < 0 else factor_names[factor]
+    stats = (" | ".join(f"{q:.1f}" for q in np.quantile(finite, [.5, .1, .9]))
+             if finite.size else "n/a | n/a | n/a")
+    lines.append(f"| {name} | {values.size} | {finite.size} | {stats} |")
+  return "\n".join(lines)

@@ -11,11 +11,17 @@ and `WORKDIR/results/results.csv` (same rows, flattened), one row per member
   step            int    training step of the evaluated checkpoint
   member          int    position on the vmapped member axis
   seed            int    the member's seed
-  hparams         dict   hyperparameter name -> value (CSV: "hp.<name>")
+  hparams         dict   hyperparameter name -> value, a list for a
+                         sequence-valued one such as DEFT's pressures (CSV:
+                         "hp.<name>", a sequence joined by "/")
   status          str    "ok", or "non_finite" (parameters or scores not
                          finite: a diverged seed, listed, never dropped)
   metrics         dict   metric name -> float, null when not finite
                          (CSV: "metric.<name>")
+
+Per-member arrays (e.g. the NMI matrix I(z_j; c_k) / H(c_k), [M, d, F], and
+MIG per factor) go to `WORKDIR/results/arrays.npz`, each with the member
+axis first, in member order.
 
 Files are replaced atomically, so a failed evaluation never leaves a
 half-written results file behind.
@@ -28,6 +34,8 @@ import io
 import math
 import os
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from disentax.run_log import write_json
 
@@ -43,13 +51,19 @@ def results_dir(workdir: str) -> str:
 def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
               members: Sequence[Mapping[str, Any]],
               scores: Mapping[str, Sequence[float]],
-              finite_params: Sequence[bool]) -> list[dict[str, Any]]:
-  """Rows for every member from per-member scalar scores."""
+              finite_params: Sequence[bool],
+              trace_scores: Mapping[str, Sequence[float]] | None = None
+              ) -> list[dict[str, Any]]:
+  """Rows for every member from per-member scalar scores.  A member is
+  "non_finite" when its parameters or its `scores` are; `trace_scores`
+  (read off training curves, e.g. an IFP, where NaN means "never happened")
+  are reported but do not decide the status."""
   rows = []
   for member in members:
     m = member["member"]
     values = {name: float(v[m]) for name, v in scores.items()}
     finite = finite_params[m] and all(math.isfinite(v) for v in values.values())
+    values.update({name: float(v[m]) for name, v in (trace_scores or {}).items()})
     rows.append({
         "schema_version": SCHEMA_VERSION, "method": method, "dataset": dataset,
         "config_hash": config_hash, "step": int(step), "member": m,
@@ -62,10 +76,31 @@ def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
 
 def flatten(row: Mapping[str, Any]) -> dict[str, Any]:
   flat = {k: v for k, v in row.items() if k not in ("hparams", "metrics")}
-  flat.update({f"hp.{k}": v for k, v in row["hparams"].items()})
+  flat.update({f"hp.{k}": ("/".join(f"{x:g}" for x in v)
+                            if isinstance(v, (list, tuple)) else v)
+               for k, v in row["hparams"].items()})
   flat.update({f"metric.{k}": ("" if v is None else v)
                for k, v in row["metrics"].items()})
   return flat
+
+
+ARRAYS_NAME = "arrays.npz"
+
+
+def write_arrays(workdir: str, arrays: Mapping[str, np.ndarray]) -> str:
+  """Writes the per-member arrays atomically; returns the file's path."""
+  directory = results_dir(workdir)
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, ARRAYS_NAME)
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+  os.replace(tmp, path)
+  return path
+
+
+def read_arrays(workdir: str) -> dict[str, np.ndarray]:
+  with np.load(os.path.join(results_dir(workdir), ARRAYS_NAME)) as data:
+    return {k: data[k] for k in data.files}
 
 
 def write(workdir: str, rows: Sequence[Mapping[str, Any]]) -> str:

@@ -31,6 +31,9 @@ from disentax.experiment import Experiment, build, over_members
 # Test hook: SIGKILL this process right after the checkpoint of this step has
 # been written, to prove that a killed run resumes exactly.
 KILL_AFTER_STEP_ENV = "DISENTAX_TEST_KILL_AFTER_STEP"
+# fold_in constant of the per-step key that draws an objective's model control
+# (independent of the data/noise/aux keys split from the same step key).
+CONTROL_STREAM = 3
 
 
 @flax.struct.dataclass
@@ -74,12 +77,20 @@ def make_member_step(exp: Experiment) -> Callable:
 
   def member_step(params, opt_state, aux, hparams, key, step):
     _, run_key = split_member_key(key)
-    data_key, noise_key, aux_key = jax.random.split(
-        jax.random.fold_in(run_key, step), 3)
-    _, x = exp.dataset.sample(data_key, batch_size)
+    step_key = jax.random.fold_in(run_key, step)
+    data_key, noise_key, aux_key = jax.random.split(step_key, 3)
+    if objective.sample_batch is not None:
+      x = objective.sample_batch(exp.dataset, hparams, run_key, data_key,
+                                 batch_size)
+    else:
+      _, x = exp.dataset.sample(data_key, batch_size)
+    control = None
+    if objective.model_control is not None:
+      control = objective.model_control(
+          hparams, step, jax.random.fold_in(step_key, CONTROL_STREAM))
 
     def loss_fn(p):
-      output = exp.model.apply({"params": p}, x, noise_key)
+      output = exp.model.apply({"params": p}, x, noise_key, control)
       loss, metrics = objective.loss(output, x, hparams, step, aux)
       return loss, (metrics, output)
 

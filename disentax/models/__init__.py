@@ -4,7 +4,7 @@ from disentax.registry import Registry, import_submodules
 
 MODELS = Registry("model")
 
-from disentax.models.vae import VAE, VAEOutput  # noqa: E402
+from disentax.models.vae import VAE, LatentGate, VAEOutput  # noqa: E402
 import_submodules(__name__, __path__)  # each module registers itself
 
 

@@ -20,6 +20,14 @@ submission, sections 3.2 and 5.1):
             at their standard widths (64, 256) by default, so the depth
             (4 conv + 2 dense) is the standard one.  All latents' sub-networks
             run as one vmapped (batched) computation.
+  fractional
+            DEFT's fractional encoder (DEFT journal, Table 1 "lite" and
+            section 4.2): num_groups independent sub-encoders, each conv 8,
+            8, 16, 16 (stride 2), dense 64, Gaussian heads of
+            num_latents / num_groups latents; no parameter is shared between
+            groups and the decoder sees their outputs concatenated (latent j
+            belongs to group j // K).  All groups are one vmapped (grouped)
+            computation, never a Python loop.
   sharing   the "sharing-parameter encoder" ablation of section 5.1: "the
             features are straightly flattened into representations".  The
             four standard convs, flattened, go straight into the mean and
@@ -43,7 +51,9 @@ from disentax.models.vae import VAE, check_noise_correlation
 ENCODER_CHANNELS = (32, 32, 64, 64)
 DECODER_CHANNELS = (64, 32, 32)  # then the image channels
 DOWNSAMPLING = 2 ** len(ENCODER_CHANNELS)
-ENCODERS = ("standard", "split", "sharing")
+ENCODERS = ("standard", "split", "sharing", "fractional")
+LITE_CHANNELS = (8, 8, 16, 16)  # DEFT journal Table 1, "Lite Encoder"
+LITE_HIDDEN = 64
 
 
 def check_image_shape(observation_shape: Sequence[int]) -> None:
@@ -125,6 +135,39 @@ class SplitEncoder(nn.Module):
     return out[..., 0], out[..., 1]
 
 
+class LiteEncoder(nn.Module):
+  """One DEFT sub-encoder: conv 8, 8, 16, 16 (stride 2), dense 64, Gaussian
+  heads of `num_latents` (DEFT journal Table 1)."""
+  num_latents: int
+  kernel_sizes: Sequence[int] = (4, 4, 4, 4)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x = conv_stack(x, LITE_CHANNELS, self.kernel_sizes)
+    x = nn.relu(nn.Dense(LITE_HIDDEN)(x.reshape(x.shape[0], -1)))
+    return (nn.Dense(self.num_latents, name="mean")(x),
+            nn.Dense(self.num_latents, name="logvar")(x))
+
+
+class FractionalEncoder(nn.Module):
+  """`num_groups` LiteEncoders of num_latents / num_groups latents each, as
+  one batched computation (each parameter stacked over groups, axis 0)."""
+  num_latents: int
+  num_groups: int
+  kernel_sizes: Sequence[int] = (4, 4, 4, 4)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    batch, per_group = x.shape[0], self.num_latents // self.num_groups
+    groups = nn.vmap(LiteEncoder, variable_axes={"params": 0},
+                     split_rngs={"params": True}, in_axes=None, out_axes=1,
+                     axis_size=self.num_groups)
+    mean, logvar = groups(per_group, self.kernel_sizes, name="groups")(x)
+    chex.assert_shape([mean, logvar], (batch, self.num_groups, per_group))
+    return (mean.reshape(batch, self.num_latents),
+            logvar.reshape(batch, self.num_latents))
+
+
 class DeconvDecoder(nn.Module):
   """Latents [b, num_latents] -> logits [b, *observation_shape]."""
   observation_shape: tuple[int, int, int]
@@ -144,32 +187,15 @@ class DeconvDecoder(nn.Module):
     return logits
 
 
-@MODELS.register("conv_vae")
-def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
-             encoder_kernel_sizes: Sequence[int] = (4, 4, 2, 2),
-             upsampling: str = "subpixel", encoder: str = "standard",
-             noise_correlation: float = 0.0, split_channels: int = 64,
-             split_hidden: int = 256) -> VAE:
-  """The standard architecture; `encoder_kernel_sizes` (4, 4, 2, 2) is
-  dlib-google's, (4, 4, 4, 4) the beta-VAE/DEFT papers'.  `upsampling`
-  'subpixel' computes the reference transposed convolutions exactly (same
-  parameters), only faster to differentiate on CPU; see models/upsample.py.
-
-  `encoder`: 'standard', 'split' or 'sharing' (module docstring);
-  `split_channels` / `split_hidden`: widths of each latent's own conv and
-  dense layer in the split encoder.  `noise_correlation` s in [0, 1):
-  reparameterisation noise N(0, (1-s)I + s 11^T) (split-encoder paper's
-  ablation uses 0.9; 0 is the standard VAE)."""
+def check_architecture(observation_shape: Sequence[int], num_latents: int,
+                       encoder_kernel_sizes: Sequence[int],
+                       upsampling: str) -> tuple[int, ...]:
+  """Validates the options every conv architecture shares; returns the
+  kernel sizes as a tuple."""
   check_image_shape(observation_shape)
-  if encoder not in ENCODERS:
-    raise ValueError(f"encoder={encoder!r}; allowed: {ENCODERS}")
-  noise_correlation = check_noise_correlation(noise_correlation)
-  for name, value in (("split_channels", split_channels),
-                      ("split_hidden", split_hidden)):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ValueError(f"{name}={value!r}; must be an integer >= 1")
-  if num_latents < 1:
-    raise ValueError(f"num_latents={num_latents}; must be >= 1")
+  if isinstance(num_latents, bool) or not isinstance(num_latents, int) or (
+      num_latents < 1):
+    raise ValueError(f"num_latents={num_latents!r}; must be an integer >= 1")
   if len(encoder_kernel_sizes) != len(ENCODER_CHANNELS) or min(
       encoder_kernel_sizes) < 1:
     raise ValueError(
@@ -177,8 +203,48 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
         f"{len(ENCODER_CHANNELS)} positive sizes, one per conv layer")
   if upsampling not in UPSAMPLINGS:
     raise ValueError(f"upsampling={upsampling!r}; allowed: {UPSAMPLINGS}")
-  kernel_sizes = tuple(encoder_kernel_sizes)
-  if encoder == "split":
+  return tuple(encoder_kernel_sizes)
+
+
+@MODELS.register("conv_vae")
+def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
+             encoder_kernel_sizes: Sequence[int] = (4, 4, 2, 2),
+             upsampling: str = "subpixel", encoder: str = "standard",
+             noise_correlation: float = 0.0, split_channels: int = 64,
+             split_hidden: int = 256, num_groups: int = 1) -> VAE:
+  """The standard architecture; `encoder_kernel_sizes` (4, 4, 2, 2) is
+  dlib-google's, (4, 4, 4, 4) the beta-VAE/DEFT papers'.  `upsampling`
+  'subpixel' computes the reference transposed convolutions exactly (same
+  parameters), only faster to differentiate on CPU; see models/upsample.py.
+
+  `encoder`: 'standard', 'split', 'sharing' or 'fractional' (module
+  docstring; `num_groups` is the fractional encoder's G, and num_latents
+  must be a multiple of it);
+  `split_channels` / `split_hidden`: widths of each latent's own conv and
+  dense layer in the split encoder.  `noise_correlation` s in [0, 1):
+  reparameterisation noise N(0, (1-s)I + s 11^T) (split-encoder paper's
+  ablation uses 0.9; 0 is the standard VAE)."""
+  if encoder not in ENCODERS:
+    raise ValueError(f"encoder={encoder!r}; allowed: {ENCODERS}")
+  noise_correlation = check_noise_correlation(noise_correlation)
+  for name, value in (("split_channels", split_channels),
+                      ("split_hidden", split_hidden),
+                      ("num_groups", num_groups)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"{name}={value!r}; must be an integer >= 1")
+  kernel_sizes = check_architecture(observation_shape, num_latents,
+                                    encoder_kernel_sizes, upsampling)
+  if num_groups != 1 and encoder != "fractional":
+    raise ValueError(f"num_groups={num_groups} needs encoder='fractional' "
+                     f"(got encoder={encoder!r})")
+  if encoder == "fractional" and num_latents % num_groups:
+    raise ValueError(
+        f"num_latents={num_latents} is not a multiple of num_groups="
+        f"{num_groups}; the fractional encoder gives every group the same "
+        "number of latents K (num_latents = num_groups * K)")
+  if encoder == "fractional":
+    encoder_module = FractionalEncoder(num_latents, num_groups, kernel_sizes)
+  elif encoder == "split":
     encoder_module = SplitEncoder(num_latents, kernel_sizes, split_channels,
                                   split_hidden)
   elif encoder == "sharing":

@@ -1,4 +1,13 @@
-"""A VAE = a Gaussian encoder, the reparameterisation, and a decoder."""
+"""A VAE = a Gaussian encoder, the reparameterisation, and a decoder.
+
+An objective may steer the forward pass per step with a *control* (computed
+from the member's hyperparameters and the traced step, so it is data, never a
+recompile).  The plain VAE understands a `LatentGate`: which latents are in
+use (the others output exactly zero: mean 0, log-variance 0, z 0) and how
+strongly the gradient flowing back into each latent's encoder outputs is
+scaled.  DEFT's stages are such gates; models with other controls (DeVAE's
+layer index) define their own.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,40 @@ class VAEOutput(NamedTuple):
   logvar: jax.Array   # [b, d] encoder log-variance
   z: jax.Array        # [b, d] reparameterised sample
   logits: jax.Array   # [b, H, W, C] decoder output for z
+  layer: jax.Array | None = None  # the latent layer decoded (DeVAE), scalar
+
+
+class LatentGate(NamedTuple):
+  keep: jax.Array        # [d] 1.0: latent in use; 0.0: it outputs zeros
+  grad_scale: jax.Array  # [d] factor on the gradient into its encoder outputs
+
+
+@jax.custom_vjp
+def scale_gradient(x: jax.Array, scale: jax.Array) -> jax.Array:
+  """Identity forward; the cotangent is multiplied by `scale` (broadcast
+  over the last axis) on the way back.  `scale` gets no gradient."""
+  return x
+
+
+def _scale_gradient_fwd(x, scale):
+  return x, scale
+
+
+def _scale_gradient_bwd(scale, cotangent):
+  return cotangent * scale, jnp.zeros_like(scale)
+
+
+scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
+
+
+def gate_posterior(mean: jax.Array, logvar: jax.Array,
+                   gate: LatentGate | None) -> tuple[jax.Array, jax.Array]:
+  """Applies a LatentGate to the encoder outputs (no gate: unchanged)."""
+  if gate is None:
+    return mean, logvar
+  keep = gate.keep.astype(mean.dtype)
+  return (scale_gradient(mean, gate.grad_scale) * keep,
+          scale_gradient(logvar, gate.grad_scale) * keep)
 
 
 def check_noise_correlation(correlation: float) -> float:
@@ -56,15 +99,19 @@ class VAE(nn.Module):
   decoder: nn.Module
   noise_correlation: float = 0.0
 
-  def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return self.encoder(x)
+  def encode(self, x: jax.Array, control: LatentGate | None = None
+             ) -> tuple[jax.Array, jax.Array]:
+    return gate_posterior(*self.encoder(x), control)
 
   def decode(self, z: jax.Array) -> jax.Array:
     return self.decoder(z)
 
-  def __call__(self, x: jax.Array, rng: jax.Array) -> VAEOutput:
-    mean, logvar = self.encoder(x)
+  def __call__(self, x: jax.Array, rng: jax.Array,
+               control: LatentGate | None = None) -> VAEOutput:
+    mean, logvar = self.encode(x, control)
     noise = reparameterisation_noise(rng, mean.shape, mean.dtype,
                                      self.noise_correlation)
     z = mean + jnp.exp(0.5 * logvar) * noise
+    if control is not None:
+      z = z * control.keep.astype(z.dtype)
     return VAEOutput(mean, logvar, z, self.decoder(z))

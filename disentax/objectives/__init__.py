@@ -8,8 +8,9 @@ from disentax.objectives.base import Objective  # noqa: E402
 import_submodules(__name__, __path__)  # each module registers itself
 
 
-def make_objective(section, dataset_size: int) -> Objective:
-  """Builds the objective of a config section; builders that need the
-  dataset size (e.g. minibatch stratified sampling) declare `dataset_size`."""
-  return OBJECTIVES.build(section, where="config.objective",
-                          dataset_size=dataset_size)
+def make_objective(section, **context) -> Objective:
+  """Builds the objective of a config section.  `context` offers what comes
+  from the rest of the run (dataset_size, factor_names, num_latents);
+  builders take the parts they declare (e.g. minibatch stratified sampling
+  needs `dataset_size`)."""
+  return OBJECTIVES.build(section, where="config.objective", **context)

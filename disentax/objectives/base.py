@@ -40,11 +40,30 @@ RECONSTRUCTIONS = ("bernoulli", "gaussian")
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
+  """A training method.  Beyond its loss, an objective may steer the model
+  and the data of each member, always as pure functions of the member's
+  hyperparameters and the traced step:
+
+  model_control(hparams, step, key) -> the model's `control` for this step
+      (e.g. DEFT's LatentGate of the current stage, DeVAE's layer index).
+  representations(hparams, step) -> {suffix: control}: the representations
+      evaluation scores at a checkpoint of `step` (metric names get the
+      suffix; "" is the primary one).  Default: the plain encoder mean.
+  sample_batch(dataset, hparams, member_key, key, batch_size) -> x: the
+      member's training batch, when it is not a uniform draw from the dataset
+      (e.g. the annealing test's one-factor sub-datasets).
+  trace_scores(lines) -> {name: [M] values}: scores read off the training
+      curves (the run's metrics.jsonl lines), e.g. the annealing test's IFP.
+  """
   name: str
   loss: LossFn  # (output, x, hparams, step, aux=None) -> (loss, metrics)
-  hyperparameters: Mapping[str, tuple[float, ...]]
+  hyperparameters: Mapping[str, tuple]
   init_aux: InitAux | None = None
   update_aux: UpdateAux | None = None
+  model_control: Callable[..., Any] | None = None
+  representations: Callable[..., Mapping[str, Any]] | None = None
+  sample_batch: Callable[..., jax.Array] | None = None
+  trace_scores: Callable[..., Mapping[str, Any]] | None = None
 
 
 def hyperparameter_grid(name: str, values: float | Iterable[float], *,
@@ -65,6 +84,27 @@ def hyperparameter_grid(name: str, values: float | Iterable[float], *,
                      f"{' and > 0' if positive else ''}"
                      f"{' and >= 0' if non_negative else ''}")
   return grid
+
+
+def sequence_grid(name: str, values: Iterable, *, positive: bool = False,
+                  non_negative: bool = False) -> tuple[tuple[float, ...], ...]:
+  """Grid values of a sequence-valued hyperparameter (e.g. DEFT's pressure
+  per stage): one sequence of numbers, or a sequence of such sequences (the
+  grid), all of one length."""
+  items = list(values) if isinstance(values, Iterable) else [values]
+  if items and all(isinstance(v, Iterable) for v in items):
+    sequences = [tuple(v) for v in items]
+  else:
+    sequences = [tuple(items)]
+  lengths = sorted({len(s) for s in sequences})
+  if not sequences or lengths[0] == 0 or len(lengths) > 1:
+    raise ValueError(
+        f"config.objective.{name}={values!r}: give one non-empty sequence of "
+        "numbers or a sequence of such sequences of one length (got lengths "
+        f"{lengths})")
+  return tuple(hyperparameter_grid(name, s, positive=positive,
+                                   non_negative=non_negative)
+               for s in sequences)
 
 
 def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:

@@ -1,0 +1,177 @@
+"""DEFT (Wu et al., "DEFT: distilling entangled factors by preventing
+information diffusion", Machine Learning 2022; arXiv 2021): multi-stage
+training that distils factors into groups of latents in order of their
+information freezing points.
+
+The G * K latents form G groups of K (latent j is in group j // K; with the
+fractional encoder, group g is sub-encoder g).  Training has G stages; in
+stage j (journal Algorithm 1, section 4.2):
+
+  * the base objective's pressure (beta for beta-VAE, alpha for DEFT(TC),
+    arXiv eq. 7) is pressures[j]: the piecewise pressure;
+  * groups older than j still learn, but the gradient flowing back into their
+    mean/log-variance outputs is scaled by gamma (default 0.1; dlib-deft
+    scales exactly there, so every parameter of an old sub-encoder receives
+    gamma times its unscaled gradient);
+  * groups not yet reached output zeros (mean 0, log-variance 0, z 0), so
+    they cost no KL, feed the decoder nothing and receive zero gradient.
+
+The stage is computed from the traced step and the gate is data for the
+model (`models.vae.LatentGate`), so the whole multi-stage run is one
+compiled program, and the pressures and gamma are per-member hyperparameters
+(a grid of pressure sequences and gammas trains as one program).
+
+Note on Adam (BUILD_NOTES): Adam normalises each parameter's update by its
+gradient scale, so a constant gradient factor on a sub-encoder shrinks its
+updates only until the second-moment estimate adapts (~1/(1-b2) steps after
+the stage switch); the arXiv version describes the same mechanism as a
+smaller learning rate, which Adam would not undo.  We follow the journal and
+dlib-deft (gradient scaling).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from disentax import schedules
+from disentax.models import LatentGate, VAEOutput
+from disentax.objectives import OBJECTIVES
+from disentax.objectives.base import (Objective, hyperparameter_grid,
+                                      sequence_grid)
+
+# Objectives DEFT cannot wrap: they steer the model or the data themselves.
+NOT_A_BASE = ("deft", "devae", "annealing_test")
+
+
+def stage_boundaries(stage_steps: int | Sequence[int],
+                     num_stages: int) -> tuple[int, ...]:
+  """The steps at which stages 1..G-1 begin: every `stage_steps` steps, or
+  after each of the given per-stage lengths (the last stage runs to the end
+  of training)."""
+  if isinstance(stage_steps, Iterable):
+    lengths = tuple(stage_steps)
+    if len(lengths) not in (num_stages - 1, num_stages):
+      raise ValueError(
+          f"config.objective.stage_steps={lengths}: give one length per "
+          f"stage ({num_stages}; the last may be omitted) or one number")
+  else:
+    lengths = (stage_steps,) * (num_stages - 1)
+  bad = [n for n in lengths
+         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1]
+  if bad:
+    raise ValueError(f"config.objective.stage_steps={stage_steps!r}: "
+                     f"length(s) {bad} not allowed; must be integers >= 1")
+  return tuple(int(b) for b in np.cumsum(lengths[:num_stages - 1]))
+
+
+def deft_stage(step: jax.Array, boundaries: Sequence[int]) -> jax.Array:
+  return schedules.stage_index(step, boundaries).astype(jnp.int32)
+
+
+def deft_gate(stage: jax.Array, gamma: jax.Array, num_latents: int,
+              num_groups: int) -> LatentGate:
+  """Groups < stage: gradient x gamma; group == stage: x 1; groups > stage:
+  output zeros (their gradient is then exactly zero)."""
+  group = jnp.arange(num_latents) // (num_latents // num_groups)
+  keep = (group <= stage).astype(jnp.float32)
+  grad_scale = jnp.where(group < stage, jnp.asarray(gamma, jnp.float32), 1.0)
+  return LatentGate(keep, grad_scale)
+
+
+def _staged_hparams(hparams: Mapping[str, jax.Array], stage: jax.Array,
+                    staged: str) -> dict[str, jax.Array]:
+  return {**hparams, staged: hparams["pressures"][stage]}
+
+
+def deft_loss(output: VAEOutput, x: jax.Array,
+              hparams: Mapping[str, jax.Array], step: jax.Array,
+              aux: Any = None, *, base: Objective, staged: str,
+              boundaries: tuple[int, ...]
+              ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The base objective with its `staged` pressure set to this stage's."""
+  stage = deft_stage(step, boundaries)
+  staged_hparams = _staged_hparams(hparams, stage, staged)
+  loss, metrics = base.loss(output, x, staged_hparams, step, aux)
+  return loss, {**metrics, "stage": stage.astype(jnp.float32),
+                "pressure": staged_hparams[staged]}
+
+
+def _update_aux(aux, output, hparams, step, key, *, base: Objective,
+                staged: str, boundaries: tuple[int, ...]):
+  stage = deft_stage(step, boundaries)
+  return base.update_aux(aux, output, _staged_hparams(hparams, stage, staged),
+                         step, key)
+
+
+@OBJECTIVES.register("deft")
+def deft(base: str = "beta_vae", staged: str = "beta",
+         pressures: Iterable = (70.0, 30.0, 12.0, 1.0),
+         stage_steps: int | Sequence[int] = 15_000,
+         gamma: float | Iterable[float] = 0.1,
+         base_options: Mapping[str, Any] | None = None, *,
+         num_latents: int, dataset_size: int) -> Objective:
+  """DEFT around the `base` objective (any registered objective with a
+  `staged` hyperparameter: 'beta' of beta_vae, 'alpha' of beta_tcvae for
+  DEFT(TC)); `base_options`: the base objective's other settings.
+
+  `pressures`: one pressure per stage (G = len), or a grid of such
+  sequences; `stage_steps`: steps per stage, or one length per stage (the
+  last runs to the end of training); `gamma` in [0, 1]: the old groups'
+  gradient factor, one value or a grid.  The model's num_latents must be a
+  multiple of G.  Defaults: dlib-deft's dSprites launch (70, 30, 12, 1;
+  15,000 steps per stage; gamma 0.1).
+  """
+  if base in NOT_A_BASE:
+    raise ValueError(f"config.objective.base={base!r}; DEFT wraps a plain "
+                     f"objective, not one of {NOT_A_BASE}")
+  options = dict(base_options or {})
+  if staged in options:
+    raise ValueError(
+        f"config.objective.base_options sets {staged!r}, the staged pressure; "
+        "DEFT sets it per stage from config.objective.pressures")
+  if staged not in OBJECTIVES.allowed_keys(base):
+    raise ValueError(
+        f"config.objective.staged={staged!r}: objective {base!r} has no such "
+        f"hyperparameter; it takes {OBJECTIVES.allowed_keys(base)}")
+  base_objective = OBJECTIVES.build(
+      {"name": base, **options, staged: 1.0},
+      where="config.objective.base_options", dataset_size=dataset_size)
+  if staged not in base_objective.hyperparameters:
+    raise ValueError(
+        f"config.objective.staged={staged!r}: objective {base!r} has no such "
+        f"hyperparameter; it has {sorted(base_objective.hyperparameters)}")
+  pressure_grid = sequence_grid("pressures", pressures, positive=True)
+  num_groups = len(pressure_grid[0])
+  if num_latents % num_groups:
+    raise ValueError(
+        f"{num_groups} stages (config.objective.pressures) do not divide "
+        f"config.model.num_latents={num_latents}; DEFT needs G groups of K "
+        "latents (num_latents = G * K)")
+  gammas = hyperparameter_grid("gamma", gamma, non_negative=True)
+  if max(gammas) > 1.0:
+    raise ValueError(f"config.objective.gamma={gammas}; must be in [0, 1]")
+  boundaries = stage_boundaries(stage_steps, num_groups)
+  hyperparameters = {k: v for k, v in base_objective.hyperparameters.items()
+                     if k != staged}
+  hyperparameters.update(pressures=pressure_grid, gamma=gammas)
+
+  def control(hparams, step, key=None):
+    del key
+    return deft_gate(deft_stage(step, boundaries), hparams["gamma"],
+                     num_latents, num_groups)
+
+  common = dict(base=base_objective, staged=staged, boundaries=boundaries)
+  return Objective(
+      name="deft" if base == "beta_vae" else f"deft_{base}",
+      loss=functools.partial(deft_loss, **common),
+      hyperparameters=hyperparameters,
+      init_aux=base_objective.init_aux,
+      update_aux=(functools.partial(_update_aux, **common)
+                  if base_objective.update_aux is not None else None),
+      model_control=control,
+      representations=lambda hparams, step: {"": control(hparams, step)})

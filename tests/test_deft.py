@@ -1,0 +1,216 @@
+"""DEFT: the fractional encoder, the stage gate (gradient scaling, future
+groups at zero), the stage schedule as data (no recompilation), and its
+config validation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from disentax import train
+from disentax.experiment import build, make_members
+from disentax.models import make_model
+from disentax.models.conv import FractionalEncoder, LiteEncoder
+from disentax.objectives import make_objective
+from disentax.objectives.deft import deft_gate, stage_boundaries
+from disentax.report import format_hparams
+from tests.conftest import tiny_config
+
+SHAPE = (16, 16, 1)
+GROUPS, PER_GROUP = 3, 2
+
+
+def images(seed, n=4):
+  return jax.random.bernoulli(jax.random.key(seed), 0.3,
+                              (n, *SHAPE)).astype(jnp.float32)
+
+
+def fractional_vae():
+  model = make_model({"name": "conv_vae", "encoder": "fractional",
+                      "num_groups": GROUPS,
+                      "num_latents": GROUPS * PER_GROUP}, SHAPE)
+  params = model.init(jax.random.key(0), images(0), jax.random.key(1))
+  return model, params["params"]
+
+
+def deft_objective(**options):
+  section = {"name": "deft", "pressures": (50.0, 20.0, 1.0),
+             "stage_steps": 10, **options}
+  return make_objective(section, dataset_size=100,
+                        num_latents=GROUPS * PER_GROUP)
+
+
+def test_fractional_encoder_equals_separate_sub_encoders_in_a_loop():
+  x = images(1)
+  encoder = FractionalEncoder(GROUPS * PER_GROUP, GROUPS)
+  params = encoder.init(jax.random.key(2), x)["params"]
+  mean, logvar = encoder.apply({"params": params}, x)
+  looped_means, looped_logvars = [], []
+  for g in range(GROUPS):  # group g's slice of every stacked parameter
+    group_params = jax.tree.map(lambda p, g=g: p[g], params["groups"])
+    m, lv = LiteEncoder(PER_GROUP, (4, 4, 4, 4)).apply(
+        {"params": group_params}, x)
+    looped_means.append(m)
+    looped_logvars.append(lv)
+  np.testing.assert_allclose(mean, jnp.concatenate(looped_means, 1),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(logvar, jnp.concatenate(looped_logvars, 1),
+                             rtol=1e-5, atol=1e-6)
+  # The lite architecture of DEFT journal Table 1, once per group.
+  kernels = [params["groups"][f"Conv_{i}"]["kernel"].shape for i in range(4)]
+  assert kernels == [(GROUPS, 4, 4, 1, 8), (GROUPS, 4, 4, 8, 8),
+                     (GROUPS, 4, 4, 8, 16), (GROUPS, 4, 4, 16, 16)]
+  assert params["groups"]["Dense_0"]["kernel"].shape[-1] == 64
+
+
+def _grads(model, params, objective, hparams, step, x, scaled=True):
+  gate = objective.model_control(hparams, step, None)
+  if not scaled:
+    gate = gate._replace(grad_scale=jnp.ones_like(gate.grad_scale))
+
+  def loss(p):
+    output = model.apply({"params": p}, x, jax.random.key(3), gate)
+    return objective.loss(output, x, hparams, step)[0], output
+  return jax.grad(loss, has_aux=True)(params)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 0.1])
+def test_old_groups_get_gamma_times_the_gradient_future_groups_none(gamma):
+  model, params = fractional_vae()
+  objective = deft_objective(gamma=gamma)
+  hparams = {"pressures": jnp.array([50.0, 20.0, 1.0]),
+             "gamma": jnp.float32(gamma)}
+  x, step = images(4), jnp.int32(13)  # stage 1: group 0 old, group 2 future
+  grads, output = _grads(model, params, objective, hparams, step, x)
+  unscaled, _ = _grads(model, params, objective, hparams, step, x,
+                       scaled=False)
+  for name, g in jax.tree_util.tree_leaves_with_path(
+      grads["encoder"]["groups"]):
+    u = jax.tree_util.tree_leaves(
+        jax.tree_util.tree_map_with_path(
+            lambda p, v, path=name: v if p == path else None,
+            unscaled["encoder"]["groups"]))[0]
+    # gamma x for the old group: bit-exact for gamma 0.5 (a power of two),
+    # to float32 rounding of the backward pass's sums for 0.1.
+    if gamma == 0.5:
+      np.testing.assert_array_equal(g[0], gamma * u[0])
+    else:
+      np.testing.assert_allclose(g[0], gamma * u[0], rtol=1e-5,
+                                 atol=1e-6 * np.abs(gamma * u[0]).max())
+    np.testing.assert_array_equal(g[1], u[1])       # the active group
+    np.testing.assert_array_equal(g[2], 0.0)        # not reached yet
+    assert np.abs(u[0]).max() > 0
+  jax.tree.map(np.testing.assert_array_equal, grads["decoder"],
+               unscaled["decoder"])
+  # The future group outputs zeros: mean, log-variance and z.
+  for value in (output.mean, output.logvar, output.z):
+    np.testing.assert_array_equal(value[:, 2 * PER_GROUP:], 0.0)
+    assert np.abs(value[:, :2 * PER_GROUP]).max() > 0
+  # The stage's pressure is the base beta-VAE's beta.
+  _, metrics = objective.loss(output, x, hparams, step)
+  assert float(metrics["pressure"]) == 20.0 and float(metrics["stage"]) == 1
+
+
+def test_gate_per_stage():
+  for stage, keep, scale in [
+      (0, [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]),
+      (1, [1, 1, 1, 1, 0, 0], [.1, .1, 1, 1, 1, 1]),
+      (2, [1, 1, 1, 1, 1, 1], [.1, .1, .1, .1, 1, 1])]:
+    gate = deft_gate(jnp.int32(stage), 0.1, 6, 3)
+    np.testing.assert_array_equal(gate.keep, keep)
+    np.testing.assert_allclose(gate.grad_scale, scale)
+
+
+def test_stage_boundaries():
+  assert stage_boundaries(15_000, 4) == (15_000, 30_000, 45_000)
+  assert stage_boundaries((5760, 5760, 11520, 43200), 4) == (5760, 11520,
+                                                             23040)
+  assert stage_boundaries((100, 200), 3) == (100, 300)
+  with pytest.raises(ValueError, match="one length per stage"):
+    stage_boundaries((1, 2, 3, 4, 5), 4)
+  with pytest.raises(ValueError, match=r"length\(s\) \[0\]"):
+    stage_boundaries(0, 2)
+
+
+@pytest.mark.parametrize("loop", ["host", "scan"])
+def test_stages_switch_inside_one_compiled_program(loop):
+  """Stage = data: after the first chunk (stage 0) has compiled, the chunks
+  that cross into stage 1 and run in it compile nothing, and the stage and
+  pressure switch exactly at the configured step."""
+  config = tiny_config()
+  config.model.encoder, config.model.num_groups = "fractional", 2
+  config.model.num_latents = 4
+  config.objective = {"name": "deft", "pressures": ((8.0, 1.0), (4.0, 2.0)),
+                      "stage_steps": 4, "gamma": (0.1,)}
+  config.num_seeds = 1
+  config.train.loop, config.train.member_execution = loop, "vmap"
+  exp = build(config)
+  chunk = train.make_train_chunk(exp)
+  state = train.init_state(exp)
+  hparams = {k: jnp.asarray(v) for k, v in exp.members.hparams.items()}
+  compiles = []
+
+  def on_event(event, duration, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":
+      compiles.append(event)
+  jax.monitoring.register_event_duration_secs_listener(on_event)
+  try:
+    seen = []
+    for _ in range(4):  # steps 0-1, 2-3 (stage 0); 4-5, 6-7 (stage 1)
+      state, metrics = chunk(state, hparams, exp.members.keys(), 2)
+      seen.append((len(compiles), metrics["stage"].tolist(),
+                   metrics["pressure"].tolist()))
+  finally:
+    jax.monitoring.unregister_event_duration_listener(on_event)
+  assert [s[0] for s in seen[1:]] == [seen[0][0]] * 3  # no new compilation
+  assert [s[1:] for s in seen] == [
+      ([0, 0], [8, 4]), ([0, 0], [8, 4]), ([1, 1], [1, 2]), ([1, 1], [1, 2])]
+
+
+def test_sequence_hyperparameters_are_members():
+  objective = deft_objective(pressures=((50, 20, 1), (40, 10, 1)),
+                             gamma=(0.0, 0.1))
+  members = make_members(objective, first_seed=0, num_seeds=2)
+  assert members.hparams["pressures"].shape == (8, 3)
+  table = members.table()
+  assert table[0]["hparams"] == {"gamma": 0.0, "pressures": [50, 20, 1]}
+  assert table[-1]["hparams"]["pressures"] == [40, 10, 1]
+  assert format_hparams(table[-1]["hparams"]) == (
+      "gamma=0.1, pressures=40/10/1")
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"gamma": 1.5}, r"gamma=\(1.5,\); must be in \[0, 1\]"),
+    ({"pressures": (50.0, 1.0, 1.0, 1.0)}, "4 stages .* do not divide"),
+    ({"pressures": ((5.0, 1.0, 1.0), (5.0, 1.0))}, "of one length"),
+    ({"pressures": (5.0, -1.0, 1.0)}, r"\[-1.0\] not allowed"),
+    ({"base": "devae"}, "DEFT wraps a plain objective"),
+    ({"staged": "alpha"}, "objective 'beta_vae' has no such hyperparameter"),
+    ({"base_options": {"beta": 3.0}}, "sets 'beta', the staged pressure"),
+    ({"base_options": {"betta": 3.0}}, r"base_options: unknown key"),
+])
+def test_bad_deft_settings_fail_before_anything_runs(options, match):
+  with pytest.raises(ValueError, match=match):
+    deft_objective(**options)
+
+
+def test_fractional_model_settings_are_checked():
+  config = tiny_config()
+  config.model.encoder, config.model.num_groups = "fractional", 3
+  config.model.num_latents = 10
+  with pytest.raises(ValueError, match="num_latents=10 is not a multiple of "
+                     "num_groups=3"):
+    build(config)
+  config.model.encoder = "standard"
+  with pytest.raises(ValueError, match="num_groups=3 needs encoder="):
+    build(config)
+
+
+def test_deft_tc_stages_the_mutual_information_weight():
+  objective = make_objective(
+      {"name": "deft", "base": "beta_tcvae", "staged": "alpha",
+       "pressures": (30.0, 1.0), "base_options": {"beta": 8.0}},
+      dataset_size=100, num_latents=4)
+  assert objective.name == "deft_beta_tcvae"
+  assert set(objective.hyperparameters) == {"beta", "gamma", "pressures"}
+  assert objective.hyperparameters["beta"] == (8.0,)
