@@ -67,6 +67,7 @@ def base_config() -> ml_collections.ConfigDict:
       {"name": "mig", "num_points": 10_000, "num_bins": 20})
   config.eval.failure_threshold = 0.1  # DEFT papers: failure = MIG < 0.1
   config.eval.seed = 0
+  config.eval.nmi_table = False  # print each group's mean NMI matrix
   return config
 
 

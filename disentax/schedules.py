@@ -83,3 +83,15 @@ def staircase(step: jax.Array, start: float, increment: float, period: int,
                     0.0)
   value = start + increment * rises
   return value if maximum is None else jnp.minimum(value, maximum)
+
+
+def exponential_anneal(step: jax.Array, start: float, end: float, rate: float,
+                       total_steps: int) -> jax.Array:
+  """end + (start - end) * exp(-rate * t), t = min(step / total_steps, 1):
+  from `start` toward `end` (dlib-deft's annealing test: 70 exp(-15 t) + 1,
+  i.e. start 71, end 1, rate 15)."""
+  if total_steps < 1:
+    raise ValueError(f"exponential_anneal: total_steps={total_steps}; must "
+                     "be >= 1")
+  t = jnp.minimum(jnp.asarray(step, jnp.float32) / total_steps, 1.0)
+  return end + (start - end) * jnp.exp(-rate * t)

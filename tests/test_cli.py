@@ -13,8 +13,11 @@ ROW_KEYS = {"schema_version", "method", "dataset", "config_hash", "step",
 
 def test_train_evaluate_report_end_to_end(tmp_path):
   workdir = str(tmp_path / "run")
-  run_module("disentax.main", "--config=experiments/beta_vae.py:tiny",
-             f"--workdir={workdir}", "--config.num_seeds=3")
+  trained = run_module("disentax.main", "--config=experiments/beta_vae.py:tiny",
+                       f"--workdir={workdir}", "--config.num_seeds=3",
+                       "--noevaluate")
+  assert "evaluate with: python -m disentax.evaluate" in trained.stdout
+  assert not os.path.exists(os.path.join(workdir, "results"))
   evaluated = run_module("disentax.evaluate", f"--workdir={workdir}")
 
   data = json.load(open(os.path.join(workdir, "results", "results.json")))

@@ -28,11 +28,25 @@ def test_every_objective_has_an_experiment():
   assert used == set(OBJECTIVES.names())
 
 
+def presets(name):
+  from experiments import common
+  return getattr(importlib.import_module(f"experiments.{name}"), "PRESETS",
+                 common.PRESETS)
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_presets_build(name):
-  for preset in ("paper", "cpu", "tiny"):
-    exp = build(get_config(name, preset))
-    assert len(exp.members) >= (2 if preset == "tiny" else 4)
+  from disentax.data import DATASETS
+  for preset in presets(name):
+    config = get_config(name, preset)
+    if config.dataset.name not in DATASETS.names():
+      # Configs of the papers' other datasets exist before their loaders;
+      # building them must say which dataset is missing.
+      with pytest.raises(ValueError, match=f"unknown dataset "
+                         f"'{config.dataset.name}'"):
+        build(config)
+      continue
+    assert len(build(config).members) >= 2, preset
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

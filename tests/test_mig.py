@@ -141,10 +141,28 @@ def test_mig_constant_factor_is_left_out_of_the_mean():
   assert scores["mig"] >= 0.9
 
 
-def test_mig_rejects_single_latent():
-  factors = _random_factors(7, 100)
-  with pytest.raises(ValueError, match="at least 2 latent"):
-    mig_lib.mig_score(np.zeros((100, 1), np.float32), factors, FACTOR_SIZES)
+def test_single_latent_mig_is_its_normalised_mutual_information():
+  # One latent equal to factor 1 (10 values): no runner-up, so MIG per
+  # factor = NMI = I(z; c_k) / H(c_k): 1 for factor 1, ~0 for the others.
+  factors = _random_factors(7, 4000, (1, 10, 10))
+  scores = mig_lib.mig_score(factors[:, 1:2].astype(np.float32), factors,
+                             (1, 10, 10), num_bins=10)
+  np.testing.assert_allclose(scores["mig_per_factor"][1], 1.0, atol=1e-5)
+  assert scores["mig_per_factor"][2] < 0.05
+  np.testing.assert_allclose(scores["nmi_matrix"][0],
+                             scores["mig_per_factor"], atol=1e-6)
+
+
+def test_nmi_matrix_is_mutual_information_over_factor_entropy():
+  factors = _random_factors(8, 3000, (1, 10, 10))
+  codes = np.stack([factors[:, 2], factors[:, 1]], axis=1).astype(np.float32)
+  nmi = np.asarray(mig_lib.mig_score(codes, factors, (1, 10, 10),
+                                     num_bins=10)["nmi_matrix"])
+  assert nmi.shape == (2, 3)
+  np.testing.assert_allclose(nmi[0, 2], 1.0, atol=1e-5)
+  np.testing.assert_allclose(nmi[1, 1], 1.0, atol=1e-5)
+  assert nmi[0, 1] < 0.05 and nmi[1, 2] < 0.05
+  np.testing.assert_array_equal(nmi[:, 0], 0.0)  # no entropy: 0
 
 
 def test_mig_vmapped_members_match_single_scores():
@@ -193,7 +211,8 @@ def test_registered_mig_on_tiny_dataset():
   metric = METRICS.build({"name": "mig", "num_points": 1000, "batch_size": 300})
   result = metric.evaluate(_TinyDataset(), representation_fn,
                            jax.random.key(0))
-  assert set(result) == {"mig", "mig_per_factor"}
+  assert set(result) == {"mig", "mig_per_factor", "nmi_matrix"}
+  assert result["nmi_matrix"].shape == (2, 2, 2)
   assert isinstance(result["mig"], np.ndarray)
   assert result["mig"].shape == (2,)
   assert result["mig_per_factor"].shape == (2, 2)

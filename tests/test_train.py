@@ -93,7 +93,8 @@ def test_training_reduces_the_loss_of_every_member(tmp_path):
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path,
                                                         straight_run):
   workdir = str(tmp_path / "killed")
-  args = ("--config=experiments/beta_vae.py:tiny", f"--workdir={workdir}")
+  args = ("--config=experiments/beta_vae.py:tiny", f"--workdir={workdir}",
+          "--noevaluate")
   killed = run_module("disentax.main", *args, check=False,
                       env={train.KILL_AFTER_STEP_ENV: "10"})
   assert killed.returncode == -9, killed.stderr

@@ -64,6 +64,19 @@ class GroundTruthDataset(abc.ABC):
     chex.assert_shape(observations, (num, *self.observation_shape))
     return factors, observations
 
+  def sample_varying_one_factor(self, base_rng: jax.Array, rng: jax.Array,
+                                factor: jax.Array, num: int
+                                ) -> tuple[jax.Array, jax.Array]:
+    """A batch of the sub-dataset in which only factor `factor` varies
+    (uniformly over all its values) and every other factor keeps one value
+    drawn from `base_rng` (DEFT's per-factor annealing test).  `factor` may
+    be traced; a negative `factor` samples the whole dataset."""
+    base = self.sample_factors(base_rng, 1)
+    varied = self.sample_factors(rng, num)
+    free = (jnp.arange(self.num_factors) == factor) | (factor < 0)
+    factors = jnp.where(free[None, :], varied, base)
+    return factors, self.observations_from_factors(factors)
+
   def index_from_factors(self, factors: jax.Array) -> jax.Array:
     """Row-major position of each factor tuple in the full grid."""
     return jnp.ravel_multi_index(tuple(jnp.asarray(factors).T),

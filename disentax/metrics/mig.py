@@ -179,8 +179,13 @@ def mig_score(codes: jax.Array, factors: jax.Array,
   with them bound, e.g.
   `jax.vmap(functools.partial(mig_score, factor_sizes=s), in_axes=(0, None))`.
 
+  With a single latent there is no runner-up: the gap is to 0 (MIG equals
+  NMI1), e.g. for the annealing test's one-latent models.
+
   Returns:
-    {"mig": scalar, "mig_per_factor": [f]}.
+    {"mig": scalar, "mig_per_factor": [f], "nmi_matrix": [d, f]} where
+    nmi_matrix[j, k] = I(z_j; c_k) / H(c_k) (DEFT papers eq. 7; 0 for a
+    factor without entropy).
   """
   return _mig_score(codes, factors, _static_sizes(factor_sizes), num_bins)
 
@@ -192,25 +197,25 @@ def _mig_score(codes: jax.Array, factors: jax.Array,
   chex.assert_rank([codes, factors], 2)
   chex.assert_equal_shape_prefix([codes, factors], 1)
   chex.assert_axis_dimension(factors, 1, len(factor_sizes))
-  if codes.shape[1] < 2:
-    raise ValueError(
-        f"MIG needs at least 2 latent dimensions (a top-2 gap), got "
-        f"{codes.shape[1]}")
   if num_bins < 2:
     raise ValueError(f"num_bins must be >= 2, got {num_bins}")
   bins = discretize(codes, num_bins)
   mi = discrete_mutual_info(bins, factors, num_bins, factor_sizes)  # [d, f]
   entropy = discrete_entropy(factors, factor_sizes)  # [f]
-  top2 = jax.lax.top_k(mi.T, 2)[0]  # [f, 2], descending
+  # One latent: no runner-up, its MI counts as 0 (MIG = NMI1).
+  padded = jnp.concatenate([mi, jnp.zeros((1, mi.shape[1]), mi.dtype)])
+  top2 = jax.lax.top_k(padded.T, 2)[0]  # [f, 2], descending
   informative = entropy > 0
   per_factor = jnp.where(
       informative, (top2[:, 0] - top2[:, 1]) / jnp.where(informative,
                                                          entropy, 1), 0.0)
   score = jnp.sum(per_factor) / jnp.sum(informative)
   finite = jnp.all(jnp.isfinite(codes))
+  nmi = mi / jnp.where(informative, entropy, 1.0)
   return {
       "mig": jnp.where(finite, score, jnp.nan),
       "mig_per_factor": jnp.where(finite, per_factor, jnp.nan),
+      "nmi_matrix": jnp.where(finite, nmi, jnp.nan),
   }
 
 
@@ -265,7 +270,8 @@ class MIG:
       rng: PRNG key for the factor sample (the same points for all members).
 
     Returns:
-      {"mig": [members], "mig_per_factor": [members, num_factors]} as numpy.
+      {"mig": [members], "mig_per_factor": [members, num_factors],
+       "nmi_matrix": [members, d, num_factors]} as numpy.
     """
     factor_sizes = tuple(int(s) for s in dataset.factor_sizes)
     # Jitted: one compile instead of a dispatch (and compile) per eager op.

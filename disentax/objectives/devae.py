@@ -1,0 +1,83 @@
+"""DeVAE (decremental information bottleneck; DeVAE paper section 2.4,
+Algorithm 1): each minibatch optimises one latent layer's beta-VAE objective
+
+  L_i = recon(x | z_i, v_i) + beta_i * KL(q(z_i | x) || N(0, I))
+
+with layer i drawn per minibatch with p(i) proportional to s^i (s = 1:
+uniform, the paper's choice; s = 0: always layer 0, the plain VAE).  Eq. 8
+as printed does not sum to one for s > 1; we use the normalised geometric
+weights it describes (BUILD_NOTES).  Needs the `devae` model, whose control
+is the layer index; evaluation scores every layer's mean representation
+(metric names get `_layer<i>`; the unsuffixed metric is the last layer, the
+most disentangled by design).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from disentax.models import VAEOutput
+from disentax.objectives import OBJECTIVES
+from disentax.objectives.base import (Objective, check_reconstruction,
+                                      gaussian_kl, hyperparameter_grid,
+                                      reconstruction_loss, sequence_grid)
+
+
+def layer_log_probabilities(scale: jax.Array, num_layers: int) -> jax.Array:
+  """log p(i), p(i) = s^i / sum_j s^j for i < num_layers (s >= 0)."""
+  scale = jnp.asarray(scale, jnp.float32)
+  index = jnp.arange(num_layers)
+  logits = jnp.where(index == 0, 0.0, index * jnp.log(scale))
+  return jax.nn.log_softmax(logits)
+
+
+def devae_loss(output: VAEOutput, x: jax.Array,
+               hparams: Mapping[str, jax.Array], step: jax.Array,
+               aux: None = None, *, reconstruction: str = "bernoulli"
+               ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """recon + betas[layer] * KL of the layer the model decoded."""
+  del step, aux
+  recon = reconstruction_loss(output.logits, x, reconstruction).mean()
+  kl = gaussian_kl(output.mean, output.logvar).sum(axis=1).mean()
+  beta = hparams["betas"][output.layer]
+  loss = recon + beta * kl
+  return loss, {"loss": loss, "recon": recon, "kl": kl, "beta": beta,
+                "layer": output.layer.astype(jnp.float32)}
+
+
+@OBJECTIVES.register("devae")
+def devae(betas: Iterable = (1.0, 10.0, 40.0),
+          scale: float | Iterable[float] = 1.0,
+          reconstruction: str = "bernoulli", *,
+          latent_layers: int) -> Objective:
+  """`betas`: one beta per latent layer (the model's num_layers of them;
+  DeVAE paper: 1, 10, 40) or a grid of such sequences; `scale` s >= 0: the
+  layer-choice weights, one value or a grid."""
+  beta_grid = sequence_grid("betas", betas, positive=True)
+  if len(beta_grid[0]) != latent_layers:
+    raise ValueError(
+        f"config.objective.betas has {len(beta_grid[0])} values per member "
+        f"but the model has {latent_layers} latent layers "
+        "(config.model.num_layers); give one beta per layer")
+  scales = hyperparameter_grid("scale", scale, non_negative=True)
+
+  def control(hparams, step, key):
+    del step
+    return jax.random.categorical(
+        key, layer_log_probabilities(hparams["scale"], latent_layers))
+
+  def representations(hparams, step):
+    del hparams, step
+    layers = {f"_layer{i}": jnp.int32(i) for i in range(latent_layers)}
+    return {"": jnp.int32(latent_layers - 1), **layers}
+
+  return Objective(
+      name="devae",
+      loss=functools.partial(devae_loss,
+                             reconstruction=check_reconstruction(reconstruction)),
+      hyperparameters={"betas": beta_grid, "scale": scales},
+      model_control=control, representations=representations)

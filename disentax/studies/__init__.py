@@ -1,0 +1,1 @@
+"""One-off studies that reproduce a paper's table."""
