@@ -1,0 +1,116 @@
+"""The annealing test: its beta schedules, the one-factor sub-datasets every
+member trains on, and the IFP read off the training curves."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from disentax import schedules
+from disentax.data import make_dataset
+from disentax.objectives import make_objective
+from disentax.objectives.annealing_test import trace_ifp
+
+DSPRITES = make_dataset({"name": "dsprites", "image_size": 16})
+
+
+def annealing(**options):
+  return make_objective({"name": "annealing_test", **options},
+                        factor_names=DSPRITES.factor_names)
+
+
+def test_exponential_anneal_is_dlib_deft_schedule():
+  # beta = 70 exp(-15 t) + 1, t = step / 8000.
+  for step in (0, 400, 2000, 8000, 9000):
+    t = min(step / 8000, 1.0)
+    np.testing.assert_allclose(
+        schedules.exponential_anneal(step, 71.0, 1.0, 15.0, 8000),
+        70 * np.exp(-15 * t) + 1, rtol=1e-6)
+
+
+def test_loss_anneals_beta():
+  objective = annealing(schedule="linear", beta_start=200.0, beta_end=0.0,
+                        anneal_steps=100)
+  from disentax.models import VAEOutput
+  output = VAEOutput(jnp.ones((2, 1)), jnp.zeros((2, 1)), jnp.ones((2, 1)),
+                     jnp.zeros((2, 16, 16, 1)))
+  x = jnp.zeros((2, 16, 16, 1))
+  for step, beta in ((0, 200.0), (25, 150.0), (100, 0.0)):
+    _, metrics = objective.loss(output, x, {"factor": 0.0}, step)
+    np.testing.assert_allclose(metrics["beta"], beta, rtol=1e-6)
+
+
+@pytest.mark.parametrize("factor", [0, 1, 2, 3, 4])
+def test_sub_dataset_varies_only_its_factor(factor):
+  base_key, key = jax.random.key(1), jax.random.key(2)
+  factors, images = DSPRITES.sample_varying_one_factor(
+      base_key, key, jnp.int32(factor), 500)
+  factors = np.asarray(factors)
+  for k, size in enumerate(DSPRITES.factor_sizes):
+    values = np.unique(factors[:, k])
+    if k == factor:  # all of its values (500 draws cover up to 40)
+      assert len(values) == size
+    else:
+      assert len(values) == 1
+  # The fixed values come from the base key alone: same for another key.
+  other, _ = DSPRITES.sample_varying_one_factor(base_key, jax.random.key(3),
+                                                jnp.int32(factor), 4)
+  keep = [k for k in range(5) if k != factor]
+  np.testing.assert_array_equal(np.asarray(other)[:, keep],
+                                factors[:4, keep])
+  np.testing.assert_array_equal(
+      images, DSPRITES.observations_from_factors(jnp.asarray(factors)))
+
+
+def test_whole_dataset_member_varies_every_factor():
+  factors, _ = DSPRITES.sample_varying_one_factor(
+      jax.random.key(1), jax.random.key(2), jnp.int32(-1), 2000)
+  assert [len(np.unique(c)) for c in np.asarray(factors).T] == [
+      3, 6, 40, 32, 32]
+
+
+def test_members_are_factors_times_repeats_and_sample_their_sub_dataset():
+  assert annealing().hyperparameters == {"factor": (0., 1., 2., 3., 4.)}
+  assert annealing(factors="dataset").hyperparameters == {"factor": (-1.,)}
+  assert annealing(factors=("scale", "posY")).hyperparameters == {
+      "factor": (1., 4.)}
+  objective = annealing()
+  member_key = jax.random.key(7)
+  x = objective.sample_batch(DSPRITES, {"factor": jnp.float32(2)}, member_key,
+                             jax.random.key(8), 64)
+  # The member's sub-dataset: its fixed factors come from its own key.
+  from disentax.objectives.annealing_test import BASE_FACTORS_STREAM
+  _, expected = DSPRITES.sample_varying_one_factor(
+      jax.random.fold_in(member_key, BASE_FACTORS_STREAM), jax.random.key(8),
+      jnp.int32(2), 64)
+  np.testing.assert_array_equal(x, expected)
+  assert len({np.asarray(im).tobytes() for im in x}) > 3
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"factors": ("colour",)}, r"unknown factor\(s\) \['colour'\]"),
+    ({"schedule": "cosine"}, "schedule='cosine'; allowed"),
+    ({"beta_end": 80.0}, "must be >= 0 and < beta_start=71.0"),
+    ({"anneal_steps": 0}, "anneal_steps=0"),
+])
+def test_bad_settings(options, match):
+  with pytest.raises(ValueError, match=match):
+    annealing(**options)
+
+
+def test_ifp_read_off_training_curves_recovers_a_known_threshold():
+  """Synthetic curves of 3 members: KL rises 0.05 nats per unit of beta
+  below thresholds 40, 25 and 10, so KL exceeds 0.1 below 38, 23 and 8;
+  beta falls 1 per logged chunk, on a half-integer grid the true
+  crossing avoids.  Recovered within 0.05 (linear interpolation is exact
+  on a linear ramp)."""
+  betas = np.arange(70.5, 0, -1.0)
+  thresholds = np.array([40.0, 25.0, 10.0])
+  kls = 0.05 * np.maximum(thresholds[None, :] - betas[:, None], 0.0)
+  lines = [{"step": 10 * (i + 1), "beta": [b] * 3, "kl": list(k)}
+           for i, (b, k) in enumerate(zip(betas, kls))]
+  ifp = trace_ifp(lines, threshold=0.1)["ifp"]
+  np.testing.assert_allclose(ifp, thresholds - 2.0, atol=0.05)
+  never = [{"step": 1, "beta": [5.0], "kl": [0.0]},
+           {"step": 2, "beta": [1.0], "kl": [0.05]}]
+  assert np.isnan(trace_ifp(never, 0.1)["ifp"][0])
