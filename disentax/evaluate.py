@@ -72,7 +72,7 @@ def evaluate(workdir: str
   if exp.objective.trace_scores is not None:
     lines = [line for line in run_log.read_lines(
         os.path.join(workdir, run_log.FILENAME)) if line["step"] <= step]
-    trace_scores = exp.objective.trace_scores(lines)
+    trace_scores = exp.objective.trace_scores(lines, exp.members.hparams)
   rows = results.make_rows(
       method=meta["method"], dataset=meta["dataset"],
       config_hash=meta["config_hash"], step=step, members=meta["members"],

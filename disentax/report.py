@@ -364,20 +364,33 @@ def format_nmi_matrices(rows: Sequence[Row], arrays: dict[str, np.ndarray],
 
 def ifp_table(rows: Sequence[Row], factor_names: Sequence[str]) -> str:
   """Per factor (the annealing test's `factor` hyperparameter; -1 = whole
-  dataset): the IFP distribution over seeds, as a Markdown table."""
-  by_factor: dict[int, list[float]] = {}
+  dataset): the IFP distribution over seeds, and for the whole dataset the
+  medians of the increment's change points (the unsupervised variant), as a
+  Markdown table."""
+  by_factor: dict[int, list[Row]] = {}
   for row in rows:
-    factor = int(row["hparams"]["factor"])
-    value = (row.get("metrics") or {}).get("ifp")
-    by_factor.setdefault(factor, []).append(
-        float("nan") if value is None else float(value))
-  lines = ["| factor | seeds | froze | IFP median | 10% | 90% |",
-           "|---|---|---|---|---|---|"]
+    by_factor.setdefault(int(row["hparams"]["factor"]), []).append(row)
+
+  def values(group: list[Row], name: str) -> np.ndarray:
+    return np.asarray([np.nan if (r.get("metrics") or {}).get(name) is None
+                       else float(r["metrics"][name]) for r in group])
+
+  lines = ["| factor | seeds | froze | IFP median | 10% | 90% | "
+           "change points (median) |", "|---|---|---|---|---|---|---|"]
   for factor in sorted(by_factor):
-    values = np.asarray(by_factor[factor])
-    finite = values[np.isfinite(values)]
+    group = by_factor[factor]
+    ifps = values(group, "ifp")
+    finite = ifps[np.isfinite(ifps)]
     name = "whole dataset" if factor < 0 else factor_names[factor]
     stats = (" | ".join(f"{q:.1f}" for q in np.quantile(finite, [.5, .1, .9]))
              if finite.size else "n/a | n/a | n/a")
-    lines.append(f"| {name} | {values.size} | {finite.size} | {stats} |")
+    points = []
+    i = 0
+    while any(f"change_point_{i}" in (r.get("metrics") or {}) for r in group):
+      found = values(group, f"change_point_{i}")
+      if np.isfinite(found).any():
+        points.append(f"{np.nanmedian(found):.1f}")
+      i += 1
+    lines.append(f"| {name} | {ifps.size} | {finite.size} | {stats} | "
+                 f"{', '.join(points) or '-'} |")
   return "\n".join(lines)

@@ -109,8 +109,38 @@ def test_ifp_read_off_training_curves_recovers_a_known_threshold():
   kls = 0.05 * np.maximum(thresholds[None, :] - betas[:, None], 0.0)
   lines = [{"step": 10 * (i + 1), "beta": [b] * 3, "kl": list(k)}
            for i, (b, k) in enumerate(zip(betas, kls))]
-  ifp = trace_ifp(lines, threshold=0.1)["ifp"]
+  ifp = trace_ifp(lines, {"factor": np.zeros(3)}, threshold=0.1)["ifp"]
   np.testing.assert_allclose(ifp, thresholds - 2.0, atol=0.05)
   never = [{"step": 1, "beta": [5.0], "kl": [0.0]},
            {"step": 2, "beta": [1.0], "kl": [0.05]}]
-  assert np.isnan(trace_ifp(never, 0.1)["ifp"][0])
+  assert np.isnan(trace_ifp(never, {"factor": np.zeros(1)}, 0.1)["ifp"][0])
+
+
+def test_whole_dataset_members_get_change_points_of_the_increment():
+  """KL(beta) with kinks at 36 and 16 (slope 0.02 below 36, 0.1 below 16),
+  logged every 0.5 beta from 80 down to 1: the unsupervised variant finds
+  both within 0.5; per-factor members get none."""
+  betas = np.arange(80.0, 0.9, -0.5)
+  kl = 0.02 * np.maximum(36 - betas, 0) + 0.08 * np.maximum(16 - betas, 0)
+  lines = [{"step": i, "beta": [b, b], "kl": [k, k]}
+           for i, (b, k) in enumerate(zip(betas, kl))]
+  scores = trace_ifp(lines, {"factor": np.array([-1.0, 2.0])}, 0.1)
+  np.testing.assert_allclose([scores["change_point_0"][0],
+                              scores["change_point_1"][0]], [36, 16],
+                             atol=0.5)
+  assert np.isnan(scores["change_point_2"][0])
+  assert all(np.isnan(scores[f"change_point_{i}"][1]) for i in range(3))
+
+
+def test_ifp_table():
+  from disentax import report
+  rows = [{"hparams": {"factor": -1.0},
+           "metrics": {"ifp": 30.0, "change_point_0": 36.0,
+                       "change_point_1": 16.0, "change_point_2": None}},
+          {"hparams": {"factor": 1.0}, "metrics": {"ifp": None}},
+          {"hparams": {"factor": 1.0}, "metrics": {"ifp": 12.0}},
+          {"hparams": {"factor": 1.0}, "metrics": {"ifp": 14.0}}]
+  table = report.ifp_table(rows, DSPRITES.factor_names).splitlines()
+  assert table[2] == ("| whole dataset | 1 | 1 | 30.0 | 30.0 | 30.0 | "
+                      "36.0, 16.0 |")
+  assert table[3] == "| scale | 3 | 2 | 13.0 | 12.2 | 13.8 | - |"

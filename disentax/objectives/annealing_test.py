@@ -19,6 +19,7 @@ over 100,000 steps).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable, Mapping, Sequence
 
 import jax
@@ -62,15 +63,34 @@ def factor_grid(factors: str | Iterable[str], factor_names: Sequence[str]
   return tuple(float(factor_names.index(n)) for n in names)
 
 
-def trace_ifp(lines: Sequence[Mapping[str, Any]], threshold: float
+NUM_CHANGE_POINTS = 3
+
+
+def trace_ifp(lines: Sequence[Mapping[str, Any]],
+              hparams: Mapping[str, np.ndarray], threshold: float
               ) -> dict[str, np.ndarray]:
-  """Every member's IFP from its (beta, KL) training curve."""
+  """Every member's IFP from its (beta, KL) training curve; for members on
+  the whole dataset (factor -1) also the unsupervised variant's change
+  points of the information increment (`change_point_<i>`, largest beta
+  first, NaN where fewer were found; DEFT journal 5.5, Fig. 13)."""
   from disentax import ifp  # analysis module; only the evaluator needs it
   if not lines:
     raise ValueError("the run log has no training curve to read IFPs from")
   betas = np.array([line["beta"] for line in lines], np.float64)
   kls = np.array([line["kl"] for line in lines], np.float64)
-  return {"ifp": ifp.freezing_points(betas, kls, threshold)}
+  scores = {"ifp": ifp.freezing_points(betas, kls, threshold)}
+  factors = np.asarray(hparams["factor"])
+  if factors.min() >= 0:
+    return scores
+  points = np.full((NUM_CHANGE_POINTS, kls.shape[1]), np.nan)
+  for m in np.flatnonzero(factors < 0):
+    positive = (betas[:, m] > 0) & np.isfinite(kls[:, m])
+    found = ifp.increment_change_points(betas[positive, m],
+                                        kls[positive, m], NUM_CHANGE_POINTS)
+    points[:len(found), m] = found
+  scores.update({f"change_point_{i}": points[i]
+                 for i in range(NUM_CHANGE_POINTS)})
+  return scores
 
 
 @OBJECTIVES.register("annealing_test")
@@ -111,4 +131,4 @@ def annealing_test(schedule: str = "exponential", beta_start: float = 71.0,
       name="annealing_test", loss=loss,
       hyperparameters={"factor": factor_grid(factors, factor_names)},
       sample_batch=sample_batch,
-      trace_scores=lambda lines: trace_ifp(lines, threshold))
+      trace_scores=functools.partial(trace_ifp, threshold=threshold))

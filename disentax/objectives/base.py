@@ -52,8 +52,9 @@ class Objective:
   sample_batch(dataset, hparams, member_key, key, batch_size) -> x: the
       member's training batch, when it is not a uniform draw from the dataset
       (e.g. the annealing test's one-factor sub-datasets).
-  trace_scores(lines) -> {name: [M] values}: scores read off the training
-      curves (the run's metrics.jsonl lines), e.g. the annealing test's IFP.
+  trace_scores(lines, hparams) -> {name: [M] values}: scores read off the
+      training curves (the run's metrics.jsonl lines; hparams: the members'
+      [M] hyperparameter arrays), e.g. the annealing test's IFP.
   """
   name: str
   loss: LossFn  # (output, x, hparams, step, aux=None) -> (loss, metrics)
