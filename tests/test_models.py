@@ -231,3 +231,21 @@ def test_conv_vae_rejects_image_sizes(observation_shape, bad):
 def test_conv_vae_rejects_bad_options(kwargs, message):
   with pytest.raises(ValueError, match=message):
     conv_vae(observation_shape=(16, 16, 1), **kwargs)
+
+
+def test_fc_vae_is_the_beta_tcvae_paper_architecture():
+  import jax
+  import jax.numpy as jnp
+  from disentax.models import make_model
+  model = make_model({"name": "fc_vae"}, (64, 64, 1))
+  x = jnp.zeros((2, 64, 64, 1))
+  params = model.init(jax.random.key(0), x, jax.random.key(1))["params"]
+  count = lambda tree: sum(p.size for p in jax.tree.leaves(tree))
+  pixels = 64 * 64
+  assert count(params["encoder"]) == (pixels * 1200 + 1200 + 1200 * 1200
+                                      + 1200 + 2 * (1200 * 10 + 10))
+  assert count(params["decoder"]) == (10 * 1200 + 1200
+                                      + 2 * (1200 * 1200 + 1200)
+                                      + 1200 * pixels + pixels)
+  out = model.apply({"params": params}, x, jax.random.key(2))
+  assert out.logits.shape == (2, 64, 64, 1) and out.mean.shape == (2, 10)
