@@ -21,16 +21,13 @@ per-factor run into proposed DEFT stages.
   python -m disentax.main --config=experiments/annealing_test.py:cpu --workdir=runs/ifp
 """
 
-from experiments.common import dsprites_config
+from experiments.common import check_preset, dsprites_config
 
 PRESETS = ("per_factor", "dataset", "cpu", "tiny")
 
 
 def get_config(preset: str | None = None):
-  preset = preset or "per_factor"
-  if preset not in PRESETS:
-    raise ValueError(f"unknown preset {preset!r}; allowed: "
-                     f"{', '.join(PRESETS)}")
+  preset = check_preset(preset, PRESETS, "per_factor")
   config, _ = dsprites_config(preset if preset in ("cpu", "tiny")
                               else "paper")
   config.objective.name = "annealing_test"

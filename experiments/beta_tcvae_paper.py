@@ -18,7 +18,7 @@ paper does not state its training settings; we use dlib-google's (Adam
 lr 1e-4, batch 64, 300k steps, see experiments/common.py).
 """
 
-from experiments.common import dsprites_config
+from experiments.common import check_preset, dsprites_config
 
 BETA_GRID = (1.0, 2.0, 4.0, 6.0, 8.0, 10.0)
 PRESETS = ("fig2_beta_vae", "fig2_beta_tcvae", "fig3_beta_vae",
@@ -26,10 +26,7 @@ PRESETS = ("fig2_beta_vae", "fig2_beta_tcvae", "fig3_beta_vae",
 
 
 def get_config(preset: str | None = None):
-  preset = preset or "fig3_beta_tcvae"
-  if preset not in PRESETS:
-    raise ValueError(f"unknown preset {preset!r}; allowed: "
-                     f"{', '.join(PRESETS)}")
+  preset = check_preset(preset, PRESETS, "fig3_beta_tcvae")
   config, _ = dsprites_config(preset if preset in ("cpu", "tiny")
                               else "paper")
   config.model = {"name": "fc_vae", "num_latents": 10}

@@ -17,11 +17,18 @@ from disentax.config import base_config
 PRESETS = ("paper", "cpu", "tiny")
 
 
-def dsprites_config(preset: str | None):
-  preset = preset or "paper"
-  if preset not in PRESETS:
+def check_preset(preset: str | None, presets: tuple[str, ...],
+                 default: str) -> str:
+  """`preset` (or the default when empty), if it is one of `presets`."""
+  preset = preset or default
+  if preset not in presets:
     raise ValueError(f"unknown preset {preset!r}; allowed: "
-                     f"{', '.join(PRESETS)}")
+                     f"{', '.join(presets)}")
+  return preset
+
+
+def dsprites_config(preset: str | None):
+  preset = check_preset(preset, PRESETS, "paper")
   config = base_config()
   config.dataset.image_size = 64
   config.model.num_latents = 10

@@ -27,7 +27,7 @@ Presets (`experiments/deft.py:PRESET`):
   python -m disentax.main --config=experiments/deft.py:cpu --workdir=runs/deft
 """
 
-from experiments.common import dsprites_config
+from experiments.common import check_preset, dsprites_config
 
 DSPRITES_SIZE = 737_280
 # DEFT journal Table 2: (G, K, steps per stage N, pressures beta_i).
@@ -87,10 +87,7 @@ PRESETS = (tuple(JOURNAL_TABLE_2) + tuple(f"arxiv_{k}" for k in ARXIV_TABLE_1)
 
 
 def get_config(preset: str | None = None):
-  preset = preset or "dsprites"
-  if preset not in PRESETS:
-    raise ValueError(f"unknown preset {preset!r}; allowed: "
-                     f"{', '.join(PRESETS)}")
+  preset = check_preset(preset, PRESETS, "dsprites")
   base_preset = preset if preset in ("cpu", "tiny") else "paper"
   config, _ = dsprites_config(base_preset)
   if preset in JOURNAL_TABLE_2:

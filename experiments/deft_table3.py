@@ -15,7 +15,7 @@ num_steps / num_latents steps (so every latent opens), AnnealedVAE's
 gamma and iteration_threshold (dlib-google's 1000 and 100,000).
 """
 
-from experiments.common import dsprites_config
+from experiments.common import check_preset, dsprites_config
 from experiments.deft import DATASETS, JOURNAL_TABLE_2, use_dataset
 
 # DEFT journal Table 3, per dataset (color, dsprites, scream, smallnorb).
@@ -35,10 +35,7 @@ PRESETS = tuple(f"{m}_{d}" for m in TABLE_3 for d in DATASETS) + (
 
 
 def get_config(preset: str | None = None):
-  preset = preset or "beta_vae_dsprites"
-  if preset not in PRESETS:
-    raise ValueError(f"unknown preset {preset!r}; allowed: "
-                     f"{', '.join(PRESETS)}")
+  preset = check_preset(preset, PRESETS, "beta_vae_dsprites")
   if preset in ("cpu", "tiny"):
     config, _ = dsprites_config(preset)
     config.objective.name = "beta_vae"

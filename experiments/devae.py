@@ -19,17 +19,14 @@ Table 2, DiT row) - a check, not a coincidence.
   python -m disentax.main --config=experiments/devae.py:cpu --workdir=runs/devae
 """
 
-from experiments.common import dsprites_config
+from experiments.common import check_preset, dsprites_config
 
 PRESETS = ("paper", "latent1024", "betas_redundant", "betas_insufficient",
            "scale", "cpu", "tiny")
 
 
 def get_config(preset: str | None = None):
-  preset = preset or "paper"
-  if preset not in PRESETS:
-    raise ValueError(f"unknown preset {preset!r}; allowed: "
-                     f"{', '.join(PRESETS)}")
+  preset = check_preset(preset, PRESETS, "paper")
   config, _ = dsprites_config(preset if preset in ("cpu", "tiny")
                               else "paper")
   config.model = {"name": "devae", "num_latents": 10, "num_layers": 3,

@@ -18,6 +18,7 @@ CascadeVAE-C opening one latent every 2,500 steps.
 """
 
 from disentax.config import base_config
+from experiments.common import check_preset, dsprites_config
 from experiments.deft import deft_training
 
 METHODS = ("deft", "cascade_vae", "beta_tcvae")
@@ -26,10 +27,7 @@ NUM_STEPS = 10_000  # journal 5.4
 
 
 def get_config(preset: str | None = None):
-  preset = preset or "deft"
-  if preset not in PRESETS:
-    raise ValueError(f"unknown preset {preset!r}; allowed: "
-                     f"{', '.join(PRESETS)}")
+  preset = check_preset(preset, PRESETS, "deft")
   method = preset.removeprefix("cpu_").replace("tiny", "deft")
   config = base_config()
   config.dataset = {"name": "triangle"}
@@ -61,12 +59,9 @@ def get_config(preset: str | None = None):
     elif method == "cascade_vae":
       config.objective.stage_steps = 500
   elif preset == "tiny":
-    config.num_seeds = 2
-    config.train.num_steps, config.train.checkpoint_every = 20, 20
-    config.objective.stage_steps = 10
-    config.train.batch_size = 8
-    config.train.steps_per_chunk = 5
-    config.train.progress = False
-    config.train.member_execution = "vmap"
+    tiny, _ = dsprites_config("tiny")
+    config.num_seeds = tiny.num_seeds
+    config.train = tiny.train
+    config.objective.stage_steps = tiny.train.num_steps // 2
     config.eval.metric.num_points = 256
   return config

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES
 from disentax.objectives.base import (Objective, check_reconstruction,
-                                      gaussian_kl, hyperparameter_grid,
-                                      reconstruction_loss, sequence_grid)
+                                      hyperparameter_grid, sequence_grid)
+from disentax.objectives.beta_vae import beta_vae_loss
 
 
 def layer_log_probabilities(scale: jax.Array, num_layers: int) -> jax.Array:
@@ -39,13 +39,11 @@ def devae_loss(output: VAEOutput, x: jax.Array,
                hparams: Mapping[str, jax.Array], step: jax.Array,
                aux: None = None, *, reconstruction: str = "bernoulli"
                ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """recon + betas[layer] * KL of the layer the model decoded."""
-  del step, aux
-  recon = reconstruction_loss(output.logits, x, reconstruction).mean()
-  kl = gaussian_kl(output.mean, output.logvar).sum(axis=1).mean()
+  """The beta-VAE loss with the beta of the layer the model decoded."""
   beta = hparams["betas"][output.layer]
-  loss = recon + beta * kl
-  return loss, {"loss": loss, "recon": recon, "kl": kl, "beta": beta,
+  loss, metrics = beta_vae_loss(output, x, {"beta": beta}, step, aux,
+                                reconstruction=reconstruction)
+  return loss, {**metrics, "beta": beta,
                 "layer": output.layer.astype(jnp.float32)}
 
 
