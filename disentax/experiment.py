@@ -121,7 +121,9 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
                              dataset_size=dataset.num_points,
                              factor_names=dataset.factor_names,
                              num_latents=model.encoder.num_latents,
-                             latent_layers=getattr(model, "num_layers", 1))
+                             latent_layers=getattr(model, "num_layers", 1),
+                             encoder_groups=getattr(model.encoder,
+                                                    "num_groups", None))
   optimizer = optax.adam(learning_rate_schedule(config.train),
                          b1=config.train.adam_b1, b2=config.train.adam_b2,
                          eps=config.train.adam_eps)

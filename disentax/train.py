@@ -96,6 +96,8 @@ def make_member_step(exp: Experiment) -> Callable:
 
     grads, (metrics, output) = jax.grad(loss_fn, has_aux=True)(params)
     updates, opt_state = exp.optimizer.update(grads, opt_state, params)
+    if objective.scale_updates is not None:
+      updates = objective.scale_updates(updates, hparams, step)
     if objective.update_aux is not None:
       aux, aux_metrics = objective.update_aux(
           aux, jax.lax.stop_gradient(output), hparams, step, aux_key)

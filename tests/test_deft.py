@@ -214,3 +214,51 @@ def test_deft_tc_stages_the_mutual_information_weight():
   assert objective.name == "deft_beta_tcvae"
   assert set(objective.hyperparameters) == {"beta", "gamma", "pressures"}
   assert objective.hyperparameters["beta"] == (8.0,)
+
+
+def test_update_scaling_gives_old_groups_gamma_times_the_adam_update():
+  """scaling='update' (arXiv Algorithm 1: old encoders at gamma x the
+  learning rate): one Adam step from the same state moves group 0 (old at
+  stage 1) by exactly gamma x what 'gradient' scaling with gamma 1 moves
+  it, the others and the decoder identically; under 'gradient' scaling the
+  first Adam step of a fresh optimiser is scale-free, so gamma would not
+  show at all."""
+  import optax
+  model, params = fractional_vae()
+  x, step, gamma = images(5), jnp.int32(13), 0.25
+  hparams = {"pressures": jnp.array([50.0, 20.0, 1.0]),
+             "gamma": jnp.float32(gamma)}
+  adam = optax.adam(1e-3)
+
+  def adam_step(objective, hparams=hparams):
+    grads, _ = _grads(model, params, objective, hparams, step, x)
+    updates, _ = adam.update(grads, adam.init(params), params)
+    if objective.scale_updates is not None:
+      updates = objective.scale_updates(updates, hparams, step)
+    return updates
+
+  by_update = adam_step(make_objective(
+      {"name": "deft", "pressures": (50.0, 20.0, 1.0), "stage_steps": 10,
+       "scaling": "update"}, dataset_size=100,
+      num_latents=GROUPS * PER_GROUP, encoder_groups=GROUPS))
+  unscaled = adam_step(deft_objective(gamma=1.0),
+                       {**hparams, "gamma": jnp.float32(1.0)})
+  by_gradient = adam_step(deft_objective(gamma=gamma))
+  for u, ref, g in zip(jax.tree.leaves(by_update["encoder"]["groups"]),
+                       jax.tree.leaves(unscaled["encoder"]["groups"]),
+                       jax.tree.leaves(by_gradient["encoder"]["groups"])):
+    np.testing.assert_array_equal(u[0], gamma * ref[0])
+    np.testing.assert_array_equal(u[1:], ref[1:])
+    # Adam divides gamma out again (up to eps): not 0.25 x, but ~1 x.
+    ratio = np.linalg.norm(g[0]) / np.linalg.norm(ref[0])
+    assert 0.95 < ratio <= 1.0, ratio
+  jax.tree.map(np.testing.assert_array_equal, by_update["decoder"],
+               unscaled["decoder"])
+
+
+def test_update_scaling_needs_the_fractional_encoder():
+  with pytest.raises(ValueError, match="scaling='update' scales the "
+                     "fractional encoder"):
+    make_objective({"name": "deft", "pressures": (5.0, 1.0),
+                    "scaling": "update"}, dataset_size=10, num_latents=4,
+                   encoder_groups=None)

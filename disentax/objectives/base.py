@@ -52,6 +52,8 @@ class Objective:
   sample_batch(dataset, hparams, member_key, key, batch_size) -> x: the
       member's training batch, when it is not a uniform draw from the dataset
       (e.g. the annealing test's one-factor sub-datasets).
+  scale_updates(updates, hparams, step) -> updates: rescales the optimiser's
+      parameter updates (e.g. DEFT's smaller learning rate for old groups).
   trace_scores(lines, hparams) -> {name: [M] values}: scores read off the
       training curves (the run's metrics.jsonl lines; hparams: the members'
       [M] hyperparameter arrays), e.g. the annealing test's IFP.
@@ -64,6 +66,7 @@ class Objective:
   model_control: Callable[..., Any] | None = None
   representations: Callable[..., Mapping[str, Any]] | None = None
   sample_batch: Callable[..., jax.Array] | None = None
+  scale_updates: Callable[..., Any] | None = None
   trace_scores: Callable[..., Mapping[str, Any]] | None = None
 
 

@@ -21,12 +21,15 @@ model (`models.vae.LatentGate`), so the whole multi-stage run is one
 compiled program, and the pressures and gamma are per-member hyperparameters
 (a grid of pressure sequences and gammas trains as one program).
 
-Note on Adam (BUILD_NOTES): Adam normalises each parameter's update by its
-gradient scale, so a constant gradient factor on a sub-encoder shrinks its
-updates only until the second-moment estimate adapts (~1/(1-b2) steps after
-the stage switch); the arXiv version describes the same mechanism as a
-smaller learning rate, which Adam would not undo.  We follow the journal and
-dlib-deft (gradient scaling).
+Where gamma acts (`scaling`): 'gradient' (default; the journal and
+dlib-deft) scales the gradient flowing into old groups' outputs.  Adam
+normalises each parameter's update by its running gradient RMS, so that
+factor shrinks an old group's updates only until the second-moment estimate
+adapts, a few hundred steps after the stage switch (BUILD_NOTES).  'update'
+is the arXiv formulation (Algorithm 1: old encoders learn at gamma x the
+learning rate): the optimiser's updates of old groups' parameters are scaled
+by gamma, which Adam cannot undo; it needs the fractional encoder (the
+groups' parameters are its stacked sub-encoders).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from disentax.objectives.base import (Objective, hyperparameter_grid,
 
 # Objectives DEFT cannot wrap: they steer the model or the data themselves.
 NOT_A_BASE = ("deft", "devae", "annealing_test")
+SCALINGS = ("gradient", "update")
 
 
 def stage_boundaries(stage_steps: int | Sequence[int],
@@ -83,6 +87,17 @@ def deft_gate(stage: jax.Array, gamma: jax.Array, num_latents: int,
   return LatentGate(keep, grad_scale)
 
 
+def scale_old_group_updates(updates: Any, stage: jax.Array, gamma: jax.Array
+                            ) -> Any:
+  """Multiplies the updates of the fractional encoder's groups < stage by
+  gamma (their parameters are stacked on a leading group axis)."""
+  def scale(leaf):
+    group = jnp.arange(leaf.shape[0]).reshape(-1, *([1] * (leaf.ndim - 1)))
+    return leaf * jnp.where(group < stage, gamma, 1.0).astype(leaf.dtype)
+  groups = jax.tree.map(scale, updates["encoder"]["groups"])
+  return {**updates, "encoder": {**updates["encoder"], "groups": groups}}
+
+
 def _staged_hparams(hparams: Mapping[str, jax.Array], stage: jax.Array,
                     staged: str) -> dict[str, jax.Array]:
   return {**hparams, staged: hparams["pressures"][stage]}
@@ -113,8 +128,9 @@ def deft(base: str = "beta_vae", staged: str = "beta",
          pressures: Iterable = (70.0, 30.0, 12.0, 1.0),
          stage_steps: int | Sequence[int] = 15_000,
          gamma: float | Iterable[float] = 0.1,
-         base_options: Mapping[str, Any] | None = None, *,
-         num_latents: int, dataset_size: int) -> Objective:
+         base_options: Mapping[str, Any] | None = None,
+         scaling: str = "gradient", *, num_latents: int, dataset_size: int,
+         encoder_groups: int | None = None) -> Objective:
   """DEFT around the `base` objective (any registered objective with a
   `staged` hyperparameter: 'beta' of beta_vae, 'alpha' of beta_tcvae for
   DEFT(TC)); `base_options`: the base objective's other settings.
@@ -122,8 +138,8 @@ def deft(base: str = "beta_vae", staged: str = "beta",
   `pressures`: one pressure per stage (G = len), or a grid of such
   sequences; `stage_steps`: steps per stage, or one length per stage (the
   last runs to the end of training); `gamma` in [0, 1]: the old groups'
-  gradient factor, one value or a grid.  The model's num_latents must be a
-  multiple of G.  Defaults: dlib-deft's dSprites launch (70, 30, 12, 1;
+  gradient factor, one value or a grid; `scaling`: 'gradient' or 'update'
+  (module docstring).  The model's num_latents must be a multiple of G.  Defaults: dlib-deft's dSprites launch (70, 30, 12, 1;
   15,000 steps per stage; gamma 0.1).
   """
   if base in NOT_A_BASE:
@@ -152,6 +168,15 @@ def deft(base: str = "beta_vae", staged: str = "beta",
         f"{num_groups} stages (config.objective.pressures) do not divide "
         f"config.model.num_latents={num_latents}; DEFT needs G groups of K "
         "latents (num_latents = G * K)")
+  if scaling not in SCALINGS:
+    raise ValueError(f"config.objective.scaling={scaling!r}; allowed: "
+                     f"{SCALINGS}")
+  if scaling == "update" and encoder_groups != num_groups:
+    raise ValueError(
+        f"config.objective.scaling='update' scales the fractional encoder's "
+        f"sub-encoders, so it needs config.model.encoder='fractional' with "
+        f"num_groups={num_groups} (one per stage); the model has "
+        f"{'no groups' if encoder_groups is None else encoder_groups}")
   gammas = hyperparameter_grid("gamma", gamma, non_negative=True)
   if max(gammas) > 1.0:
     raise ValueError(f"config.objective.gamma={gammas}; must be in [0, 1]")
@@ -162,8 +187,13 @@ def deft(base: str = "beta_vae", staged: str = "beta",
 
   def control(hparams, step, key=None):
     del key
-    return deft_gate(deft_stage(step, boundaries), hparams["gamma"],
-                     num_latents, num_groups)
+    gamma = hparams["gamma"] if scaling == "gradient" else 1.0
+    return deft_gate(deft_stage(step, boundaries), gamma, num_latents,
+                     num_groups)
+
+  def scale_updates(updates, hparams, step):
+    return scale_old_group_updates(updates, deft_stage(step, boundaries),
+                                   hparams["gamma"])
 
   common = dict(base=base_objective, staged=staged, boundaries=boundaries)
   return Objective(
@@ -174,4 +204,5 @@ def deft(base: str = "beta_vae", staged: str = "beta",
       update_aux=(functools.partial(_update_aux, **common)
                   if base_objective.update_aux is not None else None),
       model_control=control,
+      scale_updates=scale_updates if scaling == "update" else None,
       representations=lambda hparams, step: {"": control(hparams, step)})
