@@ -74,6 +74,8 @@ def test_members_are_factors_times_repeats_and_sample_their_sub_dataset():
   assert annealing(factors="dataset").hyperparameters == {"factor": (-1.,)}
   assert annealing(factors=("scale", "posY")).hyperparameters == {
       "factor": (1., 4.)}
+  assert annealing(factors="scale,posY").hyperparameters == {
+      "factor": (1., 4.)}
   objective = annealing()
   member_key = jax.random.key(7)
   x = objective.sample_batch(DSPRITES, {"factor": jnp.float32(2)}, member_key,

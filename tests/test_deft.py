@@ -2,6 +2,8 @@
 groups at zero), the stage schedule as data (no recompilation), and its
 config validation."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +27,7 @@ def images(seed, n=4):
                               (n, *SHAPE)).astype(jnp.float32)
 
 
+@functools.lru_cache
 def fractional_vae():
   model = make_model({"name": "conv_vae", "encoder": "fractional",
                       "num_groups": GROUPS,
@@ -38,6 +41,31 @@ def deft_objective(**options):
              "stage_steps": 10, **options}
   return make_objective(section, dataset_size=100,
                         num_latents=GROUPS * PER_GROUP)
+
+
+@functools.lru_cache
+def gradient_fn(scaled: bool):
+  """(params, hparams, step, x) -> (grads, output) of DEFT around beta-VAE,
+  with the stage gate's gradient scaling (scaled) or without it; compiled
+  once, gamma and step are traced."""
+  model, _ = fractional_vae()
+  objective = deft_objective()
+
+  def grads(params, hparams, step, x):
+    gate = objective.model_control(hparams, step, None)
+    if not scaled:
+      gate = gate._replace(grad_scale=jnp.ones_like(gate.grad_scale))
+
+    def loss(p):
+      output = model.apply({"params": p}, x, jax.random.key(3), gate)
+      return objective.loss(output, x, hparams, step)[0], output
+    return jax.grad(loss, has_aux=True)(params)
+  return jax.jit(grads)
+
+
+def stage_1_hparams(gamma):
+  return {"pressures": jnp.array([50.0, 20.0, 1.0]),
+          "gamma": jnp.float32(gamma)}
 
 
 def test_fractional_encoder_equals_separate_sub_encoders_in_a_loop():
@@ -63,27 +91,14 @@ def test_fractional_encoder_equals_separate_sub_encoders_in_a_loop():
   assert params["groups"]["Dense_0"]["kernel"].shape[-1] == 64
 
 
-def _grads(model, params, objective, hparams, step, x, scaled=True):
-  gate = objective.model_control(hparams, step, None)
-  if not scaled:
-    gate = gate._replace(grad_scale=jnp.ones_like(gate.grad_scale))
-
-  def loss(p):
-    output = model.apply({"params": p}, x, jax.random.key(3), gate)
-    return objective.loss(output, x, hparams, step)[0], output
-  return jax.grad(loss, has_aux=True)(params)
-
-
 @pytest.mark.parametrize("gamma", [0.5, 0.1])
 def test_old_groups_get_gamma_times_the_gradient_future_groups_none(gamma):
-  model, params = fractional_vae()
+  _, params = fractional_vae()
   objective = deft_objective(gamma=gamma)
-  hparams = {"pressures": jnp.array([50.0, 20.0, 1.0]),
-             "gamma": jnp.float32(gamma)}
+  hparams = stage_1_hparams(gamma)
   x, step = images(4), jnp.int32(13)  # stage 1: group 0 old, group 2 future
-  grads, output = _grads(model, params, objective, hparams, step, x)
-  unscaled, _ = _grads(model, params, objective, hparams, step, x,
-                       scaled=False)
+  grads, output = gradient_fn(True)(params, hparams, step, x)
+  unscaled, _ = gradient_fn(False)(params, hparams, step, x)
   for name, g in jax.tree_util.tree_leaves_with_path(
       grads["encoder"]["groups"]):
     u = jax.tree_util.tree_leaves(
@@ -224,26 +239,24 @@ def test_update_scaling_gives_old_groups_gamma_times_the_adam_update():
   first Adam step of a fresh optimiser is scale-free, so gamma would not
   show at all."""
   import optax
-  model, params = fractional_vae()
+  _, params = fractional_vae()
   x, step, gamma = images(5), jnp.int32(13), 0.25
-  hparams = {"pressures": jnp.array([50.0, 20.0, 1.0]),
-             "gamma": jnp.float32(gamma)}
+  hparams = stage_1_hparams(gamma)
   adam = optax.adam(1e-3)
 
-  def adam_step(objective, hparams=hparams):
-    grads, _ = _grads(model, params, objective, hparams, step, x)
-    updates, _ = adam.update(grads, adam.init(params), params)
-    if objective.scale_updates is not None:
-      updates = objective.scale_updates(updates, hparams, step)
-    return updates
+  def adam_step(grads):
+    return adam.update(grads, adam.init(params), params)[0]
 
-  by_update = adam_step(make_objective(
+  by_update_objective = make_objective(
       {"name": "deft", "pressures": (50.0, 20.0, 1.0), "stage_steps": 10,
        "scaling": "update"}, dataset_size=100,
-      num_latents=GROUPS * PER_GROUP, encoder_groups=GROUPS))
-  unscaled = adam_step(deft_objective(gamma=1.0),
-                       {**hparams, "gamma": jnp.float32(1.0)})
-  by_gradient = adam_step(deft_objective(gamma=gamma))
+      num_latents=GROUPS * PER_GROUP, encoder_groups=GROUPS)
+  # 'update' mode's gate scales no gradient: the unscaled gradients.
+  assert np.all(by_update_objective.model_control(
+      hparams, step, None).grad_scale == 1.0)
+  unscaled = adam_step(gradient_fn(False)(params, hparams, step, x)[0])
+  by_update = by_update_objective.scale_updates(unscaled, hparams, step)
+  by_gradient = adam_step(gradient_fn(True)(params, hparams, step, x)[0])
   for u, ref, g in zip(jax.tree.leaves(by_update["encoder"]["groups"]),
                        jax.tree.leaves(unscaled["encoder"]["groups"]),
                        jax.tree.leaves(by_gradient["encoder"]["groups"])):

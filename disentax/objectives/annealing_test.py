@@ -49,12 +49,14 @@ def annealed_beta(step: jax.Array, schedule: str, beta_start: float,
 
 def factor_grid(factors: str | Iterable[str], factor_names: Sequence[str]
                 ) -> tuple[float, ...]:
-  """'all' -> every factor index; 'dataset' -> (-1,); names -> indices."""
+  """'all' -> every factor index; 'dataset' -> (-1,); names (a sequence or
+  one comma-separated string, handy on the command line) -> indices."""
   if factors == "all":
     return tuple(float(i) for i in range(len(factor_names)))
   if factors == "dataset":
     return (float(WHOLE_DATASET),)
-  names = [factors] if isinstance(factors, str) else list(factors)
+  names = (factors.split(",") if isinstance(factors, str)
+           else list(factors))
   unknown = [n for n in names if n not in factor_names]
   if unknown or not names:
     raise ValueError(
@@ -100,7 +102,7 @@ def annealing_test(schedule: str = "exponential", beta_start: float = 71.0,
                    threshold: float = 0.1, reconstruction: str = "bernoulli",
                    *, factor_names: Sequence[str]) -> Objective:
   """`factors`: 'all' (one member group per factor), 'dataset' (the whole
-  dataset) or factor names.  Defaults: dlib-deft's annealing test."""
+  dataset) or factor names (e.g. 'posX,posY').  Defaults: dlib-deft's annealing test."""
   if schedule not in SCHEDULES:
     raise ValueError(f"config.objective.schedule={schedule!r}; allowed: "
                      f"{SCHEDULES}")
