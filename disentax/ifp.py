@@ -120,14 +120,22 @@ def information_freezing_point(betas: ArrayLike, kls: ArrayLike,
   before the onset harmless.  (Paper Definition 1 / section 4.1: "the value
   of beta where the model learns information (I(x;z) is over 0.1)".)
 
-  Returns nan when KL never exceeds the threshold, and betas[0] when it
-  already does at the first point: the IFP is then *at least* the starting
-  beta (the anneal started too low to see the crossing).
+  The untrained encoder's KL: a fresh model often starts with KL above the
+  threshold and needs the first steps to compress it away.  Points before
+  the KL first falls to the threshold are that transient, not information
+  flowing, so the search starts there.
+
+  Returns nan when KL never exceeds the threshold (after the transient), and
+  betas[0] when it never falls to it: the IFP is then *at least* the
+  starting beta (the anneal started too low to see the crossing).
   """
   b, k = _trace_1d(betas, kls)
   threshold = _check_threshold(threshold)
   persistence = _check_persistence(persistence)
   above = k > threshold
+  if above.all():
+    return float(b[0])
+  above[:int(np.argmin(above))] = False  # the initial transient
   for i in range(b.size):
     if above[i:i + persistence].all():
       break
@@ -149,8 +157,8 @@ def freezing_points(betas: ArrayLike, kls: ArrayLike,
   What: `kls` is [T, M] (T trace points in time order, M runs, e.g. the 50
   repeats of one factor's annealing test, trained as one vmapped program);
   `betas` is [T] (one shared schedule) or [T, M].  Returns the [M] IFPs
-  (nan where KL never exceeds the threshold; betas[0] where it already does
-  at the first point).  Why: a per-factor IFP distribution is many traces;
+  (nan where KL never exceeds the threshold after the initial transient;
+  betas[0] where it never falls to it).  Why: a per-factor IFP distribution is many traces;
   this avoids a Python loop over them.
   """
   k = np.asarray(kls, dtype=np.float64)
@@ -168,6 +176,9 @@ def freezing_points(betas: ArrayLike, kls: ArrayLike,
   b = np.broadcast_to(b[:, None] if b.ndim == 1 else b, k.shape)
 
   above = k > threshold
+  never_below = above.all(axis=0)
+  settled = np.arange(num_t)[:, None] >= np.argmin(above, axis=0)[None, :]
+  above &= settled  # drop each trace's initial transient (see the scalar)
   counts = np.concatenate([np.zeros((1, num_m)), np.cumsum(above, axis=0)])
   start = np.arange(num_t)
   end = np.minimum(start + persistence, num_t)
@@ -182,7 +193,7 @@ def freezing_points(betas: ArrayLike, kls: ArrayLike,
   denominator = np.where(interior, k1 - k0, 1.0)
   fraction = np.where(interior, (threshold - k0) / denominator, 0.0)
   ifp = np.where(interior, b0 + fraction * (b1 - b0), b1)
-  return np.where(found, ifp, np.nan)
+  return np.where(never_below, b[0], np.where(found, ifp, np.nan))
 
 
 # --------------------------------------------------------------------------

@@ -228,3 +228,17 @@ def test_format_plan_and_compare_with_the_papers_betas():
 def test_validation_errors(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_initial_transient_of_an_untrained_encoder_is_not_the_ifp():
+  """A fresh model starts with KL above 0.1 and compresses it away in the
+  first points; the IFP is the later onset (KL 0 above beta 32, rising 0.05
+  per unit below), not the starting beta."""
+  betas = np.arange(70.5, 0, -1.0)
+  kls = 0.05 * np.maximum(32.0 - betas, 0.0)
+  kls[:3] = [4.0, 1.0, 0.2]
+  expected = 30.0  # KL = 0.1 at beta 30
+  assert abs(ifp.information_freezing_point(betas, kls) - expected) < 0.05
+  both = ifp.freezing_points(betas, np.stack([kls, kls + 1.0], axis=1))
+  assert abs(both[0] - expected) < 0.05
+  assert both[1] == betas[0]  # never fell below: at least the start
