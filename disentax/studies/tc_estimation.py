@@ -39,7 +39,7 @@ Choices the paper does not state, and deviations:
 
   python -m disentax.studies.tc_estimation [--dims=10,100,1000] \\
       [--rhos=0.3,0.6,0.9] [--repeats=10] [--steps=2000] [--batch_size=64] \\
-      [--out=FILE.md]
+      [--eval_batches=16] [--seed=0] [--out=FILE.md]
 """
 
 from __future__ import annotations
@@ -294,12 +294,12 @@ def main(argv: Sequence[str]) -> None:
                       for r, e in zip(rhos, estimates))
     print(f"D={dim}: {means}  [{time.perf_counter() - start:.0f} s]",
           file=sys.stderr, flush=True)
-  table = format_table(results)
-  print(table, end="")
+    if f.out:  # the rows so far, so a long study killed midway keeps them
+      with open(f.out, "w") as out:
+        out.write(format_table(results))
+  print(format_table(results), end="")
   print(f"total {time.perf_counter() - start_all:.0f} s", file=sys.stderr)
   if f.out:
-    with open(f.out, "w") as out:
-      out.write(table)
     print(f"wrote {f.out}", file=sys.stderr)
 
 
@@ -317,7 +317,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer("eval_batches", 16,
                        "Fresh batches the final estimate averages over.")
   flags.DEFINE_integer("seed", 0, "PRNG seed.")
-  flags.DEFINE_string("out", None, "Also write the Markdown table here.")
+  flags.DEFINE_string("out", None, "Also write the Markdown table here "
+                      "(rewritten after each D).")
 
 
 if __name__ == "__main__":
