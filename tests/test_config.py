@@ -137,7 +137,7 @@ BAD_VALUES = [
      "config.eval.failure_threshold=1.0; must be in (0, 1)"),
     ("dataset__image_size", 40, "multiple of 16 (e.g. 16, 32, 64), got 40"),
     ("dataset__image_size", 8, "multiple of 16 (e.g. 16, 32, 64), got 8"),
-    ("model__num_latents", 0, "num_latents=0; must be >= 1"),
+    ("model__num_latents", 0, "num_latents=0; must be an integer >= 1"),
     ("model__upsampling", "bilinear",
      "upsampling='bilinear'; allowed: ('transpose', 'subpixel')"),
     ("objective__beta", (0.0,),

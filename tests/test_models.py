@@ -223,8 +223,8 @@ def test_conv_vae_rejects_image_sizes(observation_shape, bad):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(num_latents=0), r"num_latents=0; must be >= 1"),
-    (dict(num_latents=-3), r"num_latents=-3; must be >= 1"),
+    (dict(num_latents=0), r"num_latents=0; must be an integer >= 1"),
+    (dict(num_latents=-3), r"num_latents=-3; must be an integer >= 1"),
     (dict(encoder_kernel_sizes=(4, 4, 2)), r"\(4, 4, 2\).*4 positive sizes"),
     (dict(encoder_kernel_sizes=(4, 4, 0, 2)), r"\(4, 4, 0, 2\)"),
     (dict(upsampling="bilinear"), r"'bilinear'.*transpose.*subpixel")])
