@@ -39,7 +39,11 @@ Choices the paper does not state, and deviations:
 
   python -m disentax.studies.tc_estimation [--dims=10,100,1000] \\
       [--rhos=0.3,0.6,0.9] [--repeats=10] [--steps=2000] [--batch_size=64] \\
-      [--eval_batches=16] [--seed=0] [--out=FILE.md]
+      [--eval_batches=16] [--seed=0] [--out=FILE.md] \\
+      [--steps_per_call=100] [--checkpoint_dir=DIR]
+
+The full study is long on CPU (about an hour per D on 2 busy cores); with
+--checkpoint_dir a killed run resumes where it stopped when rerun.
 """
 
 from __future__ import annotations
@@ -47,9 +51,10 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -109,70 +114,179 @@ def _as_output(x: jax.Array) -> VAEOutput:
   return VAEOutput(mean=None, logvar=None, z=x, logits=None)
 
 
-def _train_and_estimate(key: jax.Array, rho: jax.Array, *, dim: int,
-                        num_steps: int, batch_size: int, eval_batches: int,
-                        learning_rate: float, width: int, depth: int
-                        ) -> jax.Array:
-  """One run: a fresh discriminator, num_steps FactorVAE discriminator
-  updates on fresh batches, then tc_estimate on eval_batches fresh batches."""
-  discriminator = Discriminator(width=width, depth=depth)
-  optimizer = optax.adam(learning_rate, b1=B1, b2=B2)
-  init_key, train_key, eval_key = jax.random.split(key, 3)
-  aux = init_discriminator(
-      init_key, _as_output(jnp.zeros((batch_size, dim), jnp.float32)),
+def _parts(width: int, depth: int, learning_rate: float
+           ) -> tuple[Discriminator, optax.GradientTransformation]:
+  return (Discriminator(width=width, depth=depth),
+          optax.adam(learning_rate, b1=B1, b2=B2))
+
+
+# One run is a key and a rho; its discriminator and Adam state is the FactorVAE
+# `aux` ({"params", "opt_state"}).  Keys: init, step i's batch and
+# permutation, evaluation are fold_in(run_key, 0 / 1 then i / 2), so training
+# in chunks (to checkpoint) gives the same numbers as in one scan.
+
+def _init_run(run_key: jax.Array, *, dim: int, batch_size: int, width: int,
+              depth: int, learning_rate: float) -> dict[str, Any]:
+  discriminator, optimizer = _parts(width, depth, learning_rate)
+  return init_discriminator(
+      jax.random.fold_in(run_key, 0),
+      _as_output(jnp.zeros((batch_size, dim), jnp.float32)),
       discriminator=discriminator, optimizer=optimizer)
 
-  def step(aux, step_key):
-    sample_key, permute_key = jax.random.split(step_key)
+
+def _train_run(aux: dict[str, Any], run_key: jax.Array, rho: jax.Array,
+               first_step: jax.Array, *, num_steps: int, dim: int,
+               batch_size: int, width: int, depth: int, learning_rate: float
+               ) -> dict[str, Any]:
+  """Steps first_step ... first_step + num_steps - 1 of one run: each the
+  FactorVAE discriminator update on a fresh batch, as one lax.scan."""
+  discriminator, optimizer = _parts(width, depth, learning_rate)
+  train_key = jax.random.fold_in(run_key, 1)
+
+  def step(aux, i):
+    sample_key, permute_key = jax.random.split(
+        jax.random.fold_in(train_key, i))
     x = sample_correlated_halves(sample_key, batch_size, dim, rho)
-    aux, _ = update_discriminator(aux, _as_output(x), {}, jnp.zeros((), int),
-                                  permute_key, discriminator=discriminator,
+    aux, _ = update_discriminator(aux, _as_output(x), {}, i, permute_key,
+                                  discriminator=discriminator,
                                   optimizer=optimizer)
     return aux, None
 
-  aux, _ = jax.lax.scan(step, aux, jax.random.split(train_key, num_steps))
+  aux, _ = jax.lax.scan(step, aux, first_step + jnp.arange(num_steps))
+  return aux
+
+
+def _evaluate_run(aux: dict[str, Any], run_key: jax.Array, rho: jax.Array, *,
+                  eval_batches: int, dim: int, batch_size: int, width: int,
+                  depth: int, learning_rate: float) -> jax.Array:
+  """Mean tc_estimate of the trained discriminator on eval_batches fresh
+  batches."""
+  discriminator, _ = _parts(width, depth, learning_rate)
 
   def evaluate(eval_key):
     x = sample_correlated_halves(eval_key, batch_size, dim, rho)
     return tc_estimate(discriminator.apply({"params": aux["params"]}, x))
 
-  return jnp.mean(jax.lax.map(evaluate,
-                              jax.random.split(eval_key, eval_batches)))
+  eval_keys = jax.random.split(jax.random.fold_in(run_key, 2), eval_batches)
+  return jnp.mean(jax.lax.map(evaluate, eval_keys))
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "dim", "num_steps", "batch_size", "eval_batches", "learning_rate",
-    "width", "depth"))
-def _grid(keys: jax.Array, rhos: jax.Array, *, dim: int, num_steps: int,
-          batch_size: int, eval_batches: int, learning_rate: float,
-          width: int, depth: int) -> jax.Array:
-  run = functools.partial(_train_and_estimate, dim=dim, num_steps=num_steps,
-                          batch_size=batch_size, eval_batches=eval_batches,
-                          learning_rate=learning_rate, width=width,
-                          depth=depth)
-  over_repeats = jax.vmap(run, in_axes=(0, None))
-  return jax.vmap(over_repeats)(keys, rhos)
+_SHAPE_ARGS = ("dim", "batch_size", "width", "depth", "learning_rate")
+# Vmapped over [rhos, repeats]: keys [R, N, 2], rhos [R], state [R, N, ...].
+
+
+@functools.partial(jax.jit, static_argnames=_SHAPE_ARGS)
+def _init_grid(keys: jax.Array, *, dim: int, batch_size: int, width: int,
+               depth: int, learning_rate: float) -> dict[str, Any]:
+  run = functools.partial(_init_run, dim=dim, batch_size=batch_size,
+                          width=width, depth=depth,
+                          learning_rate=learning_rate)
+  return jax.vmap(jax.vmap(run))(keys)
+
+
+@functools.partial(jax.jit, static_argnames=_SHAPE_ARGS + ("num_steps",))
+def _train_grid(aux: dict[str, Any], keys: jax.Array, rhos: jax.Array,
+                first_step: jax.Array, *, num_steps: int, dim: int,
+                batch_size: int, width: int, depth: int,
+                learning_rate: float) -> dict[str, Any]:
+  run = functools.partial(_train_run, num_steps=num_steps, dim=dim,
+                          batch_size=batch_size, width=width, depth=depth,
+                          learning_rate=learning_rate)
+  over_repeats = jax.vmap(run, in_axes=(0, 0, None, None))
+  return jax.vmap(over_repeats, in_axes=(0, 0, 0, None))(aux, keys, rhos,
+                                                         first_step)
+
+
+@functools.partial(jax.jit, static_argnames=_SHAPE_ARGS + ("eval_batches",))
+def _evaluate_grid(aux: dict[str, Any], keys: jax.Array, rhos: jax.Array, *,
+                   eval_batches: int, dim: int, batch_size: int, width: int,
+                   depth: int, learning_rate: float) -> jax.Array:
+  run = functools.partial(_evaluate_run, eval_batches=eval_batches, dim=dim,
+                          batch_size=batch_size, width=width, depth=depth,
+                          learning_rate=learning_rate)
+  return jax.vmap(jax.vmap(run, in_axes=(0, 0, None)))(aux, keys, rhos)
+
+
+def _save(path: str, aux: Any, step: int, fingerprint: str) -> None:
+  leaves = jax.tree_util.tree_leaves(jax.device_get(aux))
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, step=step, fingerprint=fingerprint,
+           **{f"leaf_{i}": leaf for i, leaf in enumerate(leaves)})
+  os.replace(tmp, path)
+
+
+def _load(path: str, like: Any, fingerprint: str
+          ) -> tuple[Any, int] | np.ndarray | None:
+  """From a checkpoint of the same study: the estimates if it finished,
+  else (state, steps done); None if there is none."""
+  if not os.path.exists(path):
+    return None
+  with np.load(path) as data:
+    if str(data["fingerprint"]) != fingerprint:
+      return None
+    if "estimates" in data:
+      return np.asarray(data["estimates"], np.float64)
+    leaves, treedef = jax.tree_util.tree_flatten(like)
+    loaded = [jnp.asarray(data[f"leaf_{i}"]) for i in range(len(leaves))]
+    if any(a.shape != l.shape for a, l in zip(loaded, leaves)):
+      return None
+    return jax.tree_util.tree_unflatten(treedef, loaded), int(data["step"])
 
 
 def estimate_tc_grid(key: jax.Array, dim: int, rhos: Sequence[float],
                      num_repeats: int = 10, num_steps: int = 2000,
                      batch_size: int = 64, eval_batches: int = 16,
                      learning_rate: float = LEARNING_RATE,
-                     width: int = WIDTH, depth: int = DEPTH) -> np.ndarray:
+                     width: int = WIDTH, depth: int = DEPTH, *,
+                     steps_per_call: int | None = None,
+                     checkpoint_path: str | None = None,
+                     progress: Callable[[int], None] | None = None
+                     ) -> np.ndarray:
   """[len(rhos), num_repeats] TC estimates, one independent run each, all
-  in one compiled program (vmapped over rhos and repeats).  The defaults are
-  FactorVAE's discriminator and its Adam; `learning_rate`, `width` and
-  `depth` exist so tests can train a smaller one faster."""
+  vmapped into one compiled program (per D).  The defaults are FactorVAE's
+  discriminator and its Adam; `learning_rate`, `width` and `depth` exist so
+  tests can train a smaller one faster.
+
+  Training runs in calls of `steps_per_call` steps (default: all in one),
+  the same numbers either way; with `checkpoint_path` the state is saved
+  there after each call and a rerun of the same study resumes from it;
+  when done the file keeps only the estimates, which a rerun returns.
+  `progress(steps_done)` after each call.
+  """
   check_study_args([dim], rhos, num_repeats, num_steps, batch_size,
                    eval_batches)
+  shape = dict(dim=int(dim), batch_size=int(batch_size), width=int(width),
+               depth=int(depth), learning_rate=float(learning_rate))
   keys = jax.random.split(key, len(rhos) * num_repeats).reshape(
       len(rhos), num_repeats, -1)
-  estimates = _grid(keys, jnp.asarray(rhos, jnp.float32), dim=dim,
-                    num_steps=num_steps, batch_size=batch_size,
-                    eval_batches=eval_batches,
-                    learning_rate=float(learning_rate), width=int(width),
-                    depth=int(depth))
-  return np.asarray(estimates, np.float64)
+  rhos_array = jnp.asarray(rhos, jnp.float32)
+  fingerprint = repr((np.asarray(keys).tolist(), list(map(float, rhos)),
+                      num_steps, sorted(shape.items())))
+  resumed = None
+  if checkpoint_path:
+    like = jax.eval_shape(functools.partial(_init_grid, **shape), keys)
+    resumed = _load(checkpoint_path, like, fingerprint)
+    if isinstance(resumed, np.ndarray):
+      return resumed
+  aux, done = resumed or (_init_grid(keys, **shape), 0)
+  chunk = steps_per_call or num_steps
+  while done < num_steps:
+    n = min(chunk, num_steps - done)
+    aux = _train_grid(aux, keys, rhos_array, jnp.asarray(done, jnp.int32),
+                      num_steps=n, **shape)
+    done += n
+    if checkpoint_path and done < num_steps:
+      _save(checkpoint_path, aux, done, fingerprint)
+    if progress:
+      progress(done)
+  estimates = _evaluate_grid(aux, keys, rhos_array,
+                             eval_batches=int(eval_batches), **shape)
+  estimates = np.asarray(estimates, np.float64)
+  if checkpoint_path:
+    tmp = checkpoint_path + ".tmp.npz"
+    np.savez(tmp, fingerprint=fingerprint, estimates=estimates)
+    os.replace(tmp, checkpoint_path)
+  return estimates
 
 
 def estimate_tc(key: jax.Array, dim: int, rho: float, num_steps: int = 2000,
@@ -272,7 +386,12 @@ def main(argv: Sequence[str]) -> None:
   try:
     dims, rhos = check_study_args(f.dims, f.rhos, f.repeats, f.steps,
                                   f.batch_size, f.eval_batches)
-  except ValueError as e:
+    if f.steps_per_call < 1:
+      raise ValueError(f"steps_per_call={f.steps_per_call}: must be an int "
+                       ">= 1")
+    if f.checkpoint_dir:
+      os.makedirs(f.checkpoint_dir, exist_ok=True)
+  except (OSError, ValueError) as e:
     raise SystemExit(f"error: {e}") from None
   print(f"FactorVAE discriminator TC estimate vs true TC: {f.repeats} "
         f"repeats x {f.steps} steps, batch {f.batch_size}, Adam lr "
@@ -286,9 +405,20 @@ def main(argv: Sequence[str]) -> None:
     start = time.perf_counter()
     print(f"D={dim}: {len(rhos)} rhos x {f.repeats} repeats ...",
           file=sys.stderr, flush=True)
+
+    def progress(done, dim=dim, start=start):
+      print(f"D={dim}: step {done}/{f.steps}  "
+            f"[{time.perf_counter() - start:.0f} s]", file=sys.stderr,
+            flush=True)
+
+    checkpoint = (os.path.join(f.checkpoint_dir, f"tc_estimation_D{dim}.npz")
+                  if f.checkpoint_dir else None)
     estimates = estimate_tc_grid(jax.random.fold_in(key, dim), dim, rhos,
                                  f.repeats, f.steps, f.batch_size,
-                                 f.eval_batches)
+                                 f.eval_batches,
+                                 steps_per_call=f.steps_per_call,
+                                 checkpoint_path=checkpoint,
+                                 progress=progress)
     results[dim] = dict(zip(rhos, estimates))
     means = ", ".join(f"rho {r:g}: {e.mean():.2f} (true {true_tc(dim, r):.2f})"
                       for r, e in zip(rhos, estimates))
@@ -317,6 +447,13 @@ def _define_flags() -> None:
   flags.DEFINE_integer("eval_batches", 16,
                        "Fresh batches the final estimate averages over.")
   flags.DEFINE_integer("seed", 0, "PRNG seed.")
+  flags.DEFINE_integer("steps_per_call", 100,
+                       "Training steps per call of the compiled program "
+                       "(progress and checkpoints in between; same numbers "
+                       "for any value).")
+  flags.DEFINE_string("checkpoint_dir", None,
+                      "Save each D's state here after every call and resume "
+                      "from it (and skip finished Ds) when rerun.")
   flags.DEFINE_string("out", None, "Also write the Markdown table here "
                       "(rewritten after each D).")
 
