@@ -278,6 +278,7 @@ def estimate_tc_grid(key: jax.Array, dim: int, rhos: Sequence[float],
     if checkpoint_path and done < num_steps:
       _save(checkpoint_path, aux, done, fingerprint)
     if progress:
+      jax.block_until_ready(aux)
       progress(done)
   estimates = _evaluate_grid(aux, keys, rhos_array,
                              eval_batches=int(eval_batches), **shape)
