@@ -211,8 +211,19 @@ def test_registered_mig_on_tiny_dataset():
   metric = METRICS.build({"name": "mig", "num_points": 1000, "batch_size": 300})
   result = metric.evaluate(_TinyDataset(), representation_fn,
                            jax.random.key(0))
-  assert set(result) == {"mig", "mig_per_factor", "nmi_matrix"}
+  assert set(result) == {"mig", "mig_per_factor", "nmi_matrix", "nmi1",
+                         "nmi2", "nmi1_per_factor", "nmi2_per_factor"}
   assert result["nmi_matrix"].shape == (2, 2, 2)
+  # NMI1/NMI2 (DEFT eq. 8) are the top two normalised MIs per factor, and
+  # MIG per factor is exactly their difference.
+  np.testing.assert_allclose(result["nmi1_per_factor"][0], [1.0, 1.0],
+                             rtol=1e-6)
+  np.testing.assert_allclose(result["nmi1"], [1.0, 0.0], atol=1e-6)
+  np.testing.assert_allclose(
+      result["nmi1_per_factor"] - result["nmi2_per_factor"],
+      result["mig_per_factor"], atol=1e-6)
+  np.testing.assert_allclose(result["nmi2"],
+                             result["nmi2_per_factor"].mean(1), atol=1e-6)
   assert isinstance(result["mig"], np.ndarray)
   assert result["mig"].shape == (2,)
   assert result["mig_per_factor"].shape == (2, 2)

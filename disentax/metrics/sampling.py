@@ -1,0 +1,126 @@
+"""What every metric shares: encoding factor tuples for all members at once,
+and the trained members' other functions that some metrics need.
+
+A metric scores a whole sweep in one call: `representation_fn` maps
+observations [b, H, W, C] to codes [members, b, d] (the vmapped encoder means
+of every member), and metrics keep that leading members axis throughout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Callable
+
+import chex
+import jax
+import numpy as np
+
+if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
+  from disentax.data.base import GroundTruthDataset
+
+# observations [b, H, W, C] -> codes [members, b, d]
+RepresentationFn = Callable[[jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedMembers:
+  """The trained members beyond their mean representation, for the metrics
+  that need more than codes (reconstruction, ELBO terms, UDR).
+
+  A metric asks for it by taking a keyword argument `members`; the evaluator
+  passes it only to those.  Every function takes observations [b, H, W, C]
+  (always exactly the metric's batch size) and returns arrays with a leading
+  members axis.
+
+  Attributes:
+    posterior_fn: observations -> (mean, logvar) of q(z|x), each [M, b, d].
+    reconstruction_error_fn: observations -> [M, b] reconstruction error of
+      each observation decoded from its posterior mean: the objective's
+      decoder negative log-likelihood summed over pixels (Bernoulli
+      cross-entropy for the dlib-google models), in nats.
+    decode_fn: codes [M, b, d] -> observations [M, b, H, W, C] in [0, 1]
+      (the decoder's mean), for traversals.
+    groups: int [M]; members with the same hyperparameter values share a
+      group (UDR compares seeds within a group).
+  """
+
+  posterior_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+  reconstruction_error_fn: Callable[[jax.Array], jax.Array]
+  decode_fn: Callable[[jax.Array], jax.Array]
+  groups: np.ndarray
+
+
+def map_in_batches(fn: Callable[[jax.Array], jax.Array | tuple],
+                   observations_fn: Callable[[np.ndarray], jax.Array],
+                   factors: np.ndarray, batch_size: int,
+                   where: str = "metric"):
+  """Applies `fn` to the observations of `factors` [n, F], `batch_size` rows
+  at a time, and concatenates along axis 1 (the point axis after members).
+
+  `fn` is always called with exactly `batch_size` observations (the last
+  batch is padded with copies of valid rows and trimmed), so a jitted
+  encoder compiles once.  `fn` may return an array or a tuple of arrays,
+  each [members, batch_size, ...]; the result has the same structure with
+  [members, n, ...] numpy arrays.
+  """
+  factors = np.asarray(factors)
+  n = factors.shape[0]
+  if n < 1:
+    raise ValueError(f"{where}: no points to encode")
+  pieces = []
+  for start in range(0, n, batch_size):
+    batch = factors[start:start + batch_size]
+    size = batch.shape[0]
+    if size < batch_size:
+      batch = np.concatenate([batch, np.repeat(batch[:1], batch_size - size,
+                                               axis=0)])
+    out = jax.tree.map(np.asarray, fn(observations_fn(batch)))
+    for leaf in jax.tree.leaves(out):
+      if leaf.ndim < 2 or leaf.shape[1] != batch_size:
+        raise ValueError(
+            f"{where}: expected arrays [members, {batch_size}, ...] for "
+            f"{batch_size} observations, got shape {leaf.shape}")
+    pieces.append(jax.tree.map(lambda x, size=size: x[:, :size], out))
+  return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
+
+
+def encode_factors(dataset: GroundTruthDataset,
+                   representation_fn: RepresentationFn, factors: np.ndarray,
+                   batch_size: int, where: str = "metric") -> np.ndarray:
+  """Codes [members, n, d] of the observations of `factors` [n, F]."""
+  render = jax.jit(dataset.observations_from_factors)
+  codes = map_in_batches(representation_fn, render, factors, batch_size,
+                         where)
+  if not isinstance(codes, np.ndarray) or codes.ndim != 3:
+    raise ValueError(f"{where}: representation_fn must return codes "
+                     f"[members, b, d], got {jax.tree.map(np.shape, codes)}")
+  return codes
+
+
+def sample_factors(dataset: GroundTruthDataset, rng: jax.Array,
+                   num_points: int) -> np.ndarray:
+  """`num_points` factor tuples drawn uniformly from the grid (jitted: one
+  compile instead of one per eager op)."""
+  factors = np.asarray(jax.jit(dataset.sample_factors, static_argnums=1)(
+      rng, num_points))
+  chex.assert_shape(factors, (num_points, dataset.num_factors))
+  return factors
+
+
+def sample_codes(dataset: GroundTruthDataset,
+                 representation_fn: RepresentationFn, rng: jax.Array,
+                 num_points: int, batch_size: int, where: str = "metric"
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Uniformly sampled factors [n, F] and every member's codes [M, n, d] (the
+  same points for all members)."""
+  factors = sample_factors(dataset, rng, num_points)
+  return factors, encode_factors(dataset, representation_fn, factors,
+                                 batch_size, where)
+
+
+def check_int(metric: str, name: str, value: int, minimum: int) -> None:
+  """Raises a ValueError naming the metric option and what is allowed."""
+  if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+      or value < minimum):
+    raise ValueError(
+        f"{metric}: {name} must be an integer >= {minimum}, got {value!r}")
