@@ -25,7 +25,7 @@ TRAIN_LOOPS = ("auto", "scan", "host")
 BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.checkpoint_every", "train.keep_checkpoints",
                     "train.progress", "train.member_execution", "train.loop",
-                    "eval")
+                    "train.trace_every", "train.trace_points", "eval")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -61,6 +61,11 @@ def base_config() -> ml_collections.ConfigDict:
   # convolutions inside loops ~20x slower). Same computation either way;
   # 'auto' picks host on CPU, scan elsewhere.
   config.train.loop = "auto"
+  # Training-time tracing (disentax.tracing): every trace_every steps (0 =
+  # off; a multiple of steps_per_chunk) score NMI and MIG of every member on
+  # trace_points fixed points and append them to WORKDIR/trace.npz.
+  config.train.trace_every = 0
+  config.train.trace_points = 2_000
 
   config.eval = ml_collections.ConfigDict()
   config.eval.metric = ml_collections.ConfigDict(
@@ -68,6 +73,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.failure_threshold = 0.1  # DEFT papers: failure = MIG < 0.1
   config.eval.seed = 0
   config.eval.nmi_table = False  # print each group's mean NMI matrix
+  # Further metrics scored alongside eval.metric: {registered name: options}
+  # (disentax.metrics; `python -m disentax.evaluate --battery=full` scores
+  # every metric with dlib's defaults instead).
+  config.eval.battery = ml_collections.ConfigDict()
+  # Latent traversal PNGs of the best, median and worst member by eval.metric
+  # (results/traversals/), DEFT journal Fig. 10.
+  config.eval.traversals = True
   return config
 
 
@@ -76,7 +88,7 @@ def _flat_keys(config: Any, prefix: str = "") -> set[str]:
   for key, value in config.items():
     keys.add(prefix + key)
     if isinstance(value, (ml_collections.ConfigDict, dict)) and key not in (
-        "dataset", "model", "objective", "metric"):
+        "dataset", "model", "objective", "metric", "battery"):
       keys |= _flat_keys(value, f"{prefix}{key}.")
   return keys
 
@@ -115,6 +127,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"config.train.checkpoint_every={train.checkpoint_every} must be a "
         f"multiple of config.train.steps_per_chunk={train.steps_per_chunk} "
         "(checkpoints are taken between chunks)")
+  _require(train.trace_every, "train.trace_every", int, minimum=0)
+  _require(train.trace_points, "train.trace_points", int, minimum=2)
+  if train.trace_every % train.steps_per_chunk:
+    raise ValueError(
+        f"config.train.trace_every={train.trace_every} must be a multiple of "
+        f"config.train.steps_per_chunk={train.steps_per_chunk} (tracing runs "
+        "between chunks); 0 turns tracing off")
   if train.member_execution not in MEMBER_EXECUTIONS:
     raise ValueError(f"config.train.member_execution="
                      f"{train.member_execution!r}; allowed: {MEMBER_EXECUTIONS}")

@@ -1,20 +1,27 @@
 """The evaluation job: scores every member of a workdir's latest checkpoint.
 
-  python -m disentax.evaluate --workdir=DIR [--failure_threshold=0.1]
+  python -m disentax.evaluate --workdir=DIR [--battery=config|full|none]
+      [--failure_threshold=0.1] [--notraversals]
 
 Runs as its own process: it rebuilds the experiment from the config stored in
-the checkpoint, restores the stacked parameters, encodes the mean
-representation of every member in one vmapped call, computes the configured
-metric (MIG by default), writes DIR/results/ (see disentax.results) and prints
-the failure-rate table.
+the checkpoint, restores the stacked parameters, and scores all members of
+the sweep at once with the primary metric (`config.eval.metric`, MIG by
+default) and the battery (`config.eval.battery`, or every registered metric
+with `--battery=full`).  It writes DIR/results/ (see disentax.results), the
+time each metric took (results/timings.json), latent traversal PNGs of the
+best, median and worst member (results/traversals/), and prints the
+failure-rate table.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
-from typing import Any
+import time
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
@@ -22,8 +29,17 @@ from absl import app, flags, logging
 from disentax import checkpoint, report, results, run_log
 from disentax import config as config_lib
 from disentax.data import make_dataset
-from disentax.experiment import build, over_members
+from disentax.experiment import (Experiment, build, make_encode_members,
+                                 member_hparams, over_members)
+from disentax.metrics import call_metric, full_battery, make_battery
+from disentax.metrics.sampling import TrainedMembers
+from disentax.objectives.base import reconstruction_loss
 from disentax.train import init_state
+
+BATTERIES = ("config", "full", "none")
+TIMINGS_NAME = "timings.json"
+TRAVERSAL_STEPS = 10
+TRAVERSAL_RANGE = 2.0  # latent values from -2 to 2 prior standard deviations
 
 
 def finite_members(params: Any, num_members: int) -> np.ndarray:
@@ -34,40 +50,115 @@ def finite_members(params: Any, num_members: int) -> np.ndarray:
   return finite
 
 
-def evaluate(workdir: str
+def hyperparameter_groups(exp: Experiment) -> np.ndarray:
+  """int [M]: members with equal hyperparameter values share a group."""
+  values = [np.asarray(v).reshape(len(exp.members), -1)
+            for _, v in sorted(exp.members.hparams.items())]
+  flat = (np.concatenate(values, axis=1) if values
+          else np.zeros((len(exp.members), 0)))
+  return np.unique(flat, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def _reconstruction_kind(config: ml_collections.ConfigDict) -> str:
+  """The decoder likelihood the run trained with (its objective's option,
+  or its DEFT base objective's)."""
+  objective = config.objective
+  base = objective.get("base_options", {}) or {}
+  return objective.get("reconstruction", base.get("reconstruction",
+                                                  "bernoulli"))
+
+
+def trained_members(exp: Experiment, params: Any, step: int
+                    ) -> TrainedMembers:
+  """The members' posterior, reconstruction and decoder functions (with the
+  primary representation's control, e.g. DEFT's gate at `step`)."""
+  representations = (exp.objective.representations
+                     or (lambda member_hparams, at_step: {"": None}))
+  kind = _reconstruction_kind(exp.config)
+  decode_takes_control = len(inspect.signature(
+      type(exp.model).decode).parameters) > 2  # DeVAE: decode(z, layer)
+  noise_key = jax.random.key(exp.config.eval.seed)
+
+  def control_of(member_hparams):
+    return representations(member_hparams, jnp.int32(step)).get("")
+
+  def posterior(p, member_hparams, x):
+    return exp.model.apply({"params": p}, x, control_of(member_hparams),
+                           method="encode")
+
+  def reconstruction_error(p, member_hparams, x):
+    # The ELBO's reconstruction term with one posterior sample per image.
+    output = exp.model.apply({"params": p}, x, noise_key,
+                             control_of(member_hparams))
+    return reconstruction_loss(output.logits, x, kind)
+
+  def decode(p, member_hparams, z):
+    args = (control_of(member_hparams),) if decode_takes_control else ()
+    return jax.nn.sigmoid(exp.model.apply({"params": p}, z, *args,
+                                          method="decode"))
+
+  hparams = member_hparams(exp)
+
+  def bind(fn: Callable, mapped_input: bool = False) -> Callable:
+    all_members = jax.jit(over_members(
+        fn, exp.member_execution, in_axes=(0, 0, 0 if mapped_input else None)))
+    return lambda x: all_members(params, hparams, x)
+
+  return TrainedMembers(posterior_fn=bind(posterior),
+                        reconstruction_error_fn=bind(reconstruction_error),
+                        decode_fn=bind(decode, mapped_input=True),
+                        groups=hyperparameter_groups(exp))
+
+
+def _battery(exp: Experiment, battery: str) -> dict[str, Callable]:
+  if battery not in BATTERIES:
+    raise ValueError(f"--battery={battery!r}; allowed: {BATTERIES}")
+  chosen = {"config": exp.battery, "none": {},
+            "full": make_battery(full_battery(), where="--battery=full")}
+  primary = exp.config.eval.metric.name
+  return {k: v for k, v in chosen[battery].items() if k != primary}
+
+
+def evaluate(workdir: str, battery: str = "config",
+             traversals: bool | None = None
              ) -> tuple[list[dict[str, Any]], ml_collections.ConfigDict]:
   """Scores the latest checkpoint of `workdir`, writes the results files and
   returns (rows, the run's config)."""
   manager, step = checkpoint.latest_step_or_fail(workdir)
   meta = checkpoint.restore_meta(manager, step)
   exp = build(config_lib.from_dict(meta["config"]))
+  metrics = _battery(exp, battery)  # bad names fail before any restore
   abstract_state = jax.eval_shape(lambda: init_state(exp))
   params = checkpoint.restore_state(manager, step, abstract_state).params
   manager.close()
 
-  hparams = {k: jax.numpy.asarray(v) for k, v in exp.members.hparams.items()}
-  representations = (exp.objective.representations
-                     or (lambda member_hparams, at_step: {"": None}))
+  encode = make_encode_members(exp)
+  hparams = member_hparams(exp)
+  at_step = jnp.int32(step)
 
-  def encode_member(p, member_hparams, x):
-    controls = representations(member_hparams, step)
-    return {name: exp.model.apply({"params": p}, x, control,
-                                  method="encode")[0]
-            for name, control in controls.items()}
+  def representation(name: str) -> Callable[[jax.Array], jax.Array]:
+    return lambda x: encode(params, hparams, x, at_step)[name]
 
-  encode_all = jax.jit(over_members(encode_member, exp.member_execution,
-                                    in_axes=(0, 0, None)))
   probe = jax.ShapeDtypeStruct((1, *exp.dataset.observation_shape),
-                               jax.numpy.float32)
-  names = sorted(jax.eval_shape(encode_all, params, hparams, probe))
-  print(f"scoring {len(exp.members)} members of {workdir} at step {step}",
-        flush=True)
-  scores = {}
+                               jnp.float32)
+  names = sorted(jax.eval_shape(encode, params, hparams, probe, at_step))
+  rng = jax.random.key(exp.config.eval.seed)
+  print(f"scoring {len(exp.members)} members of {workdir} at step {step} "
+        f"with {[exp.config.eval.metric.name, *metrics]}", flush=True)
+  scores, timings = {}, {}
   for name in names:
-    scored = exp.metric(exp.dataset,
-                        lambda x, name=name: encode_all(params, hparams, x)[name],
-                        jax.random.key(exp.config.eval.seed))
+    start = time.perf_counter()
+    scored = exp.metric(exp.dataset, representation(name), rng)
     scores.update({f"{k}{name}": v for k, v in scored.items()})
+    timings[f"{exp.config.eval.metric.name}{name}"] = (time.perf_counter()
+                                                       - start)
+  members = trained_members(exp, params, step)
+  for metric_name, metric in metrics.items():
+    start = time.perf_counter()
+    scores.update(call_metric(metric, exp.dataset, representation(""), rng,
+                              members))
+    timings[metric_name] = time.perf_counter() - start
+    print(f"  {metric_name}: {timings[metric_name]:.1f} s", flush=True)
   trace_scores = {}
   if exp.objective.trace_scores is not None:
     lines = [line for line in run_log.read_lines(
@@ -79,10 +170,64 @@ def evaluate(workdir: str
       scores={k: v for k, v in scores.items() if np.ndim(v) == 1},
       finite_params=finite_members(params, len(exp.members)),
       trace_scores=trace_scores)
-  results.write(workdir, rows)
+  results.write(workdir, rows, factor_names=exp.dataset.factor_names)
   results.write_arrays(workdir, {k: v for k, v in scores.items()
                                  if np.ndim(v) > 1})
+  run_log.write_json(os.path.join(results.results_dir(workdir), TIMINGS_NAME),
+                     {"step": step, "members": len(exp.members),
+                      "seconds": timings})
+  if exp.config.eval.traversals if traversals is None else traversals:
+    write_traversals(workdir, exp, members, representation(""), rows)
   return rows, exp.config
+
+
+def traversal_codes(code: np.ndarray, steps: int = TRAVERSAL_STEPS,
+                    span: float = TRAVERSAL_RANGE) -> np.ndarray:
+  """[d * steps, d] codes: for each latent j (rows j*steps..), `code` with
+  latent j swept over `steps` values from -span to span."""
+  d = code.shape[-1]
+  grid = np.repeat(code[None, :], d * steps, axis=0)
+  values = np.linspace(-span, span, steps)
+  for j in range(d):
+    grid[j * steps:(j + 1) * steps, j] = values
+  return grid
+
+
+def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
+                     representation_fn: Callable, rows: list[dict[str, Any]]
+                     ) -> list[str]:
+  """Traversal grids of the best, median and worst finite member by the
+  primary metric, each around the code of one fixed observation."""
+  from disentax import figures  # matplotlib only when pictures are drawn
+  metric = exp.config.eval.metric.name
+  scored = sorted((row["metrics"][metric], row["member"]) for row in rows
+                  if row["status"] == "ok"
+                  and row["metrics"].get(metric) is not None)
+  if not scored:
+    print("traversals: no member with a finite score; none drawn")
+    return []
+  chosen = {"best": scored[-1], "median": scored[len(scored) // 2],
+            "worst": scored[0]}
+  _, x = exp.dataset.sample(jax.random.key(exp.config.eval.seed), 1)
+  codes = np.asarray(representation_fn(x))[:, 0]  # [M, d]
+  directory = os.path.join(results.results_dir(workdir), "traversals")
+  os.makedirs(directory, exist_ok=True)
+  paths = []
+  for label, (value, member) in chosen.items():
+    grid = traversal_codes(codes[member])
+    stacked = np.repeat(grid[None], len(exp.members), axis=0)
+    images = np.asarray(members.decode_fn(jnp.asarray(stacked)))[member]
+    d = codes.shape[1]
+    images = images.reshape(d, TRAVERSAL_STEPS, *images.shape[1:])
+    seed = rows[member]["seed"]
+    path = os.path.join(directory, f"{label}_member{member}_seed{seed}.png")
+    figures.traversal_figure(
+        images, path, title=f"{exp.method} on {exp.dataset.name}: {label} "
+        f"{metric} {value:.3f} (member {member}, seed {seed}); latent "
+        f"values {-TRAVERSAL_RANGE:g}..{TRAVERSAL_RANGE:g}")
+    paths.append(path)
+  print(f"traversals: {directory}/", flush=True)
+  return paths
 
 
 def print_summary(rows: list[dict[str, Any]],
@@ -110,7 +255,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
   workdir = flags.FLAGS.workdir
-  rows, config = evaluate(workdir)
+  rows, config = evaluate(workdir, battery=flags.FLAGS.battery,
+                          traversals=flags.FLAGS.traversals)
   print_summary(rows, config, workdir, flags.FLAGS.failure_threshold)
 
 
@@ -118,8 +264,13 @@ if __name__ == "__main__":
   # Flags are defined only when run as the job, so disentax.main can import
   # this module (and define its own --workdir).
   flags.DEFINE_string("workdir", None, "training workdir to evaluate")
+  flags.DEFINE_enum("battery", "config", BATTERIES,
+                    "metrics besides eval.metric: the config's eval.battery, "
+                    "every registered metric (full), or none")
   flags.DEFINE_float(
       "failure_threshold", None, "failure = metric below this (default: the "
       "config's eval.failure_threshold, 0.1 for MIG as in the DEFT papers)")
+  flags.DEFINE_boolean("traversals", None, "draw latent traversal PNGs "
+                       "(default: the config's eval.traversals)")
   flags.mark_flag_as_required("workdir")
   app.run(main)

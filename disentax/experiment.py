@@ -22,7 +22,7 @@ import optax
 from disentax import config as config_lib
 from disentax.config import MEMBER_EXECUTIONS
 from disentax.data import GroundTruthDataset, make_dataset
-from disentax.metrics import make_metric
+from disentax.metrics import make_battery, make_metric
 from disentax.models import VAE, make_model
 from disentax.objectives import Objective, make_objective
 
@@ -96,6 +96,7 @@ class Experiment:
   optimizer: optax.GradientTransformation
   members: Members
   metric: Callable  # the evaluation metric, built now so bad options fail early
+  battery: dict[str, Callable]  # further metrics (config.eval.battery)
   member_execution: str  # 'vmap' | 'unroll' ('auto' resolved for the backend)
   loop: str              # 'scan' | 'host'  (likewise)
 
@@ -129,6 +130,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
                          eps=config.train.adam_eps)
   members = make_members(objective, config.first_seed, config.num_seeds)
   metric = make_metric(config.eval.metric)
+  battery = make_battery(config.eval.battery)
   on_cpu = jax.default_backend() == "cpu"
   member_execution = config.train.member_execution
   if member_execution == "auto":
@@ -137,4 +139,26 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   if loop == "auto":
     loop = "host" if on_cpu else "scan"
   return Experiment(config, dataset, model, objective, optimizer, members,
-                    metric, member_execution, loop)
+                    metric, battery, member_execution, loop)
+
+
+def make_encode_members(exp: Experiment) -> Callable:
+  """Jitted (params, hparams, observations [b, ...], step) -> {suffix: mean
+  codes [M, b, d]}: every member's representations (the objective's, or the
+  plain encoder mean as "") at a training step, in one call."""
+  representations = (exp.objective.representations
+                     or (lambda member_hparams, at_step: {"": None}))
+
+  def encode_member(params, member_hparams, x, step):
+    return {name: exp.model.apply({"params": params}, x, control,
+                                  method="encode")[0]
+            for name, control in representations(member_hparams,
+                                                 step).items()}
+
+  return jax.jit(over_members(encode_member, exp.member_execution,
+                              in_axes=(0, 0, None, None)))
+
+
+def member_hparams(exp: Experiment) -> dict[str, jax.Array]:
+  """The members' hyperparameters as device arrays (the mapped inputs)."""
+  return {k: jnp.asarray(v) for k, v in exp.members.hparams.items()}

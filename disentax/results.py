@@ -1,6 +1,7 @@
 """The results files the evaluation job writes and the report tools read.
 
-`WORKDIR/results/results.json` = {"schema_version": 1, "rows": [row, ...]}
+`WORKDIR/results/results.json` = {"schema_version": 1, "rows": [row, ...],
+"factor_names": [...]}
 and `WORKDIR/results/results.csv` (same rows, flattened), one row per member
 (= seed x hyperparameter values).  Schema version 1, stable:
 
@@ -103,11 +104,16 @@ def read_arrays(workdir: str) -> dict[str, np.ndarray]:
     return {k: data[k] for k in data.files}
 
 
-def write(workdir: str, rows: Sequence[Mapping[str, Any]]) -> str:
-  """Writes results.json and results.csv; returns the results directory."""
+def write(workdir: str, rows: Sequence[Mapping[str, Any]],
+          factor_names: Sequence[str] | None = None) -> str:
+  """Writes results.json (with the dataset's factor names, so reports can
+  label factors without the model) and results.csv; returns the results
+  directory."""
   directory = results_dir(workdir)
-  write_json(os.path.join(directory, JSON_NAME),
-             {"schema_version": SCHEMA_VERSION, "rows": list(rows)})
+  document = {"schema_version": SCHEMA_VERSION, "rows": list(rows)}
+  if factor_names is not None:
+    document["factor_names"] = list(factor_names)
+  write_json(os.path.join(directory, JSON_NAME), document)
   flat = [flatten(r) for r in rows]
   columns = list(dict.fromkeys(k for r in flat for k in r))
   buffer = io.StringIO()

@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from disentax import checkpoint
 from disentax import config as config_lib
-from disentax import run_log
-from disentax.experiment import Experiment, build, over_members
+from disentax import run_log, tracing
+from disentax.experiment import (Experiment, build, member_hparams,
+                                 over_members)
 
 # Test hook: SIGKILL this process right after the checkpoint of this step has
 # been written, to prove that a killed run resumes exactly.
@@ -204,7 +205,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   run_log.write_json(os.path.join(workdir, "config.json"), meta["config"])
 
   train_chunk = make_train_chunk(exp)
-  hparams = {k: jnp.asarray(v) for k, v in exp.members.hparams.items()}
+  tracer = tracing.Tracer(exp, workdir, start) if config.train.trace_every \
+      else None
+  if tracer is not None and start == 0:
+    tracer(state.params, 0)  # the untrained models, the series' origin
+  hparams = member_hparams(exp)
   keys = exp.members.keys()
   total, chunk = config.train.num_steps, config.train.steps_per_chunk
   kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, -1))
@@ -219,8 +224,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
       metrics = jax.tree.map(np.asarray, metrics)
       log.append(step, metrics)
       progress.update(num_steps)
-      progress.set_postfix(loss=f"{np.nanmean(metrics['loss']):.2f}",
-                           kl=f"{np.nanmean(metrics['kl']):.2f}")
+      postfix = dict(loss=f"{np.nanmean(metrics['loss']):.2f}",
+                     kl=f"{np.nanmean(metrics['kl']):.2f}")
+      if tracer is not None and tracer.due(step):
+        point = tracer(state.params, step)
+        postfix["mig"] = f"{np.nanmedian(point['mig']):.2f}"
+      progress.set_postfix(**postfix)
       if step % config.train.checkpoint_every == 0 or step == total:
         checkpoint.save(manager, step, state, meta)
         if step == kill_after:

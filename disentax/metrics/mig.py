@@ -105,7 +105,7 @@ def _mig_score(codes: jax.Array, factors: jax.Array,
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
-def _score_members(codes: jax.Array, factors: jax.Array,
+def score_members(codes: jax.Array, factors: jax.Array,
                    factor_sizes: tuple[int, ...],
                    num_bins: int) -> dict[str, jax.Array]:
   """`mig_score` of every member, codes [members, n, d] (shared factors)."""
@@ -151,7 +151,7 @@ class MIG:
     factor_sizes = tuple(int(s) for s in dataset.factor_sizes)
     factors, codes = sample_codes(dataset, representation_fn, rng,
                                   self.num_points, self.batch_size, "mig")
-    scores = _score_members(codes, factors, factor_sizes, self.num_bins)
+    scores = score_members(codes, factors, factor_sizes, self.num_bins)
     members = codes.shape[0]
     chex.assert_shape(scores["mig"], (members,))
     chex.assert_shape(scores["mig_per_factor"], (members, len(factor_sizes)))

@@ -57,6 +57,8 @@ class Objective:
   trace_scores(lines, hparams) -> {name: [M] values}: scores read off the
       training curves (the run's metrics.jsonl lines; hparams: the members'
       [M] hyperparameter arrays), e.g. the annealing test's IFP.
+  stage(step) -> int: the training stage at a step, for objectives that
+      train in stages (DEFT), so traces and reports can show scores per stage.
   """
   name: str
   loss: LossFn  # (output, x, hparams, step, aux=None) -> (loss, metrics)
@@ -68,6 +70,7 @@ class Objective:
   sample_batch: Callable[..., jax.Array] | None = None
   scale_updates: Callable[..., Any] | None = None
   trace_scores: Callable[..., Mapping[str, Any]] | None = None
+  stage: Callable[[Any], Any] | None = None
 
 
 def hyperparameter_grid(name: str, values: float | Iterable[float], *,

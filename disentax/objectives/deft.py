@@ -205,4 +205,5 @@ def deft(base: str = "beta_vae", staged: str = "beta",
                   if base_objective.update_aux is not None else None),
       model_control=control,
       scale_updates=scale_updates if scaling == "update" else None,
-      representations=lambda hparams, step: {"": control(hparams, step)})
+      representations=lambda hparams, step: {"": control(hparams, step)},
+      stage=functools.partial(deft_stage, boundaries=boundaries))
