@@ -1,0 +1,206 @@
+"""Separated Attribute Predictability (SAP; Kumar et al., 2018), as in
+disentanglement_lib's `sap_score.py` with discrete factors
+(`continuous_factors=False`, the unsupervised-study setting).
+
+For every (latent j, factor k) a linear SVM predicts factor k from latent j
+alone; its test accuracy is the score matrix S[j, k].  SAP is the mean over
+factors of the gap between the best and the second-best latent of the
+column: high when each factor is predictable from exactly one latent.
+
+Scale: the runner-up latent of a perfect code still classifies at chance
+(about 1/K for a factor with K values), and a linear classifier on a single
+real feature separates only the extreme values of a multi-class factor, so
+discrete SAP stays well below 1 even for the identity code: about 0.5 on
+binary factors.  dlib's own known-answer tests (identity 0.9-1.0) use the
+continuous variant (squared correlations), not this one.
+
+The (member, factor) groups of SVM fits run in parallel with joblib
+(`n_jobs`); the top-two gap is numpy vectorised over members.  Fits use a
+fixed `random_state`, so results do not depend on `n_jobs`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import chex
+import jax
+import joblib
+import numpy as np
+from sklearn import svm
+
+from disentax.metrics import METRICS
+from disentax.metrics.dci import (RANDOM_STATE, check_n_jobs, finite_members,
+                                  varied_factors)
+from disentax.metrics.sampling import (RepresentationFn, check_int,
+                                       sample_codes)
+
+if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
+  from disentax.data.base import GroundTruthDataset
+
+
+def _fit_svms(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+              y_test: np.ndarray) -> np.ndarray:
+  """Test accuracy [d] of one factor predicted from each latent alone (one
+  member).  Runs in a joblib worker.
+
+  dlib's classifier: `LinearSVC(C=0.01, class_weight="balanced")`, with
+  `dual=True` (sklearn's default when dlib was written; the primal and dual
+  solve the same problem) and a fixed `random_state` for determinism.  A
+  constant latent is fitted like any other (dlib does not special-case it):
+  the SVM then predicts one class everywhere, so it scores that class's
+  frequency, the same for all constant latents.
+  """
+  accuracies = np.empty(x_train.shape[1])
+  for j in range(x_train.shape[1]):
+    classifier = svm.LinearSVC(C=0.01, class_weight="balanced", dual=True,
+                               random_state=RANDOM_STATE)
+    classifier.fit(x_train[:, j:j + 1], y_train)
+    accuracies[j] = np.mean(classifier.predict(x_test[:, j:j + 1]) == y_test)
+  return accuracies
+
+
+def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
+                     codes_test: np.ndarray, factors_test: np.ndarray,
+                     n_jobs: int = -1) -> np.ndarray:
+  """Score matrices [M, d, F] of every member (dlib's `_compute_score_matrix`
+  for discrete factors): test accuracy of factor k predicted from latent j.
+
+  Args:
+    codes_train, codes_test: [M, n_train, d] and [M, n_test, d].
+    factors_train, factors_test: int [n_train, F] and [n_test, F], shared.
+    n_jobs: joblib workers for the M x F groups of d fits.
+
+  Members with non-finite codes are not fitted: NaN.  A factor with a single
+  training value cannot be fitted (sklearn raises; dlib would crash): its
+  column is the accuracy of always predicting that value, equal for every
+  latent (a gap of 0).
+  """
+  codes_train, codes_test = np.asarray(codes_train), np.asarray(codes_test)
+  factors_train = np.asarray(factors_train)
+  factors_test = np.asarray(factors_test)
+  chex.assert_rank([codes_train, codes_test, factors_train, factors_test],
+                   [3, 3, 2, 2])
+  members, _, num_codes = codes_train.shape
+  num_factors = factors_train.shape[1]
+  chex.assert_shape(codes_test, (members, None, num_codes))
+  chex.assert_shape(factors_train, (codes_train.shape[1], num_factors))
+  chex.assert_shape(factors_test, (codes_test.shape[1], num_factors))
+  finite = finite_members(codes_train, codes_test)
+  varied = varied_factors(factors_train)
+  tasks = [(m, k) for m in range(members) if finite[m]
+           for k in range(num_factors) if varied[k]]
+  results = joblib.Parallel(n_jobs=n_jobs)(
+      joblib.delayed(_fit_svms)(codes_train[m], factors_train[:, k],
+                                codes_test[m], factors_test[:, k])
+      for m, k in tasks)
+  matrix = np.zeros((members, num_codes, num_factors))
+  for k in np.flatnonzero(~varied):
+    matrix[:, :, k] = np.mean(factors_test[:, k] == factors_train[0, k])
+  for (m, k), accuracies in zip(tasks, results):
+    matrix[m, :, k] = accuracies
+  matrix[~finite] = np.nan
+  return matrix
+
+
+def top_two_gap(score_matrix: np.ndarray) -> np.ndarray:
+  """Best minus second-best latent per factor: [..., d, F] -> [..., F].
+
+  With a single latent there is no runner-up and the gap is to 0 (dlib
+  would fail to index it), as MIG does.  NaN scores give NaN.
+  """
+  score_matrix = np.asarray(score_matrix, np.float64)
+  if score_matrix.ndim < 2:
+    raise ValueError(f"score_matrix must be [..., d, F], got "
+                     f"{score_matrix.shape}")
+  ranked = np.sort(score_matrix, axis=-2)  # ascending; NaN sorts last
+  if score_matrix.shape[-2] == 1:
+    return ranked[..., -1, :]
+  return ranked[..., -1, :] - ranked[..., -2, :]
+
+
+def sap_from_matrix(score_matrix: np.ndarray,
+                    factors: np.ndarray | None = None) -> np.ndarray:
+  """SAP = mean over factors of `top_two_gap`: [..., d, F] -> [...].
+
+  `factors` (the training factors [n, F]), if given, leave the factors with a
+  single value out of the mean (nothing to separate); otherwise all count,
+  as in dlib's `_compute_avg_diff_top_two`.
+  """
+  gaps = top_two_gap(score_matrix)
+  if factors is None:
+    return np.mean(gaps, axis=-1)
+  return np.mean(gaps[..., varied_factors(factors)], axis=-1)
+
+
+def sap_scores(codes_train: np.ndarray, factors_train: np.ndarray,
+               codes_test: np.ndarray, factors_test: np.ndarray,
+               n_jobs: int = -1) -> dict[str, np.ndarray]:
+  """SAP of every member: {"sap": [M], "sap_matrix": [M, d, F]}."""
+  if not varied_factors(factors_train).any():
+    raise ValueError("sap: every factor takes a single value in the training "
+                     "sample; there is nothing to predict")
+  matrix = sap_score_matrix(codes_train, factors_train, codes_test,
+                            factors_test, n_jobs)
+  score = sap_from_matrix(matrix, factors_train)
+  chex.assert_shape(score, (matrix.shape[0],))
+  return {"sap": score, "sap_matrix": matrix}
+
+
+@dataclasses.dataclass(frozen=True)
+class SAP:
+  """The SAP metric over a ground-truth dataset for all members at once."""
+
+  num_train: int = 10000
+  num_test: int = 5000
+  batch_size: int = 1000
+  n_jobs: int = -1
+
+  def __post_init__(self):
+    check_int("sap", "num_train", self.num_train, 2)
+    check_int("sap", "num_test", self.num_test, 1)
+    check_int("sap", "batch_size", self.batch_size, 1)
+    check_n_jobs("sap", self.n_jobs)
+
+  def __call__(self, dataset: GroundTruthDataset,
+               representation_fn: RepresentationFn,
+               rng: jax.Array) -> dict[str, np.ndarray]:
+    return self.evaluate(dataset, representation_fn, rng)
+
+  def evaluate(self, dataset: GroundTruthDataset,
+               representation_fn: RepresentationFn,
+               rng: jax.Array) -> dict[str, np.ndarray]:
+    """Scores every member on `num_train` training and `num_test` test
+    points (independent uniform samples, the same for all members).
+
+    Args:
+      dataset: samples factors and renders observations.
+      representation_fn: observations [b, H, W, C] -> codes [members, b, d],
+        always called with exactly `batch_size` observations.
+      rng: PRNG key of the two samples.
+
+    Returns:
+      {"sap": [members], "sap_matrix": [members, d, num_factors]}; NaN for
+      members with non-finite codes.
+    """
+    train_rng, test_rng = jax.random.split(rng)
+    factors_train, codes_train = sample_codes(
+        dataset, representation_fn, train_rng, self.num_train,
+        self.batch_size, "sap")
+    factors_test, codes_test = sample_codes(
+        dataset, representation_fn, test_rng, self.num_test, self.batch_size,
+        "sap")
+    chex.assert_equal_shape_prefix([codes_train, codes_test], 1)
+    return sap_scores(codes_train, factors_train, codes_test, factors_test,
+                      self.n_jobs)
+
+
+@METRICS.register("sap")
+def sap(num_train: int = 10000, num_test: int = 5000, batch_size: int = 1000,
+        n_jobs: int = -1) -> SAP:
+  """SAP with discrete factors: a linear SVM per (member, latent, factor)
+  trained on `num_train` points and tested on `num_test` (dlib: 10000 /
+  5000); codes encoded `batch_size` at a time; `n_jobs` joblib workers."""
+  return SAP(num_train=num_train, num_test=num_test, batch_size=batch_size,
+             n_jobs=n_jobs)
