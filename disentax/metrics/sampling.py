@@ -9,6 +9,7 @@ of every member), and metrics keep that leading members axis throughout.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Callable
 
 import chex
@@ -50,6 +51,16 @@ class TrainedMembers:
   groups: np.ndarray
 
 
+@functools.lru_cache(maxsize=64)
+def jitted_dataset(dataset: GroundTruthDataset
+                   ) -> tuple[Callable[..., jax.Array], Callable[..., jax.Array]]:
+  """(sample_factors(rng, num), observations_from_factors(factors)) of a
+  dataset, jitted once per dataset object, so each metric call reuses the
+  compiled programs instead of tracing fresh wrappers."""
+  return (jax.jit(dataset.sample_factors, static_argnums=1),
+          jax.jit(dataset.observations_from_factors))
+
+
 def map_in_batches(fn: Callable[[jax.Array], jax.Array | tuple],
                    observations_fn: Callable[[np.ndarray], jax.Array],
                    factors: np.ndarray, batch_size: int,
@@ -88,7 +99,7 @@ def encode_factors(dataset: GroundTruthDataset,
                    representation_fn: RepresentationFn, factors: np.ndarray,
                    batch_size: int, where: str = "metric") -> np.ndarray:
   """Codes [members, n, d] of the observations of `factors` [n, F]."""
-  render = jax.jit(dataset.observations_from_factors)
+  render = jitted_dataset(dataset)[1]
   codes = map_in_batches(representation_fn, render, factors, batch_size,
                          where)
   if not isinstance(codes, np.ndarray) or codes.ndim != 3:
@@ -101,8 +112,7 @@ def sample_factors(dataset: GroundTruthDataset, rng: jax.Array,
                    num_points: int) -> np.ndarray:
   """`num_points` factor tuples drawn uniformly from the grid (jitted: one
   compile instead of one per eager op)."""
-  factors = np.asarray(jax.jit(dataset.sample_factors, static_argnums=1)(
-      rng, num_points))
+  factors = np.asarray(jitted_dataset(dataset)[0](rng, num_points))
   chex.assert_shape(factors, (num_points, dataset.num_factors))
   return factors
 
