@@ -1,4 +1,4 @@
-"""Failure-rate tables from evaluation results rows.
+"""Failure-rate tables (and the report CLI) from evaluation results files.
 
 The question this answers is the one a single-seed number hides: for each
 (method, dataset, hyperparameters) cell of a sweep, how many seeds *fail* to
@@ -6,38 +6,98 @@ disentangle (metric below a threshold), and how spread out are the rest?
 Seeds whose training or evaluation went non-finite are counted and listed
 separately, never silently dropped.
 
-Input is what `python -m disentax.evaluate` writes to
-`WORKDIR/results/results.json`: `{"schema_version": 1, "rows": [...]}`, one
-row per (member, step) with `method, dataset, config_hash, step, member, seed,
-hparams, status ("ok" | "non_finite"), metrics`.
+Input is what `python -m disentax.evaluate` writes (schema in
+`disentax.results`): `WORKDIR/results/results.json` =
+`{"schema_version": 1, "rows": [...], "factor_names": [...] (optional)}`, one
+row per (member, step) with `method, dataset, config_hash, step, member,
+seed, hparams, status ("ok" | "non_finite"), metrics`; optionally the
+per-member arrays `WORKDIR/results/arrays.npz` and the training-time trace
+`WORKDIR/trace.npz` (used by `disentax.figures`).  No model is loaded.
+
+Two layouts of the same counts:
+  * per group (`failure_rate_table`, `format_markdown`, `write_csv`): one
+    line per (method, dataset, hyperparameters) with mean/median/std;
+  * DEFT journal Table 4 (`pivot_by_dataset`, `format_pivot_markdown`,
+    `write_pivot_csv`, `format_pivot_latex`): rows = method with its
+    hyperparameters, columns = datasets, cell = failure % (failed/scored)
+    plus the non-finite count.  (The paper puts datasets on the rows; a sweep
+    has more method x hyperparameter rows than datasets, so they go down.)
 
 Usage:
-  python -m disentax.report --workdirs=runs/a,runs/b --metric=mig \\
-      --threshold=0.1 [--out=DIR] [--step=N]
+  python -m disentax.report --workdirs=runs/a,runs/b [--sweep_root=runs] \\
+      --metric=mig --threshold=0.1 [--out=DIR] [--step=N] [--nofigures]
+writes OUT/report.md (printed too), report.csv and report.tex (Table 4
+layout), report_groups.csv (per group) and OUT/figures/*.png.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
 import statistics
 import sys
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from disentax.results import JSON_NAME, RESULTS_DIR, SCHEMA_VERSION
+from disentax.results import (ARRAYS_NAME, JSON_NAME, RESULTS_DIR,
+                              SCHEMA_VERSION)
 
 STATUSES = ("ok", "non_finite")
+TRACE_NAME = "trace.npz"
+# What run_report writes into its output directory.
+MARKDOWN_NAME, CSV_NAME, LATEX_NAME = "report.md", "report.csv", "report.tex"
+GROUPS_CSV_NAME, FIGURES_DIR = "report_groups.csv", "figures"
 
 Row = dict[str, Any]
+Entry = dict[str, Any]
+
+
+# --------------------------------------------------------------------------
+# Reading a workdir's results files.
 
 
 def results_file(workdir: str) -> str:
   """Where the evaluation job of `workdir` writes its rows."""
   return os.path.join(workdir, RESULTS_DIR, JSON_NAME)
+
+
+def _read_results(workdir: str) -> dict[str, Any]:
+  """The parsed, schema-checked results.json of `workdir`."""
+  path = results_file(workdir)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"no results file at {path}; evaluate the run first with "
+        f"`python -m disentax.evaluate --workdir={workdir}`")
+  with open(path) as f:
+    try:
+      data = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path} is not valid JSON: {e}") from e
+  if not isinstance(data, dict) or "rows" not in data:
+    raise ValueError(
+        f"{path} is not a results file (expected an object with "
+        f"'schema_version' and 'rows')")
+  version = data.get("schema_version")
+  if version != SCHEMA_VERSION:
+    raise ValueError(
+        f"{path} has schema_version {version!r}; this disentax reads "
+        f"schema_version {SCHEMA_VERSION} only")
+  for i, row in enumerate(data["rows"]):
+    row_version = row.get("schema_version", SCHEMA_VERSION)
+    if row_version != SCHEMA_VERSION:
+      raise ValueError(
+          f"{path}: row {i} has schema_version {row_version!r}; expected "
+          f"{SCHEMA_VERSION}")
+  names = data.get("factor_names")
+  if names is not None and (not isinstance(names, list)
+                            or not all(isinstance(n, str) for n in names)):
+    raise ValueError(f"{path}: factor_names must be a list of strings, got "
+                     f"{names!r}")
+  return data
 
 
 def load_rows(workdirs: Sequence[str]) -> list[Row]:
@@ -54,33 +114,143 @@ def load_rows(workdirs: Sequence[str]) -> list[Row]:
     raise ValueError("load_rows: no workdirs given")
   rows: list[Row] = []
   for workdir in workdirs:
-    path = results_file(workdir)
-    if not os.path.isfile(path):
-      raise FileNotFoundError(
-          f"no results file at {path}; evaluate the run first with "
-          f"`python -m disentax.evaluate --workdir={workdir}`")
-    with open(path) as f:
-      try:
-        data = json.load(f)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(data, dict) or "rows" not in data:
-      raise ValueError(
-          f"{path} is not a results file (expected an object with "
-          f"'schema_version' and 'rows')")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-      raise ValueError(
-          f"{path} has schema_version {version!r}; this disentax reads "
-          f"schema_version {SCHEMA_VERSION} only")
-    for i, row in enumerate(data["rows"]):
-      row_version = row.get("schema_version", SCHEMA_VERSION)
-      if row_version != SCHEMA_VERSION:
-        raise ValueError(
-            f"{path}: row {i} has schema_version {row_version!r}; expected "
-            f"{SCHEMA_VERSION}")
-      rows.append(row)
+    rows.extend(_read_results(workdir)["rows"])
   return rows
+
+
+TRACE_SHAPES = {"step": "T", "mig": "T,M", "nmi_matrix": "T,M,d,F",
+                "stage": "T,M", "factor_names": "F"}
+
+
+def load_trace(workdir: str) -> dict[str, np.ndarray] | None:
+  """`WORKDIR/trace.npz` (training-time metric trace), or None if absent.
+
+  Arrays (each optional but `step`): step int [T], mig float [T, M],
+  nmi_matrix float [T, M, d, F], stage int [T, M] (DEFT stage index, -1 for
+  objectives without stages), factor_names str [F].  Shapes are checked
+  against each other so a figure never plots misaligned axes.
+  """
+  path = os.path.join(workdir, TRACE_NAME)
+  if not os.path.isfile(path):
+    return None
+  with np.load(path, allow_pickle=False) as data:
+    trace = {k: data[k] for k in data.files}
+  if "step" not in trace:
+    raise ValueError(f"{path}: no 'step' array (has {sorted(trace)})")
+  sizes: dict[str, int] = {}
+  for name, axes in TRACE_SHAPES.items():
+    if name not in trace:
+      continue
+    shape = trace[name].shape
+    axes = axes.split(",")
+    if len(shape) != len(axes):
+      raise ValueError(f"{path}: {name} has shape {shape}; expected "
+                       f"[{', '.join(axes)}]")
+    for axis, size in zip(axes, shape):
+      if sizes.setdefault(axis, size) != size:
+        raise ValueError(f"{path}: {name} has {axis}={size} but another "
+                         f"array has {axis}={sizes[axis]}")
+  return trace
+
+
+def load_arrays(workdir: str) -> dict[str, np.ndarray] | None:
+  """`WORKDIR/results/arrays.npz` (per-member arrays, member axis first),
+  or None if the evaluation wrote none."""
+  path = os.path.join(workdir, RESULTS_DIR, ARRAYS_NAME)
+  if not os.path.isfile(path):
+    return None
+  with np.load(path, allow_pickle=False) as data:
+    return {k: data[k] for k in data.files}
+
+
+@dataclasses.dataclass
+class RunResults:
+  """Everything the report reads from one workdir (no model)."""
+  workdir: str
+  rows: list[Row]
+  factor_names: list[str] | None  # results.json, else trace.npz, else None
+  arrays: dict[str, np.ndarray] | None
+  trace: dict[str, np.ndarray] | None
+
+  def factor_labels(self, num_factors: int) -> list[str]:
+    """The factor names when known and of the right length, else c0, c1..."""
+    if self.factor_names and len(self.factor_names) == num_factors:
+      return list(self.factor_names)
+    return [f"c{k}" for k in range(num_factors)]
+
+
+def load_run(workdir: str) -> RunResults:
+  """Reads the results, arrays and trace of one workdir (see module doc)."""
+  data = _read_results(workdir)
+  trace = load_trace(workdir)
+  names = data.get("factor_names")
+  if names is None and trace is not None and "factor_names" in trace:
+    names = [str(n) for n in trace["factor_names"]]
+  return RunResults(workdir=workdir, rows=list(data["rows"]),
+                    factor_names=names, arrays=load_arrays(workdir),
+                    trace=trace)
+
+
+def find_workdirs(sweep_root: str) -> list[str]:
+  """Every directory under `sweep_root` (itself included) holding
+  results/results.json, in sorted path order; not descending into a found
+  workdir (its checkpoints can be large trees)."""
+  if not os.path.isdir(sweep_root):
+    raise ValueError(f"sweep root {sweep_root} is not a directory")
+  found = []
+  for path, dirnames, _ in os.walk(sweep_root):
+    if os.path.isfile(results_file(path)):
+      found.append(path)
+      dirnames[:] = []
+    else:
+      dirnames.sort()
+  return found
+
+
+def resolve_workdirs(workdirs: Sequence[str],
+                     sweep_root: str | None = None) -> list[str]:
+  """The explicit `workdirs` then those found under `sweep_root`, each once.
+
+  Raises:
+    ValueError: nothing to report on, or a sweep root without results.
+  """
+  found = [w for w in workdirs if w]
+  if sweep_root:
+    under = find_workdirs(sweep_root)
+    if not under:
+      raise ValueError(
+          f"no directory under {sweep_root} holds {RESULTS_DIR}/{JSON_NAME}; "
+          f"evaluate each run first with `python -m disentax.evaluate "
+          f"--workdir=RUN`")
+    found += under
+  if not found:
+    raise ValueError("no workdirs given; pass --workdirs=A,B,... or "
+                     "--sweep_root=DIR")
+  unique, seen = [], set()
+  for workdir in found:
+    key = os.path.realpath(workdir)
+    if key not in seen:
+      seen.add(key)
+      unique.append(workdir)
+  return unique
+
+
+def metric_names(rows: Iterable[Row]) -> list[str]:
+  """Every metric name that occurs in `rows`, sorted."""
+  return sorted({name for row in rows for name in (row.get("metrics") or {})})
+
+
+def check_metric(rows: Sequence[Row], metric: str) -> None:
+  """Raises ValueError naming the metrics present when `metric` is in no
+  row (a typo would otherwise surface as a missing-metric error on row 0)."""
+  names = metric_names(rows)
+  if metric not in names:
+    raise ValueError(f"unknown metric {metric!r}; the results rows have: "
+                     f"{', '.join(names) or '(no metrics)'}")
+
+
+# --------------------------------------------------------------------------
+# Grouping rows.
 
 
 def _hparam_value(value: Any) -> float | tuple[float, ...]:
@@ -90,7 +260,8 @@ def _hparam_value(value: Any) -> float | tuple[float, ...]:
   return float(value)
 
 
-def _hparams_key(hparams: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+def hparams_key(hparams: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+  """Hashable, sortable form of a row's hyperparameters (for grouping)."""
   return tuple(sorted((str(k), _hparam_value(v)) for k, v in hparams.items()))
 
 
@@ -105,7 +276,12 @@ def format_hparams(hparams: dict[str, Any]) -> str:
   (`"-"` if none)."""
   if not hparams:
     return "-"
-  return ", ".join(f"{k}={_format_value(v)}" for k, v in _hparams_key(hparams))
+  return ", ".join(f"{k}={_format_value(v)}" for k, v in hparams_key(hparams))
+
+
+def metric_label(metric: str) -> str:
+  """Acronym metrics read better upper-case ("MIG < 0.1"); long names stay."""
+  return metric.upper() if len(metric) <= 4 else metric
 
 
 def _metric_value(row: Row, metric: str, where: str) -> float | None:
@@ -126,7 +302,7 @@ def _metric_value(row: Row, metric: str, where: str) -> float | None:
   return value if math.isfinite(value) else None
 
 
-def _select_rows(rows: Iterable[Row], step: int | None) -> list[Row]:
+def select_rows(rows: Iterable[Row], step: int | None = None) -> list[Row]:
   """One row per (method, dataset, hparams, seed): at `step`, or the latest.
 
   Several evaluated checkpoints of one run would otherwise count a seed
@@ -137,7 +313,7 @@ def _select_rows(rows: Iterable[Row], step: int | None) -> list[Row]:
   for row in rows:
     if step is not None and int(row["step"]) != step:
       continue
-    key = (row["method"], row["dataset"], _hparams_key(row["hparams"]),
+    key = (row["method"], row["dataset"], hparams_key(row["hparams"]),
            int(row["seed"]))
     old = chosen.get(key)
     if old is None or int(row["step"]) > int(old["step"]):
@@ -152,9 +328,22 @@ def _select_rows(rows: Iterable[Row], step: int | None) -> list[Row]:
   return list(chosen.values())
 
 
+def group_rows(rows: Iterable[Row]) -> dict[tuple, list[Row]]:
+  """Rows grouped by (method, dataset, hparams_key), in first-seen order."""
+  groups: dict[tuple, list[Row]] = {}
+  for row in rows:
+    key = (row["method"], row["dataset"], hparams_key(row["hparams"]))
+    groups.setdefault(key, []).append(row)
+  return groups
+
+
+# --------------------------------------------------------------------------
+# The failure-rate table, one entry per group.
+
+
 def failure_rate_table(rows: Sequence[Row], metric: str = "mig",
                        threshold: float = 0.1,
-                       step: int | None = None) -> list[dict[str, Any]]:
+                       step: int | None = None) -> list[Entry]:
   """Per (method, dataset, hparams): how many seeds fail `metric < threshold`.
 
   Each seed counts once: its row at `step`, or (None) its latest step.
@@ -167,10 +356,7 @@ def failure_rate_table(rows: Sequence[Row], metric: str = "mig",
     none), n_non_finite and non_finite_seeds (status non_finite or metric
     None/NaN/inf), failed_seeds, steps and config_hashes (for provenance).
   """
-  groups: dict[tuple, list[Row]] = {}
-  for row in _select_rows(rows, step):
-    key = (row["method"], row["dataset"], _hparams_key(row["hparams"]))
-    groups.setdefault(key, []).append(row)
+  groups = group_rows(select_rows(rows, step))
   table = []
   for key in sorted(groups):
     method, dataset, hparams = key
@@ -212,26 +398,28 @@ def _number(value: float | None, digits: int = 4) -> str:
   return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _non_finite_cell(entry: dict[str, Any]) -> str:
+def _non_finite_cell(entry: Entry) -> str:
   if not entry["n_non_finite"]:
     return "0"
   seeds = ", ".join(str(s) for s in entry["non_finite_seeds"])
   return f"{entry['n_non_finite']} (seeds {seeds})"
 
 
-def format_markdown(table: Sequence[dict[str, Any]], metric: str,
+def _totals(table: Sequence[Entry]) -> str:
+  n = {k: sum(e[k] for e in table)
+       for k in ("n_seeds", "n_scored", "n_failed", "n_non_finite")}
+  return (f"{n['n_seeds']} seeds in {len(table)} groups, {n['n_scored']} "
+          f"scored, {n['n_failed']} failed, {n['n_non_finite']} non-finite")
+
+
+def format_markdown(table: Sequence[Entry], metric: str,
                     threshold: float) -> str:
-  """The table as Markdown, headed by what "failure" means and seed counts."""
-  # Acronym metrics read better upper-case ("MIG < 0.1"); long names stay.
-  name = metric.upper() if len(metric) <= 4 else metric
-  n_seeds = sum(e["n_seeds"] for e in table)
-  n_scored = sum(e["n_scored"] for e in table)
-  n_failed = sum(e["n_failed"] for e in table)
-  n_non_finite = sum(e["n_non_finite"] for e in table)
+  """The per-group table as Markdown, headed by what "failure" means and the
+  seed counts."""
+  name = metric_label(metric)
   lines = [
       f"Failure rate by {name} (failure = {name} < {threshold:g}): "
-      f"{n_seeds} seeds in {len(table)} groups, {n_scored} scored, "
-      f"{n_failed} failed, {n_non_finite} non-finite "
+      f"{_totals(table)} "
       f"(failure % = failed / scored; non-finite seeds are listed apart).",
       "",
       "| method | dataset | hyperparameters | seeds | failed | failure % | "
@@ -254,86 +442,176 @@ CSV_COLUMNS = ("method", "dataset", "hparams", "n_seeds", "n_scored",
                "config_hashes")
 
 
-def write_csv(table: Sequence[dict[str, Any]], path: str) -> None:
-  """The table as CSV (full precision; list cells space-separated, undefined
-  statistics empty)."""
+def _csv_cell(value: Any) -> Any:
+  """Lists space-separated, None empty, floats at full precision."""
+  if isinstance(value, list):
+    return " ".join(str(v) for v in value)
+  if value is None:
+    return ""
+  if isinstance(value, float):
+    return repr(value)
+  return value
+
+
+def write_csv(table: Sequence[Entry], path: str) -> None:
+  """The per-group table as CSV (full precision; list cells space-separated,
+  undefined statistics empty)."""
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(CSV_COLUMNS)
     for e in table:
-      cells = []
-      for column in CSV_COLUMNS:
-        value = e[column]
-        if column == "hparams":
-          value = format_hparams(value)
-        elif isinstance(value, list):
-          value = " ".join(str(v) for v in value)
-        elif value is None:
-          value = ""
-        elif isinstance(value, float):
-          value = repr(value)
-        cells.append(value)
+      writer.writerow([format_hparams(e[c]) if c == "hparams" else
+                       _csv_cell(e[c]) for c in CSV_COLUMNS])
+
+
+# --------------------------------------------------------------------------
+# DEFT journal Table 4 layout: methods (with hyperparameters) x datasets.
+
+
+def pivot_by_dataset(table: Sequence[Entry]
+                     ) -> tuple[list[str], list[dict[str, Any]]]:
+  """(datasets sorted, rows): one row per (method, hparams), sorted, each
+  {"method", "hparams", "cells": {dataset: entry of failure_rate_table}};
+  a dataset the row was not run on has no cell."""
+  datasets = sorted({e["dataset"] for e in table})
+  rows: dict[tuple, dict[str, Any]] = {}
+  for e in table:
+    key = (e["method"], hparams_key(e["hparams"]))
+    row = rows.setdefault(key, {"method": e["method"],
+                                "hparams": e["hparams"], "cells": {}})
+    row["cells"][e["dataset"]] = e
+  return datasets, [rows[k] for k in sorted(rows)]
+
+
+def _pivot_cell(entry: Entry | None) -> str | None:
+  """"33.3 (1/3; 1 non-finite)"; None when there is no such group."""
+  if entry is None:
+    return None
+  text = (f"{_number(entry['failure_rate'], 1)} "
+          f"({entry['n_failed']}/{entry['n_scored']}")
+  if entry["n_non_finite"]:
+    text += f"; {entry['n_non_finite']} non-finite"
+  return text + ")"
+
+
+def _step_text(step: int | None) -> str:
+  return ("each seed's latest evaluated step" if step is None
+          else f"step {step}")
+
+
+def pivot_caption(table: Sequence[Entry], metric: str, threshold: float,
+                  step: int | None = None) -> str:
+  """What the Table 4 layout shows: metric, threshold, cell format, seeds."""
+  name = metric_label(metric)
+  sizes = [e["n_seeds"] for e in table]
+  per_cell = (f"; {min(sizes)}-{max(sizes)} seeds per cell"
+              if sizes and min(sizes) != max(sizes) else
+              f"; {sizes[0]} seeds per cell" if sizes else "")
+  return (f"Failure rate (%) by {name}: a seed fails when {name} < "
+          f"{threshold:g} (at {_step_text(step)}). Rows: method "
+          f"(hyperparameters); columns: dataset; cell: failure % "
+          f"(failed/scored), non-finite seeds are not scored and are counted "
+          f"apart. {_totals(table)}{per_cell}.")
+
+
+def _non_finite_notes(table: Sequence[Entry]) -> list[str]:
+  return [f"{e['method']} ({format_hparams(e['hparams'])}) on "
+          f"{e['dataset']}: seed{'s' if e['n_non_finite'] > 1 else ''} "
+          f"{', '.join(str(s) for s in e['non_finite_seeds'])}"
+          for e in table if e["n_non_finite"]]
+
+
+def format_pivot_markdown(table: Sequence[Entry], metric: str,
+                          threshold: float, step: int | None = None) -> str:
+  """The Table 4 layout as Markdown: caption, table, non-finite seeds."""
+  datasets, rows = pivot_by_dataset(table)
+  lines = [pivot_caption(table, metric, threshold, step), "",
+           "| method | hyperparameters | " + " | ".join(datasets) + " |",
+           "|---|---|" + "---:|" * len(datasets)]
+  for row in rows:
+    cells = [_pivot_cell(row["cells"].get(d)) or "-" for d in datasets]
+    lines.append(f"| {row['method']} | {format_hparams(row['hparams'])} | "
+                 + " | ".join(cells) + " |")
+  notes = _non_finite_notes(table)
+  lines += ["", "Non-finite seeds (not scored): "
+            + ("; ".join(notes) if notes else "none") + "."]
+  return "\n".join(lines) + "\n"
+
+
+PIVOT_FIELDS = ("failure_rate", "n_failed", "n_scored", "n_non_finite",
+                "non_finite_seeds", "n_seeds")
+
+
+def write_pivot_csv(table: Sequence[Entry], path: str, metric: str,
+                    threshold: float) -> None:
+  """The Table 4 layout as CSV: one line per (method, hparams), and per
+  dataset the columns `DATASET:failure_rate` (%), `:n_failed`, `:n_scored`,
+  `:n_non_finite`, `:non_finite_seeds` (space-separated), `:n_seeds`; empty
+  where the row was not run on that dataset.  `metric` and `threshold` are
+  columns too, so the file says what "failure" meant."""
+  datasets, rows = pivot_by_dataset(table)
+  header = ["metric", "threshold", "method", "hparams"]
+  header += [f"{d}:{field}" for d in datasets for field in PIVOT_FIELDS]
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    for row in rows:
+      cells = [metric, repr(float(threshold)), row["method"],
+               format_hparams(row["hparams"])]
+      for d in datasets:
+        entry = row["cells"].get(d)
+        cells += [_csv_cell(entry[field]) if entry else ""
+                  for field in PIVOT_FIELDS]
       writer.writerow(cells)
 
 
-def main(argv: Sequence[str]) -> None:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise SystemExit(f"error: unexpected arguments {list(argv[1:])}")
-  flag_values = flags.FLAGS
-  workdirs = [w for w in flag_values.workdirs if w]
-  if not workdirs:
-    raise SystemExit("error: --workdirs is empty; give at least one run "
-                     "directory")
-  out = flag_values.out or os.path.join(workdirs[0], "results")
-  try:
-    rows = load_rows(workdirs)
-    table = failure_rate_table(rows, flag_values.metric,
-                               flag_values.threshold, flag_values.step)
-  except (OSError, ValueError) as e:
-    raise SystemExit(f"error: {e}") from None
-  markdown = format_markdown(table, flag_values.metric, flag_values.threshold)
-  print(markdown, end="")
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "report.md"), "w") as f:
-    f.write(markdown)
-  write_csv(table, os.path.join(out, "report.csv"))
-  print(f"\nwrote {os.path.join(out, 'report.md')} and "
-        f"{os.path.join(out, 'report.csv')}", file=sys.stderr)
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%",
+                  "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "<": r"\textless{}", ">": r"\textgreater{}"}
 
 
-def _define_flags() -> None:
-  """CLI flags, defined only when run as a program (so importing this module
-  never clashes with another tool's flags)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_list("workdirs", None,
-                    "Comma-separated run directories holding "
-                    "results/results.json.")
-  flags.DEFINE_string("metric", "mig", "Metric to threshold.")
-  flags.DEFINE_float("threshold", 0.1,
-                     "A seed fails when its metric is below this.")
-  flags.DEFINE_string("out", None,
-                      "Directory for report.md and report.csv (default: the "
-                      "first workdir's results/).")
-  flags.DEFINE_integer("step", None,
-                       "Use the rows of this checkpoint step (default: each "
-                       "seed's latest evaluated step).")
-  flags.mark_flag_as_required("workdirs")
+def latex_escape(text: str) -> str:
+  """`text` with LaTeX's special characters escaped (beta_vae -> beta\\_vae)."""
+  return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
 
 
-if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  app.run(main)
-
-
-def _groups(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
-  """Rows grouped by (method, dataset, hparams), in first-seen order."""
-  groups: dict[tuple, list[Row]] = {}
+def format_pivot_latex(table: Sequence[Entry], metric: str, threshold: float,
+                       step: int | None = None) -> str:
+  """The Table 4 layout as a LaTeX `table` with a booktabs `tabular`
+  (needs \\usepackage{booktabs}), captioned like the Markdown, non-finite
+  seeds listed under it."""
+  datasets, rows = pivot_by_dataset(table)
+  lines = [
+      "% Failure-rate table (DEFT journal Table 4 layout), written by "
+      "disentax.report; needs \\usepackage{booktabs}.",
+      "\\begin{table}[t]",
+      "  \\centering",
+      "  \\caption{" + latex_escape(pivot_caption(table, metric, threshold,
+                                                step)) + "}",
+      "  \\label{tab:failure-rate-" + latex_escape(metric) + "}",
+      "  \\begin{tabular}{ll" + "r" * len(datasets) + "}",
+      "    \\toprule",
+      "    Method & Hyperparameters & "
+      + " & ".join(latex_escape(d) for d in datasets) + " \\\\",
+      "    \\midrule",
+  ]
   for row in rows:
-    key = (row["method"], row["dataset"], _hparams_key(row["hparams"]))
-    groups.setdefault(key, []).append(row)
-  return groups
+    cells = [latex_escape(_pivot_cell(row["cells"].get(d)) or "--")
+             for d in datasets]
+    lines.append(f"    {latex_escape(row['method'])} & "
+                 f"{latex_escape(format_hparams(row['hparams']))} & "
+                 + " & ".join(cells) + " \\\\")
+  notes = _non_finite_notes(table)
+  lines += ["    \\bottomrule", "  \\end{tabular}",
+            "  \\par\\smallskip\\footnotesize Non-finite seeds (not scored): "
+            + latex_escape("; ".join(notes) if notes else "none") + ".",
+            "\\end{table}"]
+  return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------
+# Further tables: NMI matrices and information freezing points.
 
 
 def format_nmi_matrices(rows: Sequence[Row], arrays: dict[str, np.ndarray],
@@ -345,7 +623,7 @@ def format_nmi_matrices(rows: Sequence[Row], arrays: dict[str, np.ndarray],
                      "be 'mig' (it reports the NMI matrix)")
   nmi = arrays["nmi_matrix"]  # [M, d, F]
   out = []
-  for (method, dataset, hparams), group in _groups(rows).items():
+  for (method, dataset, hparams), group in group_rows(rows).items():
     members = [r["member"] for r in group if r["status"] == "ok"]
     title = (f"NMI matrix, {method} on {dataset} "
              f"({format_hparams(dict(hparams))}), mean of {len(members)} "
@@ -394,3 +672,159 @@ def ifp_table(rows: Sequence[Row], factor_names: Sequence[str]) -> str:
     lines.append(f"| {name} | {ifps.size} | {finite.size} | {stats} | "
                  f"{', '.join(points) or '-'} |")
   return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# The whole report, and the CLI.
+
+
+def _run_sections(runs: Sequence[RunResults]) -> list[str]:
+  """Markdown sections for each run's NMI matrices and IFP table (their
+  arrays belong to the latest evaluated step, so rows are taken there)."""
+  sections = []
+  for run in runs:
+    latest = select_rows(run.rows)
+    if run.arrays is not None and "nmi_matrix" in run.arrays:
+      labels = run.factor_labels(run.arrays["nmi_matrix"].shape[-1])
+      sections.append(f"## NMI matrices of {run.workdir} (latest evaluated "
+                      f"step)\n\n"
+                      + format_nmi_matrices(latest, run.arrays, labels))
+    ifp_rows = [r for r in latest if "ifp" in (r.get("metrics") or {})
+                and "factor" in r["hparams"]]
+    if ifp_rows:
+      num_factors = 1 + max(int(r["hparams"]["factor"]) for r in ifp_rows)
+      labels = (run.factor_names if run.factor_names
+                and len(run.factor_names) >= num_factors
+                else run.factor_labels(num_factors))
+      sections.append(f"## Information freezing points of {run.workdir}\n\n"
+                      + ifp_table(ifp_rows, labels) + "\n")
+  return sections
+
+
+def run_report(workdirs: Sequence[str], out: str, *, metric: str = "mig",
+               threshold: float = 0.1, step: int | None = None,
+               figures: bool = True,
+               note: Callable[[str], None] | None = None
+               ) -> tuple[str, list[str]]:
+  """Reads `workdirs`, writes the report into `out`; returns (the Markdown
+  report, the paths written).
+
+  Writes report.md (Table 4 layout, the per-group table, NMI matrices / IFP
+  tables where the runs have them, and the list of figures), report.csv and
+  report.tex (Table 4 layout), report_groups.csv (per group) and, with
+  `figures`, OUT/figures/*.png (`disentax.figures.write_figures`; `note`
+  receives one line per figure skipped, default stderr).  The results are
+  read and checked before anything is written (a bad call leaves no
+  half-made report), and the tables are written before the figures.
+
+  Raises:
+    ValueError / FileNotFoundError: no workdirs, a workdir without results,
+      an unknown metric, inconsistent rows.
+  """
+  if isinstance(workdirs, str):
+    workdirs = [workdirs]
+  if not workdirs:
+    raise ValueError("no workdirs given; pass --workdirs=A,B,... or "
+                     "--sweep_root=DIR")
+  runs = [load_run(w) for w in workdirs]
+  rows = [row for run in runs for row in run.rows]
+  if not rows:
+    raise ValueError(f"the results files of {', '.join(workdirs)} hold no "
+                     f"rows")
+  check_metric(rows, metric)
+  table = failure_rate_table(rows, metric, threshold, step)
+  if not table:
+    raise ValueError(f"no results rows at step {step}")
+
+  # Tables first: they stand even if a figure fails to draw.
+  os.makedirs(out, exist_ok=True)
+  paths = [os.path.join(out, name) for name in
+           (CSV_NAME, LATEX_NAME, GROUPS_CSV_NAME)]
+  write_pivot_csv(table, paths[0], metric, threshold)
+  with open(paths[1], "w") as f:
+    f.write(format_pivot_latex(table, metric, threshold, step))
+  write_csv(table, paths[2])
+
+  sections = [
+      "# Failure rates\n\n" + format_pivot_markdown(table, metric, threshold,
+                                                    step),
+      "## Per group\n\n" + format_markdown(table, metric, threshold),
+      *_run_sections(runs),
+  ]
+  if figures:
+    # Imported here: matplotlib is only needed (and paid for) with figures.
+    from disentax import figures as figures_lib
+    notes: list[str] = []
+
+    def keep_note(line: str) -> None:
+      notes.append(line)
+      (note or (lambda s: print(s, file=sys.stderr)))(line)
+
+    drawn = figures_lib.write_figures(
+        workdirs, os.path.join(out, FIGURES_DIR), metric=metric,
+        threshold=threshold, step=step, note=keep_note)
+    paths += drawn
+    lines = [f"- ![{os.path.basename(p)}]"
+             f"({os.path.relpath(p, out).replace(os.sep, '/')})"
+             for p in drawn]
+    lines += [f"- not drawn: {n}" for n in notes]
+    sections.append("## Figures\n\n" + "\n".join(lines) + "\n")
+  markdown = "\n".join(sections)
+  paths.append(os.path.join(out, MARKDOWN_NAME))
+  with open(paths[-1], "w") as f:
+    f.write(markdown)
+  return markdown, paths
+
+
+def main(argv: Sequence[str]) -> None:
+  """The CLI (flags from `_define_flags`): prints report.md, lists files."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise SystemExit(f"error: unexpected arguments {list(argv[1:])}")
+  flag_values = flags.FLAGS
+  try:
+    workdirs = resolve_workdirs(flag_values.workdirs or [],
+                                flag_values.sweep_root)
+    out = flag_values.out or (
+        os.path.join(flag_values.workdirs[0], RESULTS_DIR)
+        if flag_values.workdirs and flag_values.workdirs[0]
+        else os.path.join(flag_values.sweep_root, "report"))
+    markdown, paths = run_report(
+        workdirs, out, metric=flag_values.metric,
+        threshold=flag_values.threshold, step=flag_values.step,
+        figures=flag_values.figures)
+  except (OSError, ValueError) as e:
+    raise SystemExit(f"error: {e}") from None
+  print(markdown, end="")
+  print(f"\nwrote {len(paths)} files to {out}: "
+        + ", ".join(os.path.relpath(p, out) for p in paths), file=sys.stderr)
+
+
+def _define_flags() -> None:
+  """CLI flags, defined only when run as a program (so importing this module
+  never clashes with another tool's flags)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_list("workdirs", [],
+                    "Comma-separated run directories holding "
+                    "results/results.json.")
+  flags.DEFINE_string("sweep_root", None,
+                      "Also report every directory under this one that holds "
+                      "results/results.json.")
+  flags.DEFINE_string("metric", "mig", "Metric to threshold.")
+  flags.DEFINE_float("threshold", 0.1,
+                     "A seed fails when its metric is below this.")
+  flags.DEFINE_string("out", None,
+                      "Output directory (default: the first workdir's "
+                      "results/, or SWEEP_ROOT/report).")
+  flags.DEFINE_integer("step", None,
+                       "Use the rows of this checkpoint step (default: each "
+                       "seed's latest evaluated step).")
+  flags.DEFINE_bool("figures", True,
+                    "Draw the figures into OUT/figures/ (--nofigures: "
+                    "tables only).")
+
+
+if __name__ == "__main__":
+  from absl import app  # pylint: disable=g-import-not-at-top
+  _define_flags()
+  app.run(main)

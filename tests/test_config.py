@@ -104,7 +104,7 @@ def test_model_allowed_keys_leave_out_what_disentax_sets():
     ("objective", "objective", "no_such_vae", "beta_vae"),
     ("model", "model", "mlp_vae", "conv_vae"),
     ("dataset", "dataset", "shapes3d", "dsprites"),
-    ("eval__metric", "metric", "sap", "mig")])
+    ("eval__metric", "metric", "not_a_metric", "mig")])
 def test_unknown_component_name_lists_registered_names(section, kind, bad,
                                                        registered):
   config = tiny_config(**{f"{section}__name": bad})

@@ -1,12 +1,19 @@
-"""Failure-rate tables from hand-made results rows, and the report CLI."""
+"""Failure-rate tables from hand-made results rows, and the report CLI.
+
+`make_sweep` (also used by tests/test_figures.py) writes two tiny synthetic
+workdirs -- results.json with factor_names, arrays.npz and trace.npz -- whose
+numbers the tests check the tables against.
+"""
 
 import csv
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from disentax import report
@@ -30,12 +37,104 @@ ROWS = [_row(0, 0.05), _row(1, 0.2), _row(2, 0.3),
         _row(3, None, status="non_finite")]
 
 
-def _write_workdir(root, rows, name="run"):
+def _write_workdir(root, rows, name="run", factor_names=None, arrays=None,
+                   trace=None):
+  """A workdir holding results/results.json (+ arrays.npz, trace.npz)."""
   workdir = os.path.join(root, name)
   os.makedirs(os.path.join(workdir, "results"))
+  data = {"schema_version": 1, "rows": rows}
+  if factor_names is not None:
+    data["factor_names"] = list(factor_names)
   with open(os.path.join(workdir, "results", "results.json"), "w") as f:
-    json.dump({"schema_version": 1, "rows": rows}, f)
+    json.dump(data, f)
+  if arrays is not None:
+    np.savez(os.path.join(workdir, "results", "arrays.npz"), **arrays)
+  if trace is not None:
+    np.savez(os.path.join(workdir, "trace.npz"), **trace)
   return workdir
+
+
+# --- The synthetic sweep: beta_vae (4 seeds) and deft (3 seeds) on dsprites.
+
+FACTORS = ("shape", "scale", "orientation", "posX", "posY")
+NUM_LATENTS, TRACE_STEPS = 4, (0, 250, 500, 750, 1000)
+BVAE_MIG = {0: 0.05, 1: 0.25, 2: 0.30, 3: None}     # seed 3 non-finite
+DEFT_MIG = {10: 0.35, 11: 0.08, 12: None}           # seed 12 non-finite
+DEFT_HPARAMS = {"pressures": [70.0, 30.0, 12.0, 4.0], "gamma": 0.1}
+DEFT_STAGES = (0, 1, 2, 3, 3)  # per trace step
+METRICS = ("mig", "nmi1", "nmi2", "factor_vae_score", "dci_disentanglement",
+           "reconstruction_error", "kl")
+
+
+def _metrics(seed, mig):
+  """Every metric of a seed, derived from its MIG (None: all null)."""
+  if mig is None:
+    return {name: None for name in METRICS}
+  return {"mig": mig, "nmi1": 0.5 + mig, "nmi2": 0.2,
+          "factor_vae_score": 0.6 + mig, "dci_disentanglement": 1.5 * mig,
+          "reconstruction_error": 30.0 - 10.0 * mig, "kl": 20.0 + seed}
+
+
+def _sweep_rows(method, hparams, migs, step=1000, config_hash="cafe00"):
+  return [{"schema_version": 1, "method": method, "dataset": "dsprites",
+           "config_hash": config_hash, "step": step, "member": member,
+           "seed": seed, "hparams": dict(hparams),
+           "status": "ok" if mig is not None else "non_finite",
+           "metrics": _metrics(seed, mig)}
+          for member, (seed, mig) in enumerate(migs.items())]
+
+
+def _sweep_arrays_and_trace(migs, stages, rng):
+  """arrays.npz and trace.npz contents for the members of `migs`; the
+  non-finite member's arrays are NaN (its trace from step 750 on)."""
+  members = len(migs)
+  bad = [m for m, v in enumerate(migs.values()) if v is None]
+  nmi = rng.uniform(0, 1, (members, NUM_LATENTS, len(FACTORS)))
+  nmi[bad] = np.nan
+  steps = len(TRACE_STEPS)
+  trace_nmi = rng.uniform(0, 1, (steps, members, NUM_LATENTS, len(FACTORS)))
+  trace_mig = rng.uniform(0, 0.5, (steps, members))
+  for m in bad:
+    trace_nmi[3:, m] = np.nan
+    trace_mig[3:, m] = np.nan
+  arrays = {"nmi_matrix": nmi, "mig_per_factor": nmi.max(axis=1)}
+  trace = {"step": np.asarray(TRACE_STEPS), "mig": trace_mig,
+           "nmi_matrix": trace_nmi,
+           "stage": np.repeat(np.asarray(stages)[:, None], members, axis=1),
+           "factor_names": np.asarray(FACTORS)}
+  return arrays, trace
+
+
+def make_sweep(root):
+  """Two workdirs under `root` ("bvae", "deft"); returns their paths.
+
+  bvae: beta_vae beta=4, seeds 0-3 at step 1000 with MIG 0.05 (fails at
+  0.1), 0.25, 0.30, non-finite; plus seed 0 at step 500 with MIG 0.5.  No
+  DEFT stages in its trace (stage -1).  deft: pressures 70/30/12/4,
+  gamma 0.1, seeds 10-12 with MIG 0.35, 0.08 (fails), non-finite; stages
+  0,1,2,3,3 over the 5 trace steps.
+  """
+  rng = np.random.default_rng(0)
+  workdirs = []
+  for name, method, hparams, migs, stages in (
+      ("bvae", "beta_vae", {"beta": 4.0}, BVAE_MIG, (-1,) * 5),
+      ("deft", "deft", DEFT_HPARAMS, DEFT_MIG, DEFT_STAGES)):
+    rows = _sweep_rows(method, hparams, migs)
+    if name == "bvae":
+      rows.insert(0, _sweep_rows(method, hparams, {0: 0.5}, step=500)[0])
+    arrays, trace = _sweep_arrays_and_trace(migs, stages, rng)
+    workdirs.append(_write_workdir(root, rows, name, factor_names=FACTORS,
+                                   arrays=arrays, trace=trace))
+  return workdirs
+
+
+def png_size(path):
+  """(width, height) of a PNG file, checking its signature and IHDR chunk."""
+  with open(path, "rb") as f:
+    head = f.read(24)
+  assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+  assert head[12:16] == b"IHDR", f"{path} has no IHDR first"
+  return struct.unpack(">II", head[16:24])
 
 
 def test_failure_rate_known_values():
@@ -197,11 +296,17 @@ def test_cli_prints_and_writes_report(tmp_path):
   assert "failure = MIG < 0.1" in result.stdout
   assert "| beta_vae | dsprites | beta=4 | 4 | 1/3 | 33.3 |" in result.stdout
   assert "| beta_vae | dsprites | beta=16 | 2 | 0/2 | 0.0 |" in result.stdout
+  assert "| beta_vae | beta=4 | 33.3 (1/3; 1 non-finite) |" in result.stdout
   out = os.path.join(a, "results")
   with open(os.path.join(out, "report.md")) as f:
     assert f.read() == result.stdout
   with open(os.path.join(out, "report.csv")) as f:
     assert len(list(csv.DictReader(f))) == 2
+  assert os.path.isfile(os.path.join(out, "report.tex"))
+  # No trace or arrays: only the metric's distribution, the rest noted.
+  assert png_size(os.path.join(out, "figures", "mig_distribution.png")) == (
+      600, 350)
+  assert "a: no trace.npz" in result.stderr
 
 
 def test_cli_missing_results_fails_clearly(tmp_path):
@@ -213,3 +318,258 @@ def test_cli_missing_results_fails_clearly(tmp_path):
   assert "python -m disentax.evaluate --workdir=" in result.stderr
   assert "Traceback" not in result.stderr
   assert not os.path.exists(tmp_path / "out")
+
+
+# --- Table 4 layout on hand-made rows.
+
+
+def test_pivot_rows_are_methods_columns_datasets():
+  rows = (ROWS + [_row(s, 0.5, dataset="cars3d") for s in range(2)]
+          + [_row(s, 0.01, method="deft", dataset="cars3d") for s in range(3)])
+  table = report.failure_rate_table(rows)
+  datasets, pivot = report.pivot_by_dataset(table)
+  assert datasets == ["cars3d", "dsprites"]
+  assert [(r["method"], sorted(r["cells"])) for r in pivot] == [
+      ("beta_vae", ["cars3d", "dsprites"]), ("deft", ["cars3d"])]
+  text = report.format_pivot_markdown(table, "mig", 0.1)
+  assert "| method | hyperparameters | cars3d | dsprites |" in text
+  assert ("| beta_vae | beta=4 | 0.0 (0/2) | 33.3 (1/3; 1 non-finite) |"
+          in text)
+  assert "| deft | beta=4 | 100.0 (3/3) | - |" in text  # not run: "-"
+  assert "2-4 seeds per cell" in text
+  latex = report.format_pivot_latex(table, "mig", 0.1)
+  assert "deft & beta=4 & 100.0 (3/3) & -- \\\\" in latex
+
+
+def test_pivot_all_non_finite_cell_is_not_hidden():
+  table = report.failure_rate_table(
+      [_row(0, None, status="non_finite"), _row(1, None, status="non_finite")])
+  text = report.format_pivot_markdown(table, "mig", 0.1)
+  assert "| beta_vae | beta=4 | n/a (0/0; 2 non-finite) |" in text
+  assert "beta_vae (beta=4) on dsprites: seeds 0, 1" in text
+
+
+def test_latex_escape():
+  assert report.latex_escape("beta_vae 50% a&b <0.1> {x}") == (
+      r"beta\_vae 50\% a\&b \textless{}0.1\textgreater{} \{x\}")
+
+
+# --- The whole report on the synthetic sweep (make_sweep).
+
+EXPECTED_FIGURES = {
+    **{f"{m}_distribution.png": (600, 350) for m in METRICS},
+    "bvae_nmi_over_training.png": (1600, 600),
+    "bvae_nmi_matrix.png": (625, 400),
+    "deft_nmi_over_training.png": (1600, 600),
+    "deft_mig_per_stage.png": (800, 450),
+    "deft_nmi_matrix.png": (625, 400),
+}
+
+
+def _counts(migs, threshold=0.1):
+  """(seeds, scored, failed, non-finite seeds) of a seed -> MIG dict."""
+  scored = [v for v in migs.values() if v is not None]
+  return (len(migs), len(scored), sum(v < threshold for v in scored),
+          [s for s, v in migs.items() if v is None])
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("sweep"))
+  return root, make_sweep(root)
+
+
+@pytest.fixture(scope="module")
+def written(sweep, tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("report"))
+  notes = []
+  markdown, paths = report.run_report(sweep[1], out, metric="mig",
+                                      threshold=0.1, note=notes.append)
+  return out, markdown, paths, notes
+
+
+def _read(out, name):
+  with open(os.path.join(out, name)) as f:
+    return f.read()
+
+
+def test_report_markdown_numbers_match_rows(written):
+  out, markdown, _, _ = written
+  assert _read(out, "report.md") == markdown
+  for method, hparams, migs in (("beta_vae", "beta=4", BVAE_MIG),
+                                ("deft", "gamma=0.1, pressures=70/30/12/4",
+                                 DEFT_MIG)):
+    seeds, scored, failed, bad = _counts(migs)
+    cell = (f"{100 * failed / scored:.1f} ({failed}/{scored}; {len(bad)} "
+            f"non-finite)")
+    assert f"| {method} | {hparams} | {cell} |" in markdown
+    assert (f"| {method} | dsprites | {hparams} | {seeds} | "
+            f"{failed}/{scored} |") in markdown
+    assert f"{method} ({hparams}) on dsprites: seed {bad[0]}" in markdown
+  assert "| beta_vae | beta=4 | 33.3 (1/3; 1 non-finite) |" in markdown
+  assert "| deft | gamma=0.1, pressures=70/30/12/4 | 50.0 (1/2; 1 " in markdown
+  assert "a seed fails when MIG < 0.1" in markdown
+  assert ("7 seeds in 2 groups, 5 scored, 2 failed, 2 non-finite; 3-4 seeds "
+          "per cell.") in markdown
+  # The per-group table keeps its statistics (bvae: 0.05, 0.25, 0.30).
+  assert ("| beta_vae | dsprites | beta=4 | 4 | 1/3 | 33.3 | 0.2000 | 0.2500 "
+          "| 0.1080 | 1 (seeds 3) |") in markdown
+
+
+def test_report_markdown_nmi_matrix_and_figures(sweep, written):
+  _, markdown, _, notes = written
+  arrays = report.load_arrays(sweep[1][0])
+  ok = [m for m, v in enumerate(BVAE_MIG.values()) if v is not None]
+  mean = arrays["nmi_matrix"][ok].mean(axis=0)
+  assert "| latent | shape | scale | orientation | posX | posY |" in markdown
+  assert ("| z0 | " + " | ".join(f"{v:.2f}" for v in mean[0]) + " |"
+          in markdown)
+  assert "mean of 3 seeds" in markdown
+  assert "![mig_distribution.png](figures/mig_distribution.png)" in markdown
+  assert "- not drawn: bvae: the trace has no DEFT stages" in markdown
+  assert len(notes) == 3 and all("\n" not in n for n in notes)
+
+
+def test_report_csv_is_table4_layout(written):
+  with open(os.path.join(written[0], "report.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert [(r["method"], r["hparams"]) for r in rows] == [
+      ("beta_vae", "beta=4"), ("deft", "gamma=0.1, pressures=70/30/12/4")]
+  for row, migs in zip(rows, (BVAE_MIG, DEFT_MIG)):
+    seeds, scored, failed, bad = _counts(migs)
+    assert (row["metric"], float(row["threshold"])) == ("mig", 0.1)
+    assert float(row["dsprites:failure_rate"]) == pytest.approx(
+        100 * failed / scored)
+    assert (int(row["dsprites:n_failed"]), int(row["dsprites:n_scored"]),
+            int(row["dsprites:n_non_finite"]), int(row["dsprites:n_seeds"])
+            ) == (failed, scored, len(bad), seeds)
+    assert row["dsprites:non_finite_seeds"] == " ".join(map(str, bad))
+  with open(os.path.join(written[0], "report_groups.csv")) as f:
+    groups = list(csv.DictReader(f))
+  assert [(g["n_seeds"], g["n_failed"], g["non_finite_seeds"])
+          for g in groups] == [("4", "1", "3"), ("3", "1", "12")]
+
+
+def test_report_latex_is_booktabs_table(written):
+  tex = _read(written[0], "report.tex")
+  for line in ("\\begin{tabular}{llr}", "\\toprule", "\\midrule",
+               "\\bottomrule", "\\end{table}",
+               "Method & Hyperparameters & dsprites \\\\",
+               "beta\\_vae & beta=4 & 33.3 (1/3; 1 non-finite) \\\\",
+               "deft & gamma=0.1, pressures=70/30/12/4 & 50.0 (1/2; 1 "
+               "non-finite) \\\\"):
+    assert line in tex, line
+  assert "\\caption{Failure rate (\\%) by MIG: a seed fails when MIG " \
+         "\\textless{} 0.1" in tex
+  assert "7 seeds in 2 groups, 5 scored, 2 failed, 2 non-finite" in tex
+  assert "beta\\_vae (beta=4) on dsprites: seed 3" in tex
+  assert tex.count("{") == tex.count("}")
+
+
+def test_report_figures_are_pngs_of_fixed_size(written):
+  out, _, paths, _ = written
+  figures = {os.path.basename(p): p for p in paths if p.endswith(".png")}
+  assert set(figures) == set(EXPECTED_FIGURES)
+  for name, path in figures.items():
+    assert os.path.dirname(path) == os.path.join(out, "figures")
+    assert png_size(path) == EXPECTED_FIGURES[name], name
+
+
+def test_report_at_step(sweep, tmp_path):
+  markdown, paths = report.run_report(sweep[1], str(tmp_path), step=500,
+                                      figures=False)
+  assert "(at step 500)" in markdown
+  assert "| beta_vae | beta=4 | 0.0 (0/1) |" in markdown
+  assert "| deft |" not in markdown  # deft has no row at step 500
+  assert not any(p.endswith(".png") for p in paths)
+  with pytest.raises(ValueError, match="no results rows at step 7"):
+    report.run_report(sweep[1], str(tmp_path / "none"), step=7,
+                      figures=False)
+
+
+def test_unknown_metric_lists_the_metrics(sweep, tmp_path):
+  out = tmp_path / "out"
+  with pytest.raises(ValueError) as info:
+    report.run_report(sweep[1], str(out), metric="sap")
+  assert str(info.value) == (
+      "unknown metric 'sap'; the results rows have: " + ", ".join(
+          sorted(METRICS)))
+  assert not out.exists()  # checked before anything is written
+
+
+def test_no_workdirs_is_an_error(tmp_path):
+  with pytest.raises(ValueError, match="no workdirs given"):
+    report.resolve_workdirs(["", ""])
+  with pytest.raises(ValueError, match="no workdirs given"):
+    report.run_report([], str(tmp_path))
+
+
+def test_workdir_without_results_says_how_to_make_them(sweep, tmp_path):
+  empty = str(tmp_path / "fresh_run")
+  os.makedirs(empty)
+  with pytest.raises(FileNotFoundError,
+                     match="python -m disentax.evaluate --workdir="):
+    report.run_report([sweep[1][0], empty], str(tmp_path / "out"))
+  with pytest.raises(ValueError, match="no directory under .* holds "
+                     "results/results.json"):
+    report.resolve_workdirs([], str(tmp_path))
+
+
+def test_sweep_root_finds_workdirs_once(sweep, tmp_path):
+  root, (bvae, deft) = sweep
+  assert report.find_workdirs(root) == [bvae, deft]
+  assert report.resolve_workdirs([deft, ""], root) == [deft, bvae]
+  nested = tmp_path / "grid" / "beta=4"
+  _write_workdir(str(nested), ROWS, "seed_block")
+  assert report.find_workdirs(str(tmp_path)) == [
+      str(nested / "seed_block")]
+
+
+def test_run_results_factor_names_and_trace(sweep):
+  run = report.load_run(sweep[1][1])
+  assert run.factor_names == list(FACTORS)
+  assert run.trace["nmi_matrix"].shape == (5, 3, NUM_LATENTS, 5)
+  assert run.factor_labels(5) == list(FACTORS)
+  assert run.factor_labels(2) == ["c0", "c1"]
+
+
+def test_load_trace_rejects_misaligned_arrays(tmp_path):
+  np.savez(tmp_path / "trace.npz", step=np.arange(5), mig=np.zeros((4, 2)))
+  with pytest.raises(ValueError, match="mig has T=4 but another array has "
+                     "T=5"):
+    report.load_trace(str(tmp_path))
+  assert report.load_trace(str(tmp_path / "missing")) is None
+
+
+def test_cli_sweep_root_unknown_metric_fails_clearly(sweep):
+  result = _run_cli(f"--sweep_root={sweep[0]}", "--metric=sap",
+                    "--nofigures")
+  assert result.returncode != 0
+  assert "error: unknown metric 'sap'; the results rows have: " in (
+      result.stderr)
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(os.path.join(sweep[0], "report"))
+
+
+def test_report_lists_ifp_of_an_annealing_test(tmp_path):
+  rows = []
+  for factor, ifps in ((-1, (40.0, 44.0)), (0, (30.0, None)), (1, (8.0, 12.0))):
+    for seed, ifp in enumerate(ifps):
+      row = _row(seed, 0.0, method="annealing_test", member=len(rows))
+      row["hparams"] = {"factor": float(factor)}
+      row["metrics"]["ifp"] = ifp
+      rows.append(row)
+  workdir = _write_workdir(str(tmp_path), rows, "anneal",
+                           factor_names=["shape", "scale"])
+  markdown, _ = report.run_report([workdir], str(tmp_path / "out"),
+                                  figures=False)
+  assert f"## Information freezing points of {workdir}" in markdown
+  assert "| whole dataset | 2 | 2 | 42.0 |" in markdown
+  assert "| shape | 2 | 1 | 30.0 |" in markdown
+  assert "| annealing_test | factor=1 | 100.0 (2/2) |" in markdown
+
+
+def test_empty_results_file_is_an_error(tmp_path):
+  workdir = _write_workdir(str(tmp_path), [], "empty")
+  with pytest.raises(ValueError, match="hold no rows"):
+    report.run_report([workdir], str(tmp_path / "out"))

@@ -1,0 +1,589 @@
+"""Figures of a sweep's results files, after the DEFT journal (Wu et al.,
+Machine Learning 2022): what a failure-rate table alone does not show.
+
+  * `metric_distributions`: a metric's distribution over seeds per method
+    (with hyperparameters), one panel per dataset (Fig. 7; Fig. 9 for
+    reconstruction_error);
+  * `mig_per_stage`: MIG at the end of each DEFT stage, over seeds (Fig. 8);
+  * `nmi_over_training`: NMI1 / NMI2 per factor over training, and the NMI of
+    every latent for the median-MIG seed (Fig. 3: information diffusion);
+  * `nmi_matrix_figure`: the group-mean NMI matrix latents x factors
+    (Fig. 11b);
+  * `ifp_distributions`: information freezing points per factor (Fig. 6);
+  * `traversal_figure`: a latent-traversal grid from decoder outputs
+    (Fig. 10);
+  * `write_figures`: every figure the given workdirs have inputs for.
+
+Only results files are read (`disentax.report.load_run`), never a model.
+Every figure has a title, axis labels and (with several series) a legend,
+and a size fixed by its content as documented per function, saved at
+`DPI` without tight cropping, so its pixel size is predictable.  Sizes are
+whole quarter inches so inches x DPI is an exact pixel count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import sys
+import warnings
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; must precede the pyplot import
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from disentax import report  # noqa: E402
+
+DPI = 100
+Row = dict[str, Any]
+Note = Callable[[str], None]
+
+# Fixed sizes (inches) of the figures whose layout does not grow with the
+# data; the others are documented in their functions.
+STAGE_SIZE = (8.0, 4.5)
+IFP_SIZE = (8.0, 4.5)
+
+
+def _save(fig: matplotlib.figure.Figure, path: str) -> str:
+  directory = os.path.dirname(path)
+  if directory:
+    os.makedirs(directory, exist_ok=True)
+  fig.savefig(path, dpi=DPI)
+  plt.close(fig)
+  return path
+
+
+def _group_label(method: str, hparams: Mapping[str, Any]) -> str:
+  return f"{method}\n{report.format_hparams(dict(hparams))}"
+
+
+def _horizontal() -> dict[str, Any]:
+  """Keyword for horizontal violins/boxes across matplotlib versions."""
+  major, minor = (int(p) for p in matplotlib.__version__.split(".")[:2])
+  return ({"orientation": "horizontal"} if (major, minor) >= (3, 10)
+          else {"vert": False})
+
+
+@contextlib.contextmanager
+def _quiet_nan_stats() -> Iterator[None]:
+  """All-NaN slices (a seed that diverged early) give NaN statistics without
+  a RuntimeWarning per slice."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)
+    yield
+
+
+def _row_value(row: Row, metric: str) -> tuple[bool, float | None]:
+  """(the row reports `metric`, its finite value or None)."""
+  metrics = row.get("metrics") or {}
+  if metric not in metrics:
+    return False, None
+  value = metrics[metric]
+  if row.get("status") != "ok" or value is None:
+    return True, None
+  value = float(value)
+  return True, (value if math.isfinite(value) else None)
+
+
+def metric_distributions(rows: Sequence[Row], metric: str, path: str, *,
+                         threshold: float | None = None,
+                         step: int | None = None) -> str:
+  """Violins (with every seed as a point and the median marked) of `metric`
+  per method/hyperparameter group, one panel per dataset; DEFT Fig. 7 (and
+  Fig. 9 with reconstruction_error).
+
+  Seeds are chosen as in the failure table (`step`, or each seed's latest);
+  each group's count of scored and non-finite seeds is written beside it, so
+  nothing is dropped silently.  `threshold` adds the failure line.  Size:
+  (2.5 + 3.5 x datasets) x max(3.5, 1.5 + 0.5 x groups) inches.  Returns
+  `path`.
+  """
+  selected = [r for r in report.select_rows(rows, step)
+              if _row_value(r, metric)[0]]
+  if not selected:
+    raise ValueError(f"no results row reports {metric!r}")
+  datasets = sorted({r["dataset"] for r in selected})
+  groups = sorted({(r["method"], report.hparams_key(r["hparams"]))
+                   for r in selected})
+  finite_values: dict[tuple, list[float]] = {}
+  non_finite_counts: dict[tuple, int] = {}
+  for row in selected:
+    key = ((row["method"], report.hparams_key(row["hparams"])),
+           row["dataset"])
+    value = _row_value(row, metric)[1]
+    if value is None:
+      non_finite_counts[key] = non_finite_counts.get(key, 0) + 1
+    else:
+      finite_values.setdefault(key, []).append(value)
+
+  size = (2.5 + 3.5 * len(datasets), max(3.5, 1.5 + 0.5 * len(groups)))
+  fig, axes = plt.subplots(1, len(datasets), figsize=size, sharey=True,
+                           squeeze=False, layout="constrained")
+  ys = np.arange(len(groups))
+  legend: dict[str, Any] = {}  # label -> handle, first drawn
+  for ax, dataset in zip(axes[0], datasets):
+    for y, group in zip(ys, groups):
+      finite = finite_values.get((group, dataset), [])
+      non_finite = non_finite_counts.get((group, dataset), 0)
+      n = len(finite) + non_finite
+      if len(finite) >= 2 and np.ptp(finite) > 0:
+        parts = ax.violinplot([finite], positions=[y], widths=0.8,
+                              showextrema=False, **_horizontal())
+        for body in parts["bodies"]:
+          body.set_facecolor("C0")
+          body.set_alpha(0.3)
+        legend.setdefault("distribution", parts["bodies"][0])
+      if finite:
+        jitter = (np.linspace(-0.15, 0.15, len(finite)) if len(finite) > 1
+                  else np.zeros(1))
+        legend.setdefault("seed", ax.scatter(
+            finite, y + jitter, s=14, color="k", alpha=0.7, zorder=3))
+        legend.setdefault("median", ax.scatter(
+            [np.median(finite)], [y], marker="|", s=400, color="C3",
+            zorder=4))
+      text = ("no runs" if n == 0 else f"n={n}"
+              + (f", {non_finite} non-finite" if non_finite else ""))
+      ax.text(0.99, y + 0.3, text, transform=ax.get_yaxis_transform(),
+              ha="right", va="center", fontsize=8,
+              color="C3" if non_finite else "0.3")
+    if threshold is not None:
+      legend.setdefault(f"failure threshold {threshold:g}", ax.axvline(
+          threshold, color="C1", linestyle="--"))
+    ax.set_title(dataset)
+    ax.set_xlabel(metric)
+    ax.grid(axis="x", alpha=0.3)
+  first = axes[0][0]
+  first.set_yticks(ys, [_group_label(m, dict(h)) for m, h in groups],
+                   fontsize=8)
+  first.set_ylim(len(groups) - 0.5, -0.5)
+  first.set_ylabel("method (hyperparameters)")
+  if legend:  # below the panels, clear of the per-group counts
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center",
+               ncols=len(legend), fontsize=8)
+  where = "latest evaluated step" if step is None else f"step {step}"
+  fig.suptitle(f"{metric} over seeds per method ({where})")
+  return _save(fig, path)
+
+
+def _boxes(ax: matplotlib.axes.Axes, data: Sequence[Sequence[Sequence[float]]],
+           series: Sequence[str], categories: Sequence[str]) -> None:
+  """Box plots of data[s][c] (finite values) at category c, side by side per
+  series s, each value as a point, "n=" under each box; a legend naming the
+  series and the points."""
+  width = 0.8 / len(series)
+  handles = []
+  for s, label in enumerate(series):
+    color = f"C{s % 10}"
+    offset = (s - (len(series) - 1) / 2) * width
+    for c in range(len(categories)):
+      vals = list(data[s][c])
+      x = c + offset
+      if vals:
+        ax.boxplot([vals], positions=[x], widths=width * 0.8,
+                   patch_artist=True, showfliers=False,
+                   boxprops={"facecolor": color, "alpha": 0.35},
+                   medianprops={"color": color})
+        jitter = (np.linspace(-width / 4, width / 4, len(vals))
+                  if len(vals) > 1 else np.zeros(1))
+        ax.scatter(x + jitter, vals, s=12, color="k", alpha=0.7, zorder=3)
+      ax.text(x, 0.01, f"n={len(vals)}", transform=ax.get_xaxis_transform(),
+              ha="center", va="bottom", fontsize=7, color="0.3")
+    handles.append(Patch(facecolor=color, alpha=0.35, label=label))
+  ax.set_xticks(range(len(categories)), categories)
+  ax.set_xlim(-0.5, len(categories) - 0.5)
+  point = ax.scatter([], [], s=12, color="k", label="seed")
+  ax.legend(handles=handles + [point], fontsize=8, loc="best")
+
+
+def _member_groups(rows: Sequence[Row] | None, num_members: int
+                   ) -> list[tuple[str, list[int]]]:
+  """(label, member indices) per method/dataset/hparams group of the rows
+  (their latest step), or one group of every member without rows."""
+  if not rows:
+    return [("all members", list(range(num_members)))]
+  groups = []
+  for (method, dataset, hparams), group in report.group_rows(
+      report.select_rows(rows)).items():
+    members = sorted(int(r["member"]) for r in group
+                     if 0 <= int(r["member"]) < num_members)
+    if members:
+      groups.append((f"{method} on {dataset} "
+                     f"({report.format_hparams(dict(hparams))})", members))
+  if not groups:
+    raise ValueError(f"no results row names a member of the trace's "
+                     f"{num_members}")
+  return groups
+
+
+def stage_end_values(stage: np.ndarray, values: np.ndarray,
+                     members: Sequence[int]) -> dict[int, list[float]]:
+  """Per stage index s >= 0 of stage [T, M]: the finite values[t, m] of the
+  `members` at the last traced step t of stage s (what a stage ends with;
+  a member whose value there is NaN is left out)."""
+  stage = np.asarray(stage)
+  out = {}
+  for s in sorted(int(s) for s in np.unique(stage[stage >= 0])):
+    out[s] = []
+    for m in members:
+      at = np.flatnonzero(stage[:, m] == s)
+      if at.size and np.isfinite(values[at[-1], m]):
+        out[s].append(float(values[at[-1], m]))
+  return out
+
+
+def mig_per_stage(trace: Mapping[str, np.ndarray], rows: Sequence[Row] | None,
+                  path: str) -> str:
+  """MIG of every seed at the last traced step of each DEFT stage, as boxes
+  per stage (one series per hyperparameter group of `rows`, which map trace
+  members to groups); DEFT Fig. 8.  Size `STAGE_SIZE`.  Returns `path`.
+
+  Raises:
+    ValueError: the trace has no stage >= 0 (not a staged objective) or no
+      `mig`.
+  """
+  for name in ("mig", "stage"):
+    if name not in trace:
+      raise ValueError(f"the trace has no {name!r} array")
+  stage = np.asarray(trace["stage"])
+  mig = np.asarray(trace["mig"], float)
+  stages = sorted(int(s) for s in np.unique(stage[stage >= 0]))
+  if not stages:
+    raise ValueError("the trace has no DEFT stage (stage is -1 throughout)")
+  groups = _member_groups(rows, mig.shape[1])
+  data = []
+  for _, members in groups:
+    ends = stage_end_values(stage, mig, members)
+    data.append([ends[s] for s in stages])
+  fig, ax = plt.subplots(figsize=STAGE_SIZE, layout="constrained")
+  _boxes(ax, data, [label for label, _ in groups],
+         [f"stage {s + 1}" for s in stages])
+  ax.set_xlabel("DEFT stage (MIG at its last traced step)")
+  ax.set_ylabel("MIG")
+  ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+  ax.grid(axis="y", alpha=0.3)
+  ax.set_title("MIG at the end of each DEFT stage, over seeds")
+  return _save(fig, path)
+
+
+def nmi_top2(nmi_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(NMI1, NMI2) of [..., d, F]: per factor the largest and second largest
+  NMI over latents (DEFT eq. 8 before the mean over factors), [..., F];
+  NaN where any latent's NMI is NaN; NMI2 = 0 with a single latent."""
+  nmi = np.asarray(nmi_matrix, float)
+  ranked = -np.sort(-np.nan_to_num(nmi, nan=-np.inf), axis=-2)
+  bad = np.isnan(nmi).any(axis=-2)
+  first = np.where(bad, np.nan, ranked[..., 0, :])
+  second = (np.where(bad, np.nan, ranked[..., 1, :]) if nmi.shape[-2] > 1
+            else np.where(bad, np.nan, 0.0))
+  return first, second
+
+
+def median_member(mig: np.ndarray, members: Sequence[int]) -> int:
+  """The member whose last finite traced MIG is the (lower) median of the
+  members' (the one Fig. 3's heatmaps show); the first member if none is
+  finite."""
+  finals = []
+  for m in members:
+    finite = np.flatnonzero(np.isfinite(mig[:, m]))
+    if finite.size:
+      finals.append((float(mig[finite[-1], m]), m))
+  if not finals:
+    return int(members[0])
+  finals.sort()
+  return int(finals[(len(finals) - 1) // 2][1])
+
+
+def _step_ticks(ax: matplotlib.axes.Axes, steps: np.ndarray) -> None:
+  """At most 6 x ticks on a heatmap whose columns are trace steps."""
+  at = np.unique(np.linspace(0, len(steps) - 1, min(6, len(steps))).round()
+                 .astype(int))
+  ax.set_xticks(at, [f"{int(steps[i]):g}" for i in at], fontsize=7)
+
+
+def nmi_over_training(trace: Mapping[str, np.ndarray],
+                      factor_names: Sequence[str], path: str, *,
+                      members: Sequence[int] | None = None,
+                      title: str | None = None) -> str:
+  """Per factor (a column): NMI1 and NMI2 vs training step, median over the
+  `members` (default all) with a 10-90% band, above a heatmap latents x
+  steps of that factor's NMI for the median-MIG member; DEFT Fig. 3 (a
+  falling NMI1 / rising NMI2 is information diffusion).  Size
+  (1 + 3 x factors) x 6 inches.  Returns `path`.
+  """
+  if "nmi_matrix" not in trace:
+    raise ValueError("the trace has no 'nmi_matrix' array")
+  nmi = np.asarray(trace["nmi_matrix"], float)  # [T, M, d, F]
+  steps = np.asarray(trace["step"])
+  num_latents, num_factors = nmi.shape[2:]
+  if len(factor_names) != num_factors:
+    raise ValueError(f"{len(factor_names)} factor names for a trace of "
+                     f"{num_factors} factors")
+  members = list(range(nmi.shape[1])) if members is None else list(members)
+  nmi1, nmi2 = nmi_top2(nmi[:, members])  # [T, m, F]
+  mig = np.asarray(trace["mig"], float) if "mig" in trace else None
+  shown = median_member(mig, members) if mig is not None else members[0]
+
+  fig, axes = plt.subplots(2, num_factors,
+                           figsize=(1.0 + 3.0 * num_factors, 6.0),
+                           squeeze=False, layout="constrained")
+  image = None
+  with _quiet_nan_stats():
+    for k, name in enumerate(factor_names):
+      ax = axes[0][k]
+      for values, label, color in ((nmi1, "NMI1", "C0"), (nmi2, "NMI2", "C1")):
+        low, mid, high = np.nanquantile(values[:, :, k], [0.1, 0.5, 0.9],
+                                        axis=1)
+        ax.fill_between(steps, low, high, color=color, alpha=0.25,
+                        label=f"{label} 10-90%")
+        ax.plot(steps, mid, color=color, marker="o", markersize=3,
+                label=f"{label} median")
+      ax.set_ylim(0, 1.02)
+      ax.set_title(name)
+      ax.set_xlabel("training step")
+      ax.grid(alpha=0.3)
+      heat = axes[1][k]
+      image = heat.imshow(nmi[:, shown, :, k].T, aspect="auto", vmin=0,
+                          vmax=1, cmap="viridis", interpolation="nearest")
+      heat.set_yticks(range(num_latents),
+                      [f"z{j}" for j in range(num_latents)], fontsize=7)
+      _step_ticks(heat, steps)
+      heat.set_xlabel("training step")
+  axes[0][0].set_ylabel(f"NMI over {len(members)} seeds")
+  axes[1][0].set_ylabel(f"latent (member {shown})")
+  axes[0][0].legend(fontsize=7, loc="best")
+  fig.colorbar(image, ax=list(axes[1]), label="NMI I(z_j; c_k) / H(c_k)",
+               shrink=0.9)
+  fig.suptitle((title or "NMI over training")
+               + f" (heatmaps: median-MIG member {shown})")
+  return _save(fig, path)
+
+
+def nmi_matrix_figure(arrays: Mapping[str, np.ndarray], rows: Sequence[Row],
+                      factor_names: Sequence[str], path: str) -> str:
+  """A heatmap latents x factors of each group's NMI matrix I(z_j; c_k) /
+  H(c_k), the mean over its finite seeds, numbers in the cells; DEFT Fig.
+  11b.  `rows` are the workdir's (their latest step: the arrays belong to
+  the latest evaluation); one panel per group, 3 per line.  Size
+  (1 + cols x (1.5 + 0.75 F)) x (0.5 + lines x (1.5 + 0.5 d)) inches.
+  Returns `path`.
+  """
+  if "nmi_matrix" not in arrays:
+    raise ValueError("no nmi_matrix in the results arrays")
+  nmi = np.asarray(arrays["nmi_matrix"], float)  # [M, d, F]
+  num_latents, num_factors = nmi.shape[1:]
+  if len(factor_names) != num_factors:
+    raise ValueError(f"{len(factor_names)} factor names for an NMI matrix of "
+                     f"{num_factors} factors")
+  groups = list(report.group_rows(report.select_rows(rows)).items())
+  if not groups:
+    raise ValueError("no results rows to group the NMI matrices by")
+  cols = min(3, len(groups))
+  lines = math.ceil(len(groups) / cols)
+  size = (1.0 + cols * (1.5 + 0.75 * num_factors),
+          0.5 + lines * (1.5 + 0.5 * num_latents))
+  fig, axes = plt.subplots(lines, cols, figsize=size, squeeze=False,
+                           layout="constrained")
+  image = None
+  for ax, ((method, dataset, hparams), group) in zip(axes.flat, groups):
+    members = [int(r["member"]) for r in group if r["status"] == "ok"
+               and int(r["member"]) < nmi.shape[0]]
+    ax.set_title(f"{method} on {dataset}\n"
+                 f"{report.format_hparams(dict(hparams))}, mean of "
+                 f"{len(members)}/{len(group)} seeds", fontsize=9)
+    ax.set_xticks(range(num_factors), factor_names, rotation=30, fontsize=8)
+    ax.set_yticks(range(num_latents), [f"z{j}" for j in range(num_latents)],
+                  fontsize=8)
+    ax.set_xlabel("factor")
+    ax.set_ylabel("latent")
+    if not members:
+      ax.text(0.5, 0.5, "no finite seed", transform=ax.transAxes,
+              ha="center", va="center")
+      continue
+    with _quiet_nan_stats():
+      mean = np.nanmean(nmi[members], axis=0)
+    image = ax.imshow(mean, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for j in range(num_latents):
+      for k in range(num_factors):
+        value = mean[j, k]
+        ax.text(k, j, "nan" if np.isnan(value) else f"{value:.2f}",
+                ha="center", va="center", fontsize=8,
+                color="k" if value > 0.6 else "w")
+  for ax in list(axes.flat)[len(groups):]:
+    ax.set_axis_off()
+  if image is not None:
+    fig.colorbar(image, ax=list(axes.flat), label="NMI", shrink=0.9)
+  fig.suptitle("NMI matrix I(z_j; c_k) / H(c_k), mean over seeds")
+  return _save(fig, path)
+
+
+def ifp_distributions(rows: Sequence[Row], factor_names: Sequence[str],
+                      path: str) -> str:
+  """Boxes of the information freezing point per factor (the annealing
+  test's `factor` hyperparameter; -1 = the whole dataset) over seeds, one
+  series per method/dataset; "n=" counts the seeds that froze; log scale
+  when the IFPs span more than a decade.  DEFT Fig. 6.  Size `IFP_SIZE`.
+  Returns `path`.
+
+  Raises:
+    ValueError: no row reports `ifp`.
+  """
+  selected = [r for r in report.select_rows(rows)
+              if "ifp" in (r.get("metrics") or {}) and "factor" in r["hparams"]]
+  if not selected:
+    raise ValueError("no results row reports an 'ifp' (annealing test)")
+  factors = sorted({int(r["hparams"]["factor"]) for r in selected})
+  series = sorted({(r["method"], r["dataset"]) for r in selected})
+  data = [[[] for _ in factors] for _ in series]
+  totals = {f: 0 for f in factors}
+  for row in selected:
+    factor = int(row["hparams"]["factor"])
+    totals[factor] += 1
+    value = _row_value(row, "ifp")[1]
+    if value is not None:
+      data[series.index((row["method"], row["dataset"]))][
+          factors.index(factor)].append(value)
+
+  def name(f: int) -> str:
+    label = ("whole dataset" if f < 0 else factor_names[f]
+             if f < len(factor_names) else f"c{f}")
+    return f"{label}\n({totals[f]} seeds)"
+
+  fig, ax = plt.subplots(figsize=IFP_SIZE, layout="constrained")
+  _boxes(ax, data, [f"{m} on {d}" for m, d in series],
+         [name(f) for f in factors])
+  finite = [v for s in data for c in s for v in c]
+  if finite and min(finite) > 0 and max(finite) / min(finite) > 10:
+    ax.set_yscale("log")
+  ax.set_xlabel("factor (n = seeds that froze)")
+  ax.set_ylabel("IFP (beta where I(x;z) starts to grow)")
+  ax.grid(axis="y", alpha=0.3)
+  ax.set_title("Information freezing point per factor (annealing test)")
+  return _save(fig, path)
+
+
+def traversal_figure(images: np.ndarray, path: str, title: str,
+                     latent_labels: Sequence[str] | None = None) -> str:
+  """A latent-traversal grid: images float [d, steps, H, W, C] (C 1 or 3,
+  values clipped to [0, 1]) -> one row per latent, labelled (`latent_labels`,
+  default z0, z1, ...), columns the traversal steps; DEFT Fig. 10.  Size
+  (1.5 + 0.75 steps) x (1 + 0.75 d) inches.  Returns `path`.
+  """
+  images = np.clip(np.asarray(images, float), 0.0, 1.0)
+  if images.ndim != 5 or images.shape[-1] not in (1, 3):
+    raise ValueError(f"images must be [d, steps, H, W, C] with C 1 or 3; got "
+                     f"shape {images.shape}")
+  num_latents, num_steps, height, width, _ = images.shape
+  labels = (list(latent_labels) if latent_labels is not None
+            else [f"z{j}" for j in range(num_latents)])
+  if len(labels) != num_latents:
+    raise ValueError(f"{len(labels)} latent labels for {num_latents} latents")
+  if images.shape[-1] == 1:
+    images = np.repeat(images, 3, axis=-1)
+  gap = max(1, height // 16)
+  mosaic = np.ones((num_latents * (height + gap) - gap,
+                    num_steps * (width + gap) - gap, 3))
+  for j in range(num_latents):
+    for s in range(num_steps):
+      top, left = j * (height + gap), s * (width + gap)
+      mosaic[top:top + height, left:left + width] = images[j, s]
+  fig, ax = plt.subplots(figsize=(1.5 + 0.75 * num_steps,
+                                  1.0 + 0.75 * num_latents),
+                         layout="constrained")
+  ax.imshow(mosaic, interpolation="nearest")
+  ax.set_yticks([j * (height + gap) + height / 2 for j in range(num_latents)],
+                labels, fontsize=8)
+  ax.set_xticks([s * (width + gap) + width / 2 for s in range(num_steps)],
+                [str(s + 1) for s in range(num_steps)], fontsize=8)
+  ax.set_xlabel("traversal step (latent value, low to high)")
+  ax.set_ylabel("latent")
+  ax.set_title(title)
+  return _save(fig, path)
+
+
+def _slug(text: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
+
+
+def workdir_tags(workdirs: Sequence[str]) -> list[str]:
+  """Short distinct file-name prefixes: each workdir's base name, or its path
+  below the common parent when base names repeat."""
+  names = [os.path.basename(os.path.normpath(w)) or "run" for w in workdirs]
+  if len(set(names)) == len(names):
+    return [_slug(n) for n in names]
+  parent = os.path.commonpath([os.path.abspath(w) for w in workdirs])
+  tags = [_slug(os.path.relpath(os.path.abspath(w), parent)) for w in workdirs]
+  return [f"{t}-{i}" if tags.count(t) > 1 else t for i, t in enumerate(tags)]
+
+
+def _stderr(line: str) -> None:
+  print(line, file=sys.stderr)
+
+
+def write_figures(workdirs: Sequence[str], out_dir: str, *,
+                  metric: str = "mig", threshold: float | None = None,
+                  step: int | None = None, note: Note | None = None
+                  ) -> list[str]:
+  """Every figure the workdirs have inputs for, into `out_dir`; returns the
+  paths written.  `note` (default: stderr) gets one line per figure skipped
+  and why.
+
+  Files: METRIC_distribution.png for every metric in the rows (all workdirs
+  pooled; the failure threshold drawn on `metric`'s), and per workdir TAG
+  (`workdir_tags`): TAG_nmi_over_training[_GROUP].png and
+  TAG_mig_per_stage.png (from trace.npz), TAG_nmi_matrix.png (from
+  results/arrays.npz), TAG_ifp.png (annealing-test rows).
+  """
+  note = note or _stderr
+  runs = [report.load_run(w) for w in workdirs]
+  rows = [row for run in runs for row in run.rows]
+  paths = []
+  for name in report.metric_names(report.select_rows(rows, step)):
+    paths.append(metric_distributions(
+        rows, name, os.path.join(out_dir, f"{_slug(name)}_distribution.png"),
+        threshold=threshold if name == metric else None, step=step))
+  for run, tag in zip(runs, workdir_tags(workdirs)):
+    base = os.path.join(out_dir, tag)
+    trace = run.trace
+    if trace is None:
+      note(f"{tag}: no {report.TRACE_NAME} in {run.workdir} (training-time "
+           f"tracing was off): no NMI-over-training or MIG-per-stage figure")
+    else:
+      if "nmi_matrix" in trace:
+        labels = run.factor_labels(trace["nmi_matrix"].shape[-1])
+        groups = _member_groups(run.rows, trace["nmi_matrix"].shape[1])
+        for i, (label, members) in enumerate(groups):
+          suffix = f"_{i}" if len(groups) > 1 else ""
+          paths.append(nmi_over_training(
+              trace, labels, f"{base}_nmi_over_training{suffix}.png",
+              members=members, title=f"NMI over training, {label}"))
+      else:
+        note(f"{tag}: {report.TRACE_NAME} has no nmi_matrix: no "
+             f"NMI-over-training figure")
+      if "stage" in trace and "mig" in trace and (trace["stage"] >= 0).any():
+        paths.append(mig_per_stage(trace, run.rows,
+                                   f"{base}_mig_per_stage.png"))
+      else:
+        note(f"{tag}: the trace has no DEFT stages (or no mig): no "
+             f"MIG-per-stage figure")
+    if run.arrays is not None and "nmi_matrix" in run.arrays:
+      labels = run.factor_labels(run.arrays["nmi_matrix"].shape[-1])
+      paths.append(nmi_matrix_figure(run.arrays, run.rows, labels,
+                                     f"{base}_nmi_matrix.png"))
+    else:
+      note(f"{tag}: no nmi_matrix in results/arrays.npz (evaluate with MIG): "
+           f"no NMI-matrix figure")
+    if any("ifp" in (r.get("metrics") or {}) and "factor" in r["hparams"]
+           for r in run.rows):
+      paths.append(ifp_distributions(run.rows, run.factor_names or [],
+                                     f"{base}_ifp.png"))
+    else:
+      note(f"{tag}: no ifp in the rows (not an annealing test): no IFP "
+           f"figure")
+  return paths

@@ -1,0 +1,159 @@
+"""Figures from synthetic results files: every file is a PNG of the
+documented size, figures without inputs are skipped with a note, and the
+numbers behind the plots (NMI1/NMI2, stage ends, median seed) are right."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from disentax import figures, report
+from tests.test_report import (DEFT_MIG, DEFT_STAGES, EXPECTED_FIGURES,
+                               FACTORS, make_sweep, png_size)
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("sweep"))
+  workdirs = make_sweep(root)
+  out = os.path.join(root, "figures")
+  notes = []
+  paths = figures.write_figures(workdirs, out, metric="mig", threshold=0.1,
+                                note=notes.append)
+  return workdirs, out, paths, notes
+
+
+def test_write_figures_sizes(drawn):
+  _, out, paths, _ = drawn
+  assert sorted(os.path.basename(p) for p in paths) == sorted(
+      EXPECTED_FIGURES)
+  for path in paths:
+    assert os.path.dirname(path) == out
+    assert png_size(path) == EXPECTED_FIGURES[os.path.basename(path)]
+
+
+def test_write_figures_notes_what_it_skipped(drawn):
+  notes = drawn[3]
+  assert len(notes) == 3
+  assert notes[0].startswith("bvae: the trace has no DEFT stages")
+  assert [n.split(":")[0] for n in notes[1:]] == ["bvae", "deft"]
+  assert all("no ifp" in n for n in notes[1:])
+
+
+def test_write_figures_without_trace_or_arrays(drawn, tmp_path):
+  rows = [dict(r, metrics={"mig": r["metrics"]["mig"]})
+          for r in report.load_rows([drawn[0][0]])]
+  bare = tmp_path / "bare"
+  os.makedirs(bare / "results")
+  with open(bare / "results" / "results.json", "w") as f:
+    json.dump({"schema_version": 1, "rows": rows}, f)
+  notes = []
+  paths = figures.write_figures([str(bare)], str(tmp_path / "out"),
+                                note=notes.append)
+  assert [os.path.basename(p) for p in paths] == ["mig_distribution.png"]
+  assert notes[0].startswith("bare: no trace.npz")
+  assert notes[1].startswith("bare: no nmi_matrix in results/arrays.npz")
+
+
+def test_metric_distributions_two_datasets(drawn, tmp_path):
+  rows = report.load_rows(drawn[0])
+  other = [dict(r, dataset="cars3d") for r in rows
+           if r["method"] == "beta_vae"]
+  path = figures.metric_distributions(rows + other, "reconstruction_error",
+                                      str(tmp_path / "recon.png"))
+  assert png_size(path) == (250 + 2 * 350, 350)
+  with pytest.raises(ValueError, match="no results row reports 'sap'"):
+    figures.metric_distributions(rows, "sap", str(tmp_path / "sap.png"))
+
+
+def test_nmi_top2_known_values():
+  nmi = np.array([[0.9, 0.1], [0.3, 0.2], [0.1, 0.6]])  # [d=3, F=2]
+  first, second = figures.nmi_top2(nmi)
+  np.testing.assert_allclose(first, [0.9, 0.6])
+  np.testing.assert_allclose(second, [0.3, 0.2])
+  with_nan = nmi.copy()
+  with_nan[1, 0] = np.nan
+  first, second = figures.nmi_top2(with_nan)
+  assert np.isnan(first[0]) and np.isnan(second[0]) and first[1] == 0.6
+  first, second = figures.nmi_top2(nmi[:1])
+  np.testing.assert_allclose(second, [0.0, 0.0])
+
+
+def test_stage_end_values_and_median_member(drawn):
+  trace = report.load_trace(drawn[0][1])
+  mig = trace["mig"]
+  ends = figures.stage_end_values(trace["stage"], mig, [0, 1, 2])
+  assert sorted(ends) == sorted(set(DEFT_STAGES))
+  # Stage 3 ends at the last step (4), where the non-finite member 2 is NaN.
+  assert ends[3] == [mig[4, 0], mig[4, 1]]
+  assert ends[0] == [mig[0, m] for m in range(3)]
+  assert ends[2] == [mig[2, m] for m in range(3)]
+  # Median of the last finite MIG: member 2's is at step index 2.
+  finals = {0: mig[4, 0], 1: mig[4, 1], 2: mig[2, 2]}
+  median = sorted(finals, key=finals.get)[1]
+  assert figures.median_member(mig, list(range(len(DEFT_MIG)))) == median
+
+
+def test_mig_per_stage_needs_stages(drawn, tmp_path):
+  trace = report.load_trace(drawn[0][0])  # beta_vae: stage -1
+  with pytest.raises(ValueError, match="no DEFT stage"):
+    figures.mig_per_stage(trace, None, str(tmp_path / "x.png"))
+  deft = report.load_trace(drawn[0][1])
+  path = figures.mig_per_stage(deft, None, str(tmp_path / "stages.png"))
+  assert png_size(path) == (800, 450)
+
+
+def test_nmi_figures_check_factor_names(drawn, tmp_path):
+  # (Both are drawn, at their documented sizes, in test_write_figures_sizes.)
+  run = report.load_run(drawn[0][1])
+  with pytest.raises(ValueError, match="2 factor names"):
+    figures.nmi_over_training(run.trace, ["a", "b"], str(tmp_path / "x.png"))
+  with pytest.raises(ValueError, match="2 factor names"):
+    figures.nmi_matrix_figure(run.arrays, run.rows, ["a", "b"],
+                              str(tmp_path / "y.png"))
+
+
+def _ifp_rows():
+  rows = []
+  for factor in range(-1, 5):
+    for seed in range(3):
+      value = None if (factor, seed) == (2, 0) else 5.0 * (factor + 2) + seed
+      rows.append({"schema_version": 1, "method": "annealing_test",
+                   "dataset": "dsprites", "config_hash": "ab", "step": 100,
+                   "member": len(rows), "seed": seed,
+                   "hparams": {"factor": float(factor)}, "status": "ok",
+                   "metrics": {"ifp": value, "mig": 0.0}})
+  return rows
+
+
+def test_ifp_distributions(tmp_path):
+  path = figures.ifp_distributions(_ifp_rows(), FACTORS,
+                                   str(tmp_path / "ifp.png"))
+  assert png_size(path) == (800, 450)
+  with pytest.raises(ValueError, match="no results row reports an 'ifp'"):
+    figures.ifp_distributions([dict(r, metrics={"mig": 0.1})
+                               for r in _ifp_rows()], FACTORS,
+                              str(tmp_path / "none.png"))
+
+
+def test_traversal_figure(tmp_path):
+  grey = np.linspace(0, 1, 4 * 6 * 16 * 16).reshape(4, 6, 16, 16, 1)
+  path = figures.traversal_figure(grey, str(tmp_path / "t.png"),
+                                  "DEFT on dsprites", list(FACTORS[:4]))
+  assert png_size(path) == (150 + 6 * 75, 100 + 4 * 75)
+  rgb = np.random.default_rng(0).uniform(-0.5, 1.5, (2, 3, 8, 8, 3))
+  path = figures.traversal_figure(rgb, str(tmp_path / "nested" / "c.png"),
+                                  "colour")
+  assert png_size(path) == (150 + 3 * 75, 100 + 2 * 75)
+  with pytest.raises(ValueError, match="with C 1 or 3"):
+    figures.traversal_figure(np.zeros((2, 3, 8, 8, 2)),
+                             str(tmp_path / "bad.png"), "bad")
+  with pytest.raises(ValueError, match="1 latent labels for 2 latents"):
+    figures.traversal_figure(rgb, str(tmp_path / "bad.png"), "bad", ["z"])
+
+
+def test_workdir_tags_distinct():
+  assert figures.workdir_tags(["runs/a", "runs/b/"]) == ["a", "b"]
+  assert figures.workdir_tags(["x/beta=4/run", "y/beta=4/run"]) == [
+      "x-beta-4-run", "y-beta-4-run"]
