@@ -1,0 +1,120 @@
+"""The evaluation job with the whole metric battery on a real (tiny) run, and
+the report built from its files."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from disentax import evaluate, report, results, train
+from disentax.metrics import METRICS
+from experiments.common import battery
+from tests.conftest import tiny_config
+
+NUM_LATENTS = 10
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+  """Tiny beta-VAE, 2 betas x 2 seeds, traced, scored with every metric."""
+  workdir = str(tmp_path_factory.mktemp("battery"))
+  config = tiny_config()
+  config.train.trace_every = 10
+  config.train.trace_points = 200
+  config.eval.battery = battery(num_train=120, num_test=60)
+  config.eval.battery.beta_vae_score.batch_size = 8
+  config.eval.battery.factor_vae_score.batch_size = 8
+  config.eval.battery.dci.n_jobs = 1
+  config.eval.battery.sap.n_jobs = 1
+  train.train(config, workdir)
+  rows, _ = evaluate.evaluate(workdir)
+  return workdir, rows
+
+
+def test_every_metric_scores_every_member(evaluated):
+  workdir, rows = evaluated
+  assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+  expected = {"mig", "nmi1", "nmi2", "beta_vae_score", "factor_vae_score",
+              "modularity", "explicitness_test", "dci_disentanglement",
+              "dci_completeness", "dci_informativeness_test", "sap", "irs",
+              "gaussian_total_correlation", "mutual_info_score",
+              "active_latents", "udr", "reconstruction_error", "kl",
+              "index_code_mi", "total_correlation", "dimwise_kl"}
+  for row in rows:
+    missing = expected - set(row["metrics"])
+    assert not missing, missing
+    assert all(v is not None and math.isfinite(v)
+               for v in row["metrics"].values())
+    assert 0 <= row["metrics"]["active_latents"] <= NUM_LATENTS
+  arrays = results.read_arrays(workdir)
+  assert arrays["dci_importance"].shape == (4, NUM_LATENTS, 5)
+  assert arrays["udr_matrix"].shape == (4, 4)
+  timings = json.load(open(os.path.join(workdir, "results",
+                                        evaluate.TIMINGS_NAME)))
+  assert set(timings["seconds"]) == {"mig", *battery()}
+
+
+def test_udr_compares_seeds_within_a_beta(evaluated):
+  """Members 0,1 share beta 1, members 2,3 beta 4 (hyperparameter-major)."""
+  udr = results.read_arrays(evaluated[0])["udr_matrix"]
+  within = [(0, 1), (1, 0), (2, 3), (3, 2)]
+  across = [(i, j) for i in range(4) for j in range(4)
+            if i != j and (i, j) not in within]
+  assert all(np.isfinite(udr[i, j]) for i, j in within)
+  assert all(np.isnan(udr[i, j]) for i, j in across)
+  # Each member's UDR is the median over its one peer: the pair's score.
+  for row in evaluated[1]:
+    peer = {0: 1, 1: 0, 2: 3, 3: 2}[row["member"]]
+    assert row["metrics"]["udr"] == pytest.approx(
+        float(udr[row["member"], peer]), rel=1e-6)
+
+
+def test_elbo_terms_sum_to_the_kl(evaluated):
+  """Chen et al.'s decomposition on the evaluated sample: index-code MI +
+  TC + dimension-wise KL = E KL(q(z|x) || p(z)), up to Monte Carlo error
+  (the terms use one posterior sample per point)."""
+  for row in evaluated[1]:
+    m = row["metrics"]
+    total = m["index_code_mi"] + m["total_correlation"] + m["dimwise_kl"]
+    assert total == pytest.approx(m["kl"], rel=0.1, abs=0.05)
+
+
+def test_traversals_of_best_median_worst(evaluated):
+  workdir, rows = evaluated
+  directory = os.path.join(workdir, "results", "traversals")
+  names = sorted(os.listdir(directory))
+  assert [n.split("_")[0] for n in names] == ["best", "median", "worst"]
+  best = max(rows, key=lambda r: r["metrics"]["mig"])
+  assert f"best_member{best['member']}_seed{best['seed']}.png" in names
+  for name in names:
+    with Image.open(os.path.join(directory, name)) as image:
+      # figures.traversal_figure: (1.5 + 0.75 steps) x (1 + 0.75 d) inches
+      # at 100 dpi; 10 steps, 10 latents.
+      assert image.size == (900, 850)
+
+
+def test_report_of_the_evaluated_run(evaluated, tmp_path):
+  workdir, rows = evaluated
+  markdown, paths = report.run_report([workdir], str(tmp_path))
+  names = {os.path.basename(p) for p in paths}
+  assert {"report.md", "report.csv", "report.tex"} <= names
+  assert "mig_distribution.png" in names
+  assert "dci_disentanglement_distribution.png" in names
+  assert any(n.endswith("nmi_over_training.png") or "nmi_over_training_" in n
+             for n in names)
+  # Every seed of the tiny run has MIG < 0.1: 2/2 fail per beta.
+  assert markdown.count("100.0 (2/2") == 2
+
+
+def test_unknown_battery_is_refused_before_restoring(evaluated):
+  with pytest.raises(ValueError, match=r"--battery='most'; allowed: "
+                     r"\('config', 'full', 'none'\)"):
+    evaluate.evaluate(evaluated[0], battery="most")
+
+
+def test_every_registered_metric_is_in_the_battery():
+  """A new metric file joins the paper presets' battery (or this fails)."""
+  assert set(battery()) | {"mig"} == set(METRICS.names())
