@@ -240,6 +240,8 @@ def print_summary(rows: list[dict[str, Any]],
   metric = config.eval.metric.name
   table = report.failure_rate_table(rows, metric=metric, threshold=threshold)
   print(report.format_markdown(table, metric=metric, threshold=threshold))
+  if len(report.metric_names(rows)) > 1:
+    print(report.metric_summary(rows))
   factor_names = make_dataset(config.dataset).factor_names
   if any("ifp" in (row.get("metrics") or {}) for row in rows):
     print(report.ifp_table(rows, factor_names))

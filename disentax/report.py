@@ -614,6 +614,32 @@ def format_pivot_latex(table: Sequence[Entry], metric: str, threshold: float,
 # Further tables: NMI matrices and information freezing points.
 
 
+def metric_summary(rows: Sequence[Row], step: int | None = None) -> str:
+  """Every metric of the rows, per (method, dataset, hparams) group: the
+  median over the group's finite seeds and its 10-90% range, as Markdown
+  (one row per group and metric, so a battery of twenty metrics stays
+  readable).  Seeds without a finite value are counted, not dropped."""
+  names = metric_names(rows)
+  lines = ["| method | dataset | hyperparameters | metric | median | "
+           "10% | 90% | finite / seeds |", "|---|---|---|---|---:|---:|---:|"
+           "---:|"]
+  for (method, dataset, hparams), group in group_rows(
+      select_rows(rows, step)).items():
+    for name in names:
+      values = np.asarray([v for v in ((r.get("metrics") or {}).get(name)
+                                       for r in group)
+                           if v is not None and math.isfinite(v)], float)
+      if values.size:
+        low, median, high = np.quantile(values, [0.1, 0.5, 0.9])
+        stats = f"{median:.4g} | {low:.4g} | {high:.4g}"
+      else:
+        stats = "n/a | n/a | n/a"
+      lines.append(f"| {method} | {dataset} | "
+                   f"{format_hparams(dict(hparams))} | {name} | {stats} | "
+                   f"{values.size}/{len(group)} |")
+  return "\n".join(lines) + "\n"
+
+
 def format_nmi_matrices(rows: Sequence[Row], arrays: dict[str, np.ndarray],
                         factor_names: Sequence[str]) -> str:
   """Each group's NMI matrix I(z_j; c_k) / H(c_k) averaged over its
@@ -749,6 +775,7 @@ def run_report(workdirs: Sequence[str], out: str, *, metric: str = "mig",
       "# Failure rates\n\n" + format_pivot_markdown(table, metric, threshold,
                                                     step),
       "## Per group\n\n" + format_markdown(table, metric, threshold),
+      "## Every metric\n\n" + metric_summary(rows, step),
       *_run_sections(runs),
   ]
   if figures:

@@ -573,3 +573,17 @@ def test_empty_results_file_is_an_error(tmp_path):
   workdir = _write_workdir(str(tmp_path), [], "empty")
   with pytest.raises(ValueError, match="hold no rows"):
     report.run_report([workdir], str(tmp_path / "out"))
+
+
+def test_metric_summary_medians_and_ranges():
+  def row(seed, mig, dci, status="ok"):
+    return {"method": "m", "dataset": "d", "config_hash": "h", "step": 10,
+            "member": seed, "seed": seed, "hparams": {"beta": 1.0},
+            "status": status, "metrics": {"mig": mig, "dci": dci}}
+  rows = [row(0, 0.1, 0.5), row(1, 0.3, None, "non_finite"), row(2, 0.2, 0.7),
+          row(3, 0.4, 0.6)]
+  text = report.metric_summary(rows)
+  # mig over 4 finite seeds: median 0.25, 10% = 0.13, 90% = 0.37 (linear).
+  assert "| m | d | beta=1 | mig | 0.25 | 0.13 | 0.37 | 4/4 |" in text
+  # dci over its 3 finite seeds; the null one is counted, not dropped.
+  assert "| m | d | beta=1 | dci | 0.6 | 0.52 | 0.68 | 3/4 |" in text
