@@ -32,6 +32,8 @@ import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier
 
 from disentax.metrics import METRICS
+from disentax.metrics.estimators import (RANDOM_STATE, check_n_jobs,
+                                         finite_members, varied_factors)
 from disentax.metrics.sampling import (RepresentationFn, check_int,
                                        sample_codes)
 
@@ -41,42 +43,6 @@ if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
 # dlib adds this to every importance before taking entropies, so all-zero
 # rows/columns become uniform (entropy 1, score 0) instead of 0/0.
 _EPSILON = 1e-11
-# Fixed seed of every sklearn fit: deterministic scores whatever n_jobs is.
-RANDOM_STATE = 0
-
-
-def check_n_jobs(metric: str, value: int) -> None:
-  """Raises a ValueError unless `value` is a joblib `n_jobs` (a nonzero int:
-  k workers, or -1 for all cores, -2 all but one, ...)."""
-  if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
-      or value == 0):
-    raise ValueError(
-        f"{metric}: n_jobs must be a nonzero integer (k workers, -1 = all "
-        f"cores), got {value!r}")
-
-
-def varied_factors(factors: np.ndarray) -> np.ndarray:
-  """bool [F]: factors taking more than one value in `factors` [n, F].
-
-  A classifier cannot be fitted to a single class (sklearn raises, so
-  disentanglement_lib would crash); such a factor carries nothing to capture
-  and the sklearn metrics leave it out, as MIG leaves out zero-entropy
-  factors.
-  """
-  factors = np.asarray(factors)
-  chex.assert_rank(factors, 2)
-  return np.array([np.unique(column).size > 1 for column in factors.T],
-                  dtype=bool)
-
-
-def finite_members(*codes: np.ndarray) -> np.ndarray:
-  """bool [M]: members whose codes [M, n, d] are all finite in every array."""
-  finite = np.ones(codes[0].shape[0], dtype=bool)
-  for array in codes:
-    finite &= np.all(np.isfinite(array), axis=(1, 2))
-  return finite
-
-
 def _one_minus_entropy(importance: np.ndarray, axis: int) -> np.ndarray:
   """1 - H(P) of `importance` normalised along `axis`, in base = that axis's
   length, so the result lies in [0, 1].

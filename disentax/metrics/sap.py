@@ -31,8 +31,8 @@ import numpy as np
 from sklearn import svm
 
 from disentax.metrics import METRICS
-from disentax.metrics.dci import (RANDOM_STATE, check_n_jobs, finite_members,
-                                  varied_factors)
+from disentax.metrics.estimators import (RANDOM_STATE, check_n_jobs,
+                                         finite_members, varied_factors)
 from disentax.metrics.sampling import (RepresentationFn, check_int,
                                        sample_codes)
 
