@@ -150,8 +150,9 @@ def evaluate(workdir: str, battery: str = "config",
     start = time.perf_counter()
     scored = exp.metric(exp.dataset, representation(name), rng)
     scores.update({f"{k}{name}": v for k, v in scored.items()})
-    timings[f"{exp.config.eval.metric.name}{name}"] = (time.perf_counter()
-                                                       - start)
+    label = f"{exp.config.eval.metric.name}{name}"
+    timings[label] = time.perf_counter() - start
+    print(f"  {label}: {timings[label]:.1f} s", flush=True)
   members = trained_members(exp, params, step)
   for metric_name, metric in metrics.items():
     start = time.perf_counter()
