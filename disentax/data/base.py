@@ -35,6 +35,10 @@ class GroundTruthDataset(abc.ABC):
   factor_names: tuple[str, ...]
   factor_sizes: tuple[int, ...]
   observation_shape: tuple[int, int, int]  # (height, width, channels)
+  # False for image collections without ground truth (3D Chairs, CelebA):
+  # their one "factor" is the image index, so only the unsupervised metrics
+  # mean anything.
+  labelled: bool = True
 
   @property
   def num_factors(self) -> int:
