@@ -31,7 +31,8 @@ from disentax import config as config_lib
 from disentax.data import make_dataset
 from disentax.experiment import (Experiment, build, make_encode_members,
                                  member_hparams, over_members)
-from disentax.metrics import call_metric, full_battery, make_battery
+from disentax.metrics import (call_metric, full_battery, is_supervised,
+                              make_battery)
 from disentax.metrics.sampling import TrainedMembers
 from disentax.objectives.base import reconstruction_loss
 from disentax.train import init_state
@@ -128,6 +129,13 @@ def evaluate(workdir: str, battery: str = "config",
   meta = checkpoint.restore_meta(manager, step)
   exp = build(config_lib.from_dict(meta["config"]))
   metrics = _battery(exp, battery)  # bad names fail before any restore
+  score_primary = True
+  if not exp.dataset.labelled:  # no ground truth: unsupervised metrics only
+    dropped = [n for n, m in metrics.items() if is_supervised(m)]
+    metrics = {n: m for n, m in metrics.items() if not is_supervised(m)}
+    score_primary = not is_supervised(exp.metric)
+    print(f"{exp.dataset.name} has no ground-truth factors: skipping "
+          f"{dropped + ([] if score_primary else [exp.config.eval.metric.name])}")
   abstract_state = jax.eval_shape(lambda: init_state(exp))
   params = checkpoint.restore_state(manager, step, abstract_state).params
   manager.close()
@@ -146,7 +154,7 @@ def evaluate(workdir: str, battery: str = "config",
   print(f"scoring {len(exp.members)} members of {workdir} at step {step} "
         f"with {[exp.config.eval.metric.name, *metrics]}", flush=True)
   scores, timings = {}, {}
-  for name in names:
+  for name in names if score_primary else ():
     start = time.perf_counter()
     scored = exp.metric(exp.dataset, representation(name), rng)
     scores.update({f"{k}{name}": v for k, v in scored.items()})
@@ -239,8 +247,10 @@ def print_summary(rows: list[dict[str, Any]],
   if threshold is None:
     threshold = config.eval.failure_threshold
   metric = config.eval.metric.name
-  table = report.failure_rate_table(rows, metric=metric, threshold=threshold)
-  print(report.format_markdown(table, metric=metric, threshold=threshold))
+  if metric in report.metric_names(rows):
+    table = report.failure_rate_table(rows, metric=metric,
+                                      threshold=threshold)
+    print(report.format_markdown(table, metric=metric, threshold=threshold))
   if len(report.metric_names(rows)) > 1:
     print(report.metric_summary(rows))
   factor_names = make_dataset(config.dataset).factor_names

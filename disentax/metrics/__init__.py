@@ -42,6 +42,12 @@ def full_battery() -> dict[str, dict[str, Any]]:
   return {name: {} for name in METRICS.names()}
 
 
+def is_supervised(metric: Callable) -> bool:
+  """Whether the metric needs ground-truth factors (False only for metrics
+  that declare `supervised = False`: they also score unlabelled data)."""
+  return getattr(metric, "supervised", True)
+
+
 def needs_members(metric: Callable) -> bool:
   """Whether the metric takes the trained members (keyword `members`)."""
   return "members" in inspect.signature(metric).parameters

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import chex
 import jax
@@ -72,6 +72,8 @@ def _score_members(codes: jax.Array, threshold: jax.Array
 @dataclasses.dataclass(frozen=True)
 class ActiveLatents:
   """Active-latent count of all members at once."""
+
+  supervised: ClassVar[bool] = False  # needs no ground-truth factors
 
   num_points: int = 10000
   threshold: float = 0.01

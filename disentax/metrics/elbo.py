@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import chex
 import jax
@@ -150,6 +150,8 @@ def _score_members(means: jax.Array, logvars: jax.Array, errors: jax.Array,
 @dataclasses.dataclass(frozen=True)
 class ELBODecomposition:
   """Reconstruction error, KL and its TC decomposition for all members."""
+
+  supervised: ClassVar[bool] = False  # needs no ground-truth factors
 
   num_points: int = 2000
   chunk_size: int = 100

@@ -28,7 +28,7 @@ ranks, inside one jit (no loop over members or pairs).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import chex
 import jax
@@ -156,6 +156,8 @@ def udr_scores(means: jax.Array, logvars: jax.Array, groups: jax.Array,
 @dataclasses.dataclass(frozen=True)
 class UDR:
   """UDR of all members of a sweep, seeds compared within each group."""
+
+  supervised: ClassVar[bool] = False  # needs no ground-truth factors
 
   num_points: int = 1000
   kl_filter_threshold: float = 0.01

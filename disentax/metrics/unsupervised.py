@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import chex
 import jax
@@ -141,6 +141,8 @@ def _score_members(codes: jax.Array, num_bins: int) -> dict[str, jax.Array]:
 @dataclasses.dataclass(frozen=True)
 class Unsupervised:
   """The unsupervised scores over a dataset for all members at once."""
+
+  supervised: ClassVar[bool] = False  # needs no ground-truth factors
 
   num_train: int = 10000
   num_bins: int = 20
