@@ -118,3 +118,10 @@ def test_unknown_battery_is_refused_before_restoring(evaluated):
 def test_every_registered_metric_is_in_the_battery():
   """A new metric file joins the paper presets' battery (or this fails)."""
   assert set(battery()) | {"mig"} == set(METRICS.names())
+
+
+def test_only_factor_free_metrics_score_unlabelled_data():
+  from disentax.metrics import is_supervised, make_battery
+  built = make_battery({name: {} for name in METRICS.names()})
+  assert {n for n, m in built.items() if not is_supervised(m)} == {
+      "unsupervised", "active_latents", "udr", "elbo_decomposition"}
