@@ -57,7 +57,10 @@ def jitted_dataset(dataset: GroundTruthDataset
   """(sample_factors(rng, num), observations_from_factors(factors)) of a
   dataset, jitted once per dataset object, so each metric call reuses the
   compiled programs instead of tracing fresh wrappers."""
-  return (jax.jit(dataset.sample_factors, static_argnums=1),
+  # Metrics score on the uniform grid even when training samples a biased
+  # joint (disentax.data.correlated provides sample_uniform_factors).
+  return (jax.jit(getattr(dataset, "sample_uniform_factors",
+                          dataset.sample_factors), static_argnums=1),
           jax.jit(dataset.observations_from_factors))
 
 
