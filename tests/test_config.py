@@ -103,7 +103,7 @@ def test_model_allowed_keys_leave_out_what_disentax_sets():
 @pytest.mark.parametrize("section, kind, bad, registered", [
     ("objective", "objective", "no_such_vae", "beta_vae"),
     ("model", "model", "mlp_vae", "conv_vae"),
-    ("dataset", "dataset", "shapes3d", "dsprites"),
+    ("dataset", "dataset", "no_such_dataset", "dsprites"),
     ("eval__metric", "metric", "not_a_metric", "mig")])
 def test_unknown_component_name_lists_registered_names(section, kind, bad,
                                                        registered):
