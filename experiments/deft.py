@@ -80,6 +80,8 @@ def deft_training(config, num_groups, latents_per_group, pressures,
 def use_dataset(config, key):
   name, _, reconstruction = DATASETS[key]
   config.dataset = {"name": name}
+  if name == "smallnorb":  # real data: --config.dataset.data_dir=TFDS_DIR
+    config.dataset["data_dir"] = ""
   config.objective.base_options = {"reconstruction": reconstruction}
   return config
 
