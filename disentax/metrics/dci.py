@@ -23,22 +23,17 @@ depend on `n_jobs`.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import ClassVar
 
 import chex
-import jax
 import joblib
 import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier
 
 from disentax.metrics import METRICS
-from disentax.metrics.estimators import (RANDOM_STATE, check_n_jobs,
-                                         finite_members, varied_factors)
-from disentax.metrics.sampling import (RepresentationFn, check_int,
-                                       sample_codes)
-
-if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
-  from disentax.data.base import GroundTruthDataset
+from disentax.metrics.estimators import (RANDOM_STATE, ScoreFn,
+                                         TrainTestMetric, finite_members,
+                                         varied_factors)
 
 # dlib adds this to every importance before taking entropies, so all-zero
 # rows/columns become uniform (entropy 1, score 0) instead of 0/0.
@@ -212,50 +207,12 @@ def dci_scores(codes_train: np.ndarray, factors_train: np.ndarray,
 
 
 @dataclasses.dataclass(frozen=True)
-class DCI:
-  """The DCI metric over a ground-truth dataset for all members at once."""
+class DCI(TrainTestMetric):
+  """The DCI metric over a ground-truth dataset for all members at once (see
+  `dci_scores` for the outputs)."""
 
-  num_train: int = 10000
-  num_test: int = 5000
-  batch_size: int = 1000
-  n_jobs: int = -1
-
-  def __post_init__(self):
-    check_int("dci", "num_train", self.num_train, 2)
-    check_int("dci", "num_test", self.num_test, 1)
-    check_int("dci", "batch_size", self.batch_size, 1)
-    check_n_jobs("dci", self.n_jobs)
-
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    return self.evaluate(dataset, representation_fn, rng)
-
-  def evaluate(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    """Scores every member on `num_train` training and `num_test` test
-    points (independent uniform samples, the same for all members).
-
-    Args:
-      dataset: samples factors and renders observations.
-      representation_fn: observations [b, H, W, C] -> codes [members, b, d],
-        always called with exactly `batch_size` observations.
-      rng: PRNG key of the two samples.
-
-    Returns:
-      See `dci_scores`.
-    """
-    train_rng, test_rng = jax.random.split(rng)
-    factors_train, codes_train = sample_codes(
-        dataset, representation_fn, train_rng, self.num_train,
-        self.batch_size, "dci")
-    factors_test, codes_test = sample_codes(
-        dataset, representation_fn, test_rng, self.num_test, self.batch_size,
-        "dci")
-    chex.assert_equal_shape_prefix([codes_train, codes_test], 1)
-    return dci_scores(codes_train, factors_train, codes_test, factors_test,
-                      self.n_jobs)
+  name: ClassVar[str] = "dci"
+  score_fn: ClassVar[ScoreFn] = staticmethod(dci_scores)
 
 
 @METRICS.register("dci")

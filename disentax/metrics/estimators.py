@@ -6,8 +6,17 @@ Their fits run on the host, one task per (member, factor), in parallel.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING, Callable, ClassVar
+
 import chex
+import jax
 import numpy as np
+
+from disentax.metrics.sampling import RepresentationFn, check_int, sample_codes
+
+if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
+  from disentax.data.base import GroundTruthDataset
 
 # Fixed seed of every sklearn fit: deterministic scores whatever n_jobs is.
 RANDOM_STATE = 0
@@ -43,3 +52,44 @@ def finite_members(*codes: np.ndarray) -> np.ndarray:
   for array in codes:
     finite &= np.all(np.isfinite(array), axis=(1, 2))
   return finite
+
+
+# (codes_train, factors_train, codes_test, factors_test, n_jobs) -> scores
+ScoreFn = Callable[..., dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainTestMetric:
+  """A metric fitted on `num_train` points and scored on `num_test` others
+  (independent uniform samples, the same for every member), its estimator
+  fits spread over `n_jobs` joblib workers (-1: all cores). Subclasses name
+  the metric and give its `score_fn`."""
+
+  name: ClassVar[str]
+  score_fn: ClassVar[ScoreFn]
+  num_train: int = 10000
+  num_test: int = 5000
+  batch_size: int = 1000
+  n_jobs: int = -1
+
+  def __post_init__(self):
+    check_int(self.name, "num_train", self.num_train, 2)
+    check_int(self.name, "num_test", self.num_test, 1)
+    check_int(self.name, "batch_size", self.batch_size, 1)
+    check_n_jobs(self.name, self.n_jobs)
+
+  def __call__(self, dataset: GroundTruthDataset,
+               representation_fn: RepresentationFn,
+               rng: jax.Array) -> dict[str, np.ndarray]:
+    """Scores every member; representation_fn: observations [b, H, W, C] ->
+    codes [members, b, d], always called with `batch_size` observations."""
+    train_rng, test_rng = jax.random.split(rng)
+    factors_train, codes_train = sample_codes(
+        dataset, representation_fn, train_rng, self.num_train,
+        self.batch_size, self.name)
+    factors_test, codes_test = sample_codes(
+        dataset, representation_fn, test_rng, self.num_test, self.batch_size,
+        self.name)
+    chex.assert_equal_shape_prefix([codes_train, codes_test], 1)
+    return type(self).score_fn(codes_train, factors_train, codes_test,
+                               factors_test, self.n_jobs)

@@ -27,7 +27,7 @@ import numpy as np
 from disentax.metrics import METRICS
 from disentax.metrics.sampling import (RepresentationFn, check_int,
                                        sample_codes)
-from disentax.metrics.discrete import (Sizes, _static_sizes, discrete_entropy,
+from disentax.metrics.discrete import (_static_sizes, discrete_entropy,
                                          discrete_mutual_info, discretize)
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports

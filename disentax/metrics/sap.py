@@ -22,22 +22,17 @@ fixed `random_state`, so results do not depend on `n_jobs`.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import ClassVar
 
 import chex
-import jax
 import joblib
 import numpy as np
 from sklearn import svm
 
 from disentax.metrics import METRICS
-from disentax.metrics.estimators import (RANDOM_STATE, check_n_jobs,
-                                         finite_members, varied_factors)
-from disentax.metrics.sampling import (RepresentationFn, check_int,
-                                       sample_codes)
-
-if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
-  from disentax.data.base import GroundTruthDataset
+from disentax.metrics.estimators import (RANDOM_STATE, ScoreFn,
+                                         TrainTestMetric, finite_members,
+                                         varied_factors)
 
 
 def _fit_svms(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
@@ -149,51 +144,12 @@ def sap_scores(codes_train: np.ndarray, factors_train: np.ndarray,
 
 
 @dataclasses.dataclass(frozen=True)
-class SAP:
-  """The SAP metric over a ground-truth dataset for all members at once."""
+class SAP(TrainTestMetric):
+  """The SAP metric over a ground-truth dataset for all members at once (see
+  `sap_scores` for the outputs)."""
 
-  num_train: int = 10000
-  num_test: int = 5000
-  batch_size: int = 1000
-  n_jobs: int = -1
-
-  def __post_init__(self):
-    check_int("sap", "num_train", self.num_train, 2)
-    check_int("sap", "num_test", self.num_test, 1)
-    check_int("sap", "batch_size", self.batch_size, 1)
-    check_n_jobs("sap", self.n_jobs)
-
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    return self.evaluate(dataset, representation_fn, rng)
-
-  def evaluate(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    """Scores every member on `num_train` training and `num_test` test
-    points (independent uniform samples, the same for all members).
-
-    Args:
-      dataset: samples factors and renders observations.
-      representation_fn: observations [b, H, W, C] -> codes [members, b, d],
-        always called with exactly `batch_size` observations.
-      rng: PRNG key of the two samples.
-
-    Returns:
-      {"sap": [members], "sap_matrix": [members, d, num_factors]}; NaN for
-      members with non-finite codes.
-    """
-    train_rng, test_rng = jax.random.split(rng)
-    factors_train, codes_train = sample_codes(
-        dataset, representation_fn, train_rng, self.num_train,
-        self.batch_size, "sap")
-    factors_test, codes_test = sample_codes(
-        dataset, representation_fn, test_rng, self.num_test, self.batch_size,
-        "sap")
-    chex.assert_equal_shape_prefix([codes_train, codes_test], 1)
-    return sap_scores(codes_train, factors_train, codes_test, factors_test,
-                      self.n_jobs)
+  name: ClassVar[str] = "sap"
+  score_fn: ClassVar[ScoreFn] = staticmethod(sap_scores)
 
 
 @METRICS.register("sap")
