@@ -26,13 +26,13 @@ import dataclasses
 from typing import ClassVar
 
 import chex
-import joblib
 import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier
 
 from disentax.metrics import METRICS
 from disentax.metrics.estimators import (RANDOM_STATE, ScoreFn,
-                                         TrainTestMetric, finite_members,
+                                         TrainTestMetric,
+                                         fit_members_and_factors,
                                          varied_factors)
 
 # dlib adds this to every importance before taking entropies, so all-zero
@@ -135,31 +135,19 @@ def importance_gbt(codes_train: np.ndarray, factors_train: np.ndarray,
     single training value is not fitted either: importance 0 (nothing is
     needed to predict it) and the accuracy of always predicting that value.
   """
-  codes_train, codes_test = np.asarray(codes_train), np.asarray(codes_test)
+  fits, finite, varied = fit_members_and_factors(
+      _fit_gbt, codes_train, factors_train, codes_test, factors_test, n_jobs)
+  members, _, num_codes = np.shape(codes_train)
+  num_factors = np.shape(factors_train)[1]
   factors_train = np.asarray(factors_train)
   factors_test = np.asarray(factors_test)
-  chex.assert_rank([codes_train, codes_test, factors_train, factors_test],
-                   [3, 3, 2, 2])
-  members, _, num_codes = codes_train.shape
-  num_factors = factors_train.shape[1]
-  chex.assert_shape(codes_test, (members, None, num_codes))
-  chex.assert_shape(factors_train, (codes_train.shape[1], num_factors))
-  chex.assert_shape(factors_test, (codes_test.shape[1], num_factors))
-  finite = finite_members(codes_train, codes_test)
-  varied = varied_factors(factors_train)
-  tasks = [(m, k) for m in range(members) if finite[m]
-           for k in range(num_factors) if varied[k]]
-  results = joblib.Parallel(n_jobs=n_jobs)(
-      joblib.delayed(_fit_gbt)(codes_train[m], factors_train[:, k],
-                               codes_test[m], factors_test[:, k])
-      for m, k in tasks)
   importance = np.zeros((members, num_codes, num_factors))
   train_acc = np.zeros((members, num_factors))
   test_acc = np.zeros((members, num_factors))
   for k in np.flatnonzero(~varied):  # the constant prediction's accuracy
     train_acc[:, k] = 1.0
     test_acc[:, k] = np.mean(factors_test[:, k] == factors_train[0, k])
-  for (m, k), (importances, train, test) in zip(tasks, results):
+  for (m, k), (importances, train, test) in fits.items():
     importance[m, :, k] = importances
     train_acc[m, k] = train
     test_acc[m, k] = test

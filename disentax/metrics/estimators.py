@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 
 import chex
 import jax
+import joblib
 import numpy as np
 
 from disentax.metrics.sampling import RepresentationFn, check_int, sample_codes
@@ -52,6 +53,46 @@ def finite_members(*codes: np.ndarray) -> np.ndarray:
   for array in codes:
     finite &= np.all(np.isfinite(array), axis=(1, 2))
   return finite
+
+
+def fit_members_and_factors(fit: Callable[..., object],
+                            codes_train: np.ndarray,
+                            factors_train: np.ndarray,
+                            codes_test: np.ndarray, factors_test: np.ndarray,
+                            n_jobs: int
+                            ) -> tuple[dict[tuple[int, int], object],
+                                       np.ndarray, np.ndarray]:
+  """Runs `fit(codes_train[m], factors_train[:, k], codes_test[m],
+  factors_test[:, k])` for every finite member m and every factor k that
+  varies in the training sample, one joblib task each.
+
+  Args: codes [M, n, d] and the shared factors [n, F] of the train and test
+  samples; n_jobs: joblib workers.
+
+  Returns:
+    ({(m, k): fit's result}, finite members bool [M], varied factors bool
+    [F]); callers fill the rest (NaN for non-finite members, their own
+    constant-prediction values for factors that do not vary).
+  """
+  codes_train, codes_test = np.asarray(codes_train), np.asarray(codes_test)
+  factors_train = np.asarray(factors_train)
+  factors_test = np.asarray(factors_test)
+  chex.assert_rank([codes_train, codes_test, factors_train, factors_test],
+                   [3, 3, 2, 2])
+  members, _, num_codes = codes_train.shape
+  num_factors = factors_train.shape[1]
+  chex.assert_shape(codes_test, (members, None, num_codes))
+  chex.assert_shape(factors_train, (codes_train.shape[1], num_factors))
+  chex.assert_shape(factors_test, (codes_test.shape[1], num_factors))
+  finite = finite_members(codes_train, codes_test)
+  varied = varied_factors(factors_train)
+  tasks = [(m, k) for m in range(members) if finite[m]
+           for k in range(num_factors) if varied[k]]
+  results = joblib.Parallel(n_jobs=n_jobs)(
+      joblib.delayed(fit)(codes_train[m], factors_train[:, k],
+                          codes_test[m], factors_test[:, k])
+      for m, k in tasks)
+  return dict(zip(tasks, results)), finite, varied
 
 
 # (codes_train, factors_train, codes_test, factors_test, n_jobs) -> scores
