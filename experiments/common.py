@@ -96,4 +96,5 @@ def dsprites_config(preset: str | None):
     config.eval.metric.num_points = 500
     config.train.trace_every = 0
     config.eval.battery = {}
+    config.eval.traversals = False  # drawn in tests/test_evaluate.py
   return config, preset
