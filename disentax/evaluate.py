@@ -30,7 +30,8 @@ from disentax import checkpoint, report, results, run_log
 from disentax import config as config_lib
 from disentax.data import make_dataset
 from disentax.experiment import (Experiment, build, make_encode_members,
-                                 member_hparams, over_members)
+                                 member_hparams, over_members,
+                                 representation_controls)
 from disentax.metrics import (call_metric, full_battery, is_supervised,
                               make_battery)
 from disentax.metrics.sampling import TrainedMembers
@@ -73,8 +74,7 @@ def trained_members(exp: Experiment, params: Any, step: int
                     ) -> TrainedMembers:
   """The members' posterior, reconstruction and decoder functions (with the
   primary representation's control, e.g. DEFT's gate at `step`)."""
-  representations = (exp.objective.representations
-                     or (lambda member_hparams, at_step: {"": None}))
+  representations = representation_controls(exp)
   kind = _reconstruction_kind(exp.config)
   decode_takes_control = len(inspect.signature(
       type(exp.model).decode).parameters) > 2  # DeVAE: decode(z, layer)

@@ -142,12 +142,18 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
                     metric, battery, member_execution, loop)
 
 
+def representation_controls(exp: Experiment) -> Callable:
+  """(member hparams, step) -> {suffix: model control}: the objective's
+  representations, or the plain encoder mean as the primary one ("")."""
+  return (exp.objective.representations
+          or (lambda member_hparams, at_step: {"": None}))
+
+
 def make_encode_members(exp: Experiment) -> Callable:
   """Jitted (params, hparams, observations [b, ...], step) -> {suffix: mean
   codes [M, b, d]}: every member's representations (the objective's, or the
   plain encoder mean as "") at a training step, in one call."""
-  representations = (exp.objective.representations
-                     or (lambda member_hparams, at_step: {"": None}))
+  representations = representation_controls(exp)
 
   def encode_member(params, member_hparams, x, step):
     return {name: exp.model.apply({"params": params}, x, control,
