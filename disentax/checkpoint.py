@@ -41,8 +41,12 @@ def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
 
 def restore_state(manager: ocp.CheckpointManager, step: int,
                   abstract_state: Any) -> Any:
+  """The state of `step` placed as `abstract_state`'s shardings say.  The
+  member axis may be longer or shorter than saved (it is padded to a
+  multiple of the device count, see disentax.sharding): extra rows are
+  dropped, missing ones are zeros (padding, never reported)."""
   return manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state))).state
+      state=ocp.args.StandardRestore(abstract_state, strict=False))).state
 
 
 def latest_step_or_fail(workdir: str) -> tuple[ocp.CheckpointManager, int]:

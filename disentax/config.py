@@ -25,6 +25,7 @@ TRAIN_LOOPS = ("auto", "scan", "host")
 BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.checkpoint_every", "train.keep_checkpoints",
                     "train.progress", "train.member_execution", "train.loop",
+                    "train.num_devices",
                     "train.trace_every", "train.trace_points", "eval")
 
 
@@ -41,6 +42,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 64
   config.train.num_steps = 300_000
   config.train.learning_rate = 1e-4
+  # A learning-rate grid: when not empty it replaces learning_rate and each
+  # value is its own set of members (the rate is a mapped hyperparameter,
+  # like beta; decay schedules apply relative to it).
+  config.train.learning_rates = ()
   config.train.adam_b1 = 0.9
   config.train.adam_b2 = 0.999
   config.train.adam_eps = 1e-8
@@ -61,6 +66,10 @@ def base_config() -> ml_collections.ConfigDict:
   # convolutions inside loops ~20x slower). Same computation either way;
   # 'auto' picks host on CPU, scan elsewhere.
   config.train.loop = "auto"
+  # Devices the members are split over (disentax.sharding): 0 = all devices
+  # of all processes; members are padded to a multiple of the count. Same
+  # results on any count (see BUILD_NOTES for the tolerance).
+  config.train.num_devices = 0
   # Training-time tracing (disentax.tracing): every trace_every steps (0 =
   # off; a multiple of steps_per_chunk) score NMI and MIG of every member on
   # trace_points fixed points and append them to WORKDIR/trace.npz.
@@ -114,6 +123,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.keep_checkpoints, "train.keep_checkpoints", int, minimum=1)
   _require(train.learning_rate, "train.learning_rate", float, minimum=0,
            strict=True)
+  for rate in train.learning_rates:
+    _require(rate, "train.learning_rates", float, minimum=0, strict=True)
+  _require(train.num_devices, "train.num_devices", int, minimum=0)
   _require(train.lr_decay_every, "train.lr_decay_every", int, minimum=0)
   if not 0 < train.lr_decay_factor <= 1:
     raise ValueError(f"config.train.lr_decay_factor={train.lr_decay_factor}; "

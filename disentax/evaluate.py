@@ -36,7 +36,7 @@ from disentax.metrics import (call_metric, full_battery, is_supervised,
                               make_battery)
 from disentax.metrics.sampling import TrainedMembers
 from disentax.objectives.base import reconstruction_loss
-from disentax.train import init_state
+from disentax.train import restore_members
 
 BATTERIES = ("config", "full", "none")
 TIMINGS_NAME = "timings.json"
@@ -136,8 +136,8 @@ def evaluate(workdir: str, battery: str = "config",
     score_primary = not is_supervised(exp.metric)
     print(f"{exp.dataset.name} has no ground-truth factors: skipping "
           f"{dropped + ([] if score_primary else [exp.config.eval.metric.name])}")
-  abstract_state = jax.eval_shape(lambda: init_state(exp))
-  params = checkpoint.restore_state(manager, step, abstract_state).params
+  state = restore_members(manager, step, exp)
+  params, diverged_at = state.params, np.asarray(state.diverged_at)
   manager.close()
 
   encode = make_encode_members(exp)
@@ -178,7 +178,7 @@ def evaluate(workdir: str, battery: str = "config",
       config_hash=meta["config_hash"], step=step, members=meta["members"],
       scores={k: v for k, v in scores.items() if np.ndim(v) == 1},
       finite_params=finite_members(params, len(exp.members)),
-      trace_scores=trace_scores)
+      trace_scores=trace_scores, diverged_at=diverged_at)
   results.write(workdir, rows, factor_names=exp.dataset.factor_names)
   results.write_arrays(workdir, {k: v for k, v in scores.items()
                                  if np.ndim(v) > 1})

@@ -76,10 +76,15 @@ def over_members(fn: Callable, execution: str, in_axes: tuple) -> Callable:
   return unrolled
 
 
-def make_members(objective: Objective, first_seed: int,
+# A sequence of learning rates (config.train.learning_rates) is a grid like
+# an objective's hyperparameters: the member's value scales its Adam update.
+LEARNING_RATE = "learning_rate"
+
+
+def make_members(hyperparameters: dict[str, Any], first_seed: int,
                  num_seeds: int) -> Members:
-  names = sorted(objective.hyperparameters)
-  grid = list(itertools.product(*(objective.hyperparameters[n] for n in names)))
+  names = sorted(hyperparameters)
+  grid = list(itertools.product(*(hyperparameters[n] for n in names)))
   seeds = np.arange(first_seed, first_seed + num_seeds)
   return Members(
       seeds=np.tile(seeds, len(grid)),
@@ -105,11 +110,20 @@ class Experiment:
     return self.objective.name
 
 
+def learning_rate_grid(train: ml_collections.ConfigDict
+                       ) -> tuple[float, ...] | None:
+  """The learning rates of a learning-rate grid, None for a single one."""
+  return tuple(float(lr) for lr in train.learning_rates) or None
+
+
 def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
-  """Constant, or a staircase decay (e.g. CascadeVAE-C's x0.3 every 50k)."""
+  """Constant, or a staircase decay (e.g. CascadeVAE-C's x0.3 every 50k).
+  With a learning-rate grid the schedule is relative (starts at 1) and each
+  member's update is scaled by its own rate in the train step."""
+  base = 1.0 if learning_rate_grid(train) else train.learning_rate
   if not train.lr_decay_every:
-    return optax.constant_schedule(train.learning_rate)
-  return optax.exponential_decay(train.learning_rate, train.lr_decay_every,
+    return optax.constant_schedule(base)
+  return optax.exponential_decay(base, train.lr_decay_every,
                                  train.lr_decay_factor, staircase=True)
 
 
@@ -128,7 +142,14 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   optimizer = optax.adam(learning_rate_schedule(config.train),
                          b1=config.train.adam_b1, b2=config.train.adam_b2,
                          eps=config.train.adam_eps)
-  members = make_members(objective, config.first_seed, config.num_seeds)
+  grid = dict(objective.hyperparameters)
+  if learning_rate_grid(config.train):
+    if LEARNING_RATE in grid:
+      raise ValueError(f"objective {objective.name} has its own "
+                       f"{LEARNING_RATE!r} hyperparameter; give "
+                       "config.train.learning_rates empty")
+    grid[LEARNING_RATE] = learning_rate_grid(config.train)
+  members = make_members(grid, config.first_seed, config.num_seeds)
   metric = make_metric(config.eval.metric)
   battery = make_battery(config.eval.battery)
   on_cpu = jax.default_backend() == "cpu"

@@ -9,14 +9,25 @@ checkpoint.  The evaluation reads only the checkpoint in DIR (the same code
 as the separate job `python -m disentax.evaluate --workdir=DIR`) and prints
 the failure-rate table; with --noevaluate, run that job yourself (e.g. on
 another machine).
+
+Members are split over every device JAX sees (`--config.train.num_devices`
+to choose fewer).  Several processes train one run together with
+--distributed: under SLURM (one task per node) nothing else is needed,
+otherwise give --coordinator=HOST:PORT --num_processes=N --process_id=I to
+each.  On SIGTERM (SLURM's preemption / time-limit signal) the run
+checkpoints and exits with status 143; rerunning the command resumes it.
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from disentax import evaluate, train
+from disentax import evaluate, sharding, train
+
+# Exit status after a SIGTERM, as a shell reports a process it terminated.
+PREEMPTED_EXIT = 128 + 15
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(_REPO, "experiments", "beta_vae.py") + ":cpu"
@@ -30,15 +41,34 @@ _WORKDIR = flags.DEFINE_string("workdir", DEFAULT_WORKDIR, "directory for "
                                "checkpoint)")
 _EVALUATE = flags.DEFINE_bool("evaluate", True, "evaluate the final "
                               "checkpoint and print the failure-rate table")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "join a multi-process run (jax.distributed; "
+    "auto-detected under SLURM)")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "with --distributed outside SLURM: host:port of "
+    "process 0")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "with --coordinator: process count")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "with --coordinator: this process's id")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  train.train(_CONFIG.value, _WORKDIR.value)
-  if not _EVALUATE.value:
-    print(f"trained; evaluate with: python -m disentax.evaluate "
+  if _DISTRIBUTED.value:
+    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                    _PROCESS_ID.value)
+  try:
+    train.train(_CONFIG.value, _WORKDIR.value)
+  except train.Preempted as stopped:
+    print(stopped, flush=True)
+    sys.exit(PREEMPTED_EXIT)
+  if not sharding.is_writer():
+    return
+  if not _EVALUATE.value or not sharding.is_single_process():
+    print(f"trained; evaluate (one process) with: python -m disentax.evaluate "
           f"--workdir={_WORKDIR.value}")
     return
   rows, config = evaluate.evaluate(_WORKDIR.value)

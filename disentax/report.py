@@ -10,7 +10,8 @@ Input is what `python -m disentax.evaluate` writes (schema in
 `disentax.results`): `WORKDIR/results/results.json` =
 `{"schema_version": 1, "rows": [...], "factor_names": [...] (optional)}`, one
 row per (member, step) with `method, dataset, config_hash, step, member,
-seed, hparams, status ("ok" | "non_finite"), metrics`; optionally the
+seed, hparams, status ("ok" | "non_finite" | "diverged"), metrics`;
+optionally the
 per-member arrays `WORKDIR/results/arrays.npz` and the training-time trace
 `WORKDIR/trace.npz` (used by `disentax.figures`).  No model is loaded.
 
@@ -46,7 +47,7 @@ import numpy as np
 from disentax.results import (ARRAYS_NAME, JSON_NAME, RESULTS_DIR,
                               SCHEMA_VERSION)
 
-STATUSES = ("ok", "non_finite")
+STATUSES = ("ok", "non_finite", "diverged")
 TRACE_NAME = "trace.npz"
 # What run_report writes into its output directory.
 MARKDOWN_NAME, CSV_NAME, LATEX_NAME = "report.md", "report.csv", "report.tex"
@@ -362,6 +363,8 @@ def failure_rate_table(rows: Sequence[Row], metric: str = "mig",
     method, dataset, hparams = key
     members = sorted(groups[key], key=lambda r: int(r["seed"]))
     values, failed_seeds, non_finite_seeds = [], [], []
+    diverged = {int(r["seed"]): r.get("diverged_at_step") for r in members
+                if r.get("status") == "diverged"}
     for row in members:
       value = _metric_value(
           row, metric, f"{method}/{dataset} seed {row['seed']} "
@@ -387,6 +390,8 @@ def failure_rate_table(rows: Sequence[Row], metric: str = "mig",
         "std": statistics.pstdev(values) if values else None,
         "n_non_finite": len(non_finite_seeds),
         "non_finite_seeds": non_finite_seeds,
+        # seed -> step at which training froze it (a subset of the above)
+        "diverged_seeds": diverged,
         "failed_seeds": failed_seeds,
         "steps": sorted({int(r["step"]) for r in members}),
         "config_hashes": sorted({str(r.get("config_hash")) for r in members}),
@@ -398,11 +403,20 @@ def _number(value: float | None, digits: int = 4) -> str:
   return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _diverged_text(entry: Entry) -> str:
+  """"; diverged: seed 3 at step 120" for seeds training froze, else ""."""
+  diverged = entry.get("diverged_seeds") or {}
+  if not diverged:
+    return ""
+  return "; diverged: " + ", ".join(
+      f"seed {seed} at step {step}" for seed, step in sorted(diverged.items()))
+
+
 def _non_finite_cell(entry: Entry) -> str:
   if not entry["n_non_finite"]:
     return "0"
   seeds = ", ".join(str(s) for s in entry["non_finite_seeds"])
-  return f"{entry['n_non_finite']} (seeds {seeds})"
+  return f"{entry['n_non_finite']} (seeds {seeds}{_diverged_text(entry)})"
 
 
 def _totals(table: Sequence[Entry]) -> str:
@@ -518,6 +532,7 @@ def _non_finite_notes(table: Sequence[Entry]) -> list[str]:
   return [f"{e['method']} ({format_hparams(e['hparams'])}) on "
           f"{e['dataset']}: seed{'s' if e['n_non_finite'] > 1 else ''} "
           f"{', '.join(str(s) for s in e['non_finite_seeds'])}"
+          f"{_diverged_text(e)}"
           for e in table if e["n_non_finite"]]
 
 

@@ -15,8 +15,11 @@ and `WORKDIR/results/results.csv` (same rows, flattened), one row per member
   hparams         dict   hyperparameter name -> value, a list for a
                          sequence-valued one such as DEFT's pressures (CSV:
                          "hp.<name>", a sequence joined by "/")
-  status          str    "ok", or "non_finite" (parameters or scores not
-                         finite: a diverged seed, listed, never dropped)
+  status          str    "ok"; "diverged" (training froze it at its first
+                         non-finite step, see diverged_at_step); or
+                         "non_finite" (parameters or scores not finite);
+                         listed, never dropped
+  diverged_at_step int|null the step a diverged member was frozen at
   metrics         dict   metric name -> float, null when not finite
                          (CSV: "metric.<name>")
 
@@ -53,23 +56,30 @@ def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
               members: Sequence[Mapping[str, Any]],
               scores: Mapping[str, Sequence[float]],
               finite_params: Sequence[bool],
-              trace_scores: Mapping[str, Sequence[float]] | None = None
+              trace_scores: Mapping[str, Sequence[float]] | None = None,
+              diverged_at: Sequence[int] | None = None
               ) -> list[dict[str, Any]]:
   """Rows for every member from per-member scalar scores.  A member is
-  "non_finite" when its parameters or its `scores` are; `trace_scores`
-  (read off training curves, e.g. an IFP, where NaN means "never happened")
-  are reported but do not decide the status."""
+  "diverged" when training froze it (`diverged_at` >= 0: its metrics are
+  those of its last finite state, kept for inspection), else "non_finite"
+  when its parameters or its `scores` are; `trace_scores` (read off
+  training curves, e.g. an IFP, where NaN means "never happened") are
+  reported but do not decide the status."""
   rows = []
   for member in members:
     m = member["member"]
     values = {name: float(v[m]) for name, v in scores.items()}
     finite = finite_params[m] and all(math.isfinite(v) for v in values.values())
     values.update({name: float(v[m]) for name, v in (trace_scores or {}).items()})
+    frozen_at = None if diverged_at is None or diverged_at[m] < 0 \
+        else int(diverged_at[m])
+    status = ("diverged" if frozen_at is not None
+              else "ok" if finite else "non_finite")
     rows.append({
         "schema_version": SCHEMA_VERSION, "method": method, "dataset": dataset,
         "config_hash": config_hash, "step": int(step), "member": m,
         "seed": member["seed"], "hparams": dict(member["hparams"]),
-        "status": "ok" if finite else "non_finite",
+        "status": status, "diverged_at_step": frozen_at,
         "metrics": {k: (v if math.isfinite(v) else None)
                     for k, v in values.items()}})
   return rows

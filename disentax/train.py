@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import threading
 from typing import Any, Callable
 
 import flax.struct
@@ -25,24 +26,40 @@ from tqdm import tqdm
 
 from disentax import checkpoint
 from disentax import config as config_lib
-from disentax import run_log, tracing
-from disentax.experiment import (Experiment, build, member_hparams,
+from disentax import run_log, sharding, tracing
+from disentax.experiment import (LEARNING_RATE, Experiment, build,
                                  over_members)
 
 # Test hook: SIGKILL this process right after the checkpoint of this step has
 # been written, to prove that a killed run resumes exactly.
 KILL_AFTER_STEP_ENV = "DISENTAX_TEST_KILL_AFTER_STEP"
+# Test hook: SIGKILL this process while the checkpoint of this step is being
+# written, to prove that an interrupted save leaves the previous one usable.
+KILL_DURING_SAVE_ENV = "DISENTAX_TEST_KILL_DURING_SAVE"
 # fold_in constant of the per-step key that draws an objective's model control
 # (independent of the data/noise/aux keys split from the same step key).
 CONTROL_STREAM = 3
 
 
+class Preempted(Exception):
+  """Raised by `train` after a SIGTERM (what SLURM sends before preempting
+  or at the time limit): the current state was checkpointed at `step`, and
+  rerunning the same command resumes from there."""
+
+  def __init__(self, workdir: str, step: int):
+    super().__init__(f"{workdir}: stopped by SIGTERM, checkpointed at step "
+                     f"{step}; rerun the same command to resume")
+    self.workdir, self.step = workdir, step
+
+
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array   # scalar int32, shared by all members
-  params: Any       # every leaf stacked over members, [M, ...]
-  opt_state: Any    # likewise
-  aux: Any = None   # the objective's own per-member state, likewise
+  step: jax.Array         # scalar int32, shared by all members
+  params: Any             # every leaf stacked over members, [M, ...]
+  opt_state: Any          # likewise
+  diverged_at: jax.Array  # [M] int32: step of the first non-finite update
+                          # (the member is frozen from then on), -1 if none
+  aux: Any = None         # the objective's own per-member state, likewise
 
 
 def split_member_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -51,8 +68,25 @@ def split_member_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
   return init_key, run_key
 
 
-def init_state(exp: Experiment) -> TrainState:
+def single_device(exp: Experiment) -> sharding.MemberLayout:
+  """All members on the default device (the evaluator's layout)."""
+  return sharding.member_layout(len(exp.members), num_devices=1)
+
+
+def member_inputs(exp: Experiment, layout: sharding.MemberLayout
+                  ) -> tuple[dict[str, jax.Array], jax.Array]:
+  """(hyperparameters, root keys) of every member, padded and placed as
+  `layout` says: the mapped inputs of the train step."""
+  seeds = sharding.put_members(exp.members.seeds.astype(np.uint32), layout)
+  keys = jax.jit(jax.vmap(jax.random.key),
+                 out_shardings=layout.members)(seeds)
+  return sharding.put_members(exp.members.hparams, layout), keys
+
+
+def init_state(exp: Experiment,
+               layout: sharding.MemberLayout | None = None) -> TrainState:
   """Fresh parameters for every member, each from its own seed."""
+  layout = layout or single_device(exp)
   probe = jnp.zeros((1, *exp.dataset.observation_shape), jnp.float32)
 
   def init_member(key):
@@ -65,8 +99,33 @@ def init_state(exp: Experiment) -> TrainState:
       aux = exp.objective.init_aux(aux_key, probe_output)
     return params, exp.optimizer.init(params), aux
 
-  params, opt_state, aux = jax.jit(jax.vmap(init_member))(exp.members.keys())
-  return TrainState(jnp.zeros((), jnp.int32), params, opt_state, aux)
+  def init_all(keys):
+    params, opt_state, aux = jax.vmap(init_member)(keys)
+    return TrainState(jnp.zeros((), jnp.int32), params, opt_state,
+                      jnp.full(keys.shape, -1, jnp.int32), aux)
+
+  _, keys = member_inputs(exp, layout)
+  shardings = jax.tree.map(layout.sharding_like,
+                           jax.eval_shape(init_all, keys))
+  return jax.jit(init_all, out_shardings=shardings)(keys)
+
+
+def abstract_state(exp: Experiment, layout: sharding.MemberLayout) -> Any:
+  """The state's shapes, dtypes and placement: a checkpoint restore target."""
+  return jax.tree.map(
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                        sharding=layout.sharding_like(leaf)),
+      jax.eval_shape(lambda: init_state(exp, layout)))
+
+
+def restore_members(manager: Any, step: int, exp: Experiment,
+                    layout: sharding.MemberLayout | None = None
+                    ) -> TrainState:
+  """A checkpoint's state laid out as `layout` (default: one device, no
+  padding), whatever device count wrote it."""
+  return checkpoint.restore_state(
+      manager, step,
+      abstract_state(exp, layout or single_device(exp)))
 
 
 def make_member_step(exp: Experiment) -> Callable:
@@ -97,6 +156,8 @@ def make_member_step(exp: Experiment) -> Callable:
 
     grads, (metrics, output) = jax.grad(loss_fn, has_aux=True)(params)
     updates, opt_state = exp.optimizer.update(grads, opt_state, params)
+    if LEARNING_RATE in hparams:  # a learning-rate grid: Adam ran at lr 1
+      updates = jax.tree.map(lambda u: u * hparams[LEARNING_RATE], updates)
     if objective.scale_updates is not None:
       updates = objective.scale_updates(updates, hparams, step)
     if objective.update_aux is not None:
@@ -108,50 +169,91 @@ def make_member_step(exp: Experiment) -> Callable:
   return member_step
 
 
-def make_train_chunk(exp: Experiment) -> Callable:
+def isolate_divergence(member_step: Callable) -> Callable:
+  """`member_step` that freezes a member at its first non-finite step.
+
+  If the loss or any updated parameter, optimiser or objective state is not
+  finite, the member keeps its previous state and `diverged_at` records the
+  step; a frozen member stays frozen.  A healthy member's update passes
+  through unchanged (`where` with a true condition), so the other members'
+  results do not depend on whether one diverged."""
+
+  def guarded(params, opt_state, aux, diverged_at, hparams, key, step):
+    new = member_step(params, opt_state, aux, hparams, key, step)
+    *new_state, metrics = new
+    finite = jnp.isfinite(metrics["loss"])
+    for leaf in jax.tree.leaves(new_state):
+      if jnp.issubdtype(leaf.dtype, jnp.inexact):
+        finite &= jnp.all(jnp.isfinite(leaf))
+    healthy = diverged_at < 0
+    keep = healthy & finite
+    params, opt_state, aux = jax.tree.map(
+        lambda updated, old: jnp.where(keep, updated, old),
+        tuple(new_state), (params, opt_state, aux))
+    diverged_at = jnp.where(healthy & ~finite, step, diverged_at)
+    return params, opt_state, aux, diverged_at, metrics
+
+  return guarded
+
+
+def make_train_chunk(exp: Experiment,
+                     layout: sharding.MemberLayout | None = None) -> Callable:
   """(state, hparams, keys, num_steps) -> (state, chunk-mean metrics [M]).
 
-  With loop 'scan' the whole chunk is one jitted lax.scan (one host
-  round trip per chunk).  XLA:CPU runs convolutions inside loops about 20x
-  slower than outside them, so 'host' instead jits one step of all members
-  and dispatches it num_steps times from Python: the same computation, for
-  CPUs.
+  Members are split over `layout`'s devices (default: one device), each
+  device stepping its own block.  With loop 'scan' the whole chunk is one
+  jitted lax.scan (one host round trip per chunk).  XLA:CPU runs
+  convolutions inside loops about 20x slower than outside them, so 'host'
+  instead jits one step of all members and dispatches it num_steps times
+  from Python: the same computation, for CPUs.
   """
-  all_members_step = over_members(make_member_step(exp),
-                                  exp.member_execution,
-                                  in_axes=(0, 0, 0, 0, 0, None))
+  layout = layout or single_device(exp)
+  in_axes = (0, 0, 0, 0, 0, 0, None)
+  all_members_step = sharding.over_devices(
+      over_members(isolate_divergence(make_member_step(exp)),
+                   exp.member_execution, in_axes=in_axes),
+      layout, in_axes)
 
   def step_fn(carry, _, hparams, keys):
-    params, opt_state, aux, step = carry
-    params, opt_state, aux, metrics = all_members_step(
-        params, opt_state, aux, hparams, keys, step)
-    return (params, opt_state, aux, step + 1), metrics
+    params, opt_state, aux, diverged_at, step = carry
+    params, opt_state, aux, diverged_at, metrics = all_members_step(
+        params, opt_state, aux, diverged_at, hparams, keys, step)
+    return (params, opt_state, aux, diverged_at, step + 1), metrics
+
+  def carry_of(state: TrainState) -> tuple:
+    return (state.params, state.opt_state, state.aux, state.diverged_at,
+            state.step)
+
+  def state_of(carry: tuple) -> TrainState:
+    params, opt_state, aux, diverged_at, step = carry
+    return TrainState(step, params, opt_state, diverged_at, aux)
 
   @functools.partial(jax.jit, static_argnames="num_steps",
                      donate_argnames="state")
   def scan_chunk(state: TrainState, hparams, keys, num_steps: int):
-    (params, opt_state, aux, step), metrics = jax.lax.scan(
+    carry, metrics = jax.lax.scan(
         functools.partial(step_fn, hparams=hparams, keys=keys),
-        (state.params, state.opt_state, state.aux, state.step),
-        length=num_steps)
+        carry_of(state), length=num_steps)
     metrics = jax.tree.map(lambda m: m.mean(axis=0), metrics)
-    return TrainState(step, params, opt_state, aux), metrics
+    return state_of(carry), metrics
 
   @functools.partial(jax.jit, donate_argnums=0)
   def host_step(carry, metric_sums, hparams, keys):
     carry, metrics = step_fn(carry, None, hparams, keys)
     return carry, jax.tree.map(jnp.add, metric_sums, metrics)
 
+  @functools.partial(jax.jit, out_shardings=layout.members)
+  def zero_metric_sums(carry, hparams, keys):
+    metric_shapes = jax.eval_shape(step_fn, carry, None, hparams, keys)[1]
+    return jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
+
   def host_chunk(state: TrainState, hparams, keys, num_steps: int):
-    carry = (state.params, state.opt_state, state.aux, state.step)
-    sums = jax.tree.map(
-        lambda m: jnp.zeros(m.shape, m.dtype),
-        jax.eval_shape(step_fn, carry, None, hparams, keys)[1])
+    carry = carry_of(state)
+    sums = zero_metric_sums(carry, hparams, keys)
     for _ in range(num_steps):
       carry, sums = host_step(carry, sums, hparams, keys)
     metrics = jax.tree.map(lambda m: m / num_steps, sums)
-    params, opt_state, aux, step = carry
-    return TrainState(step, params, opt_state, aux), metrics
+    return state_of(carry), metrics
 
   loops = {"scan": scan_chunk, "host": host_chunk}
   return loops[exp.loop]
@@ -185,56 +287,124 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
   return keys
 
 
+class _SigtermFlag:
+  """Records SIGTERM instead of dying, while training (main thread only)."""
+
+  def __enter__(self) -> "_SigtermFlag":
+    self.received = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame) -> None:
+    del signum, frame
+    self.received = True
+
+  def __exit__(self, *exc_info) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _report_divergence(exp: Experiment, before: np.ndarray,
+                       after: np.ndarray) -> None:
+  for m in np.flatnonzero((before < 0) & (after >= 0)):
+    row = exp.members.table()[m]
+    print(f"member {m} (seed {row['seed']}, {row['hparams']}) diverged at "
+          f"step {after[m]}: frozen, the others continue", flush=True)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains all members of `config` in `workdir`, resuming if it has a
-  checkpoint.  Everything is validated before compiling or writing."""
+  checkpoint, and returns their final state.  Everything is validated
+  before compiling or writing.
+
+  Members are split over `config.train.num_devices` devices (0: all of
+  every process).  On SIGTERM the run checkpoints after the current chunk
+  and raises `Preempted`; rerunning resumes."""
   exp = build(config)
+  layout = sharding.member_layout(len(exp.members), config.train.num_devices)
+  writer = sharding.is_writer()
   meta = checkpoint_meta(exp)
   manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
   latest = manager.latest_step()
   if latest is not None:
     _check_same_run(checkpoint.restore_meta(manager, latest), meta, workdir)
 
-  state = init_state(exp)
+  state = init_state(exp, layout)
   if latest is not None:
-    state = checkpoint.restore_state(manager, latest, state)
-    print(f"resuming {workdir} from step {latest}", flush=True)
+    state = restore_members(manager, latest, exp, layout)
+    if writer:
+      print(f"resuming {workdir} from step {latest}", flush=True)
   start = int(state.step)
-  log = run_log.RunLog(os.path.join(workdir, run_log.FILENAME),
-                       resume_step=start)
-  run_log.write_json(os.path.join(workdir, "config.json"), meta["config"])
+  log = tracer = None
+  if writer:
+    log = run_log.RunLog(os.path.join(workdir, run_log.FILENAME),
+                         resume_step=start)
+    run_log.write_json(os.path.join(workdir, "config.json"), meta["config"])
+    if config.train.trace_every:
+      tracer = tracing.Tracer(exp, workdir, start)
+  tracing_on = bool(config.train.trace_every)
+  if tracing_on and start == 0:  # the untrained models, the series' origin
+    host_params = sharding.to_host(state.params, layout)
+    if tracer is not None:
+      tracer(host_params, 0)
 
-  train_chunk = make_train_chunk(exp)
-  tracer = tracing.Tracer(exp, workdir, start) if config.train.trace_every \
-      else None
-  if tracer is not None and start == 0:
-    tracer(state.params, 0)  # the untrained models, the series' origin
-  hparams = member_hparams(exp)
-  keys = exp.members.keys()
+  train_chunk = make_train_chunk(exp, layout)
+  hparams, keys = member_inputs(exp, layout)
+  diverged = sharding.to_host(state.diverged_at, layout)
   total, chunk = config.train.num_steps, config.train.steps_per_chunk
   kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, -1))
+  kill_during = int(os.environ.get(KILL_DURING_SAVE_ENV, -1))
+  devices = (f" on {layout.num_devices} devices"
+             if layout.num_devices > 1 else "")
   with tqdm(total=total, initial=start, unit="step",
-            desc=f"{exp.method} x {len(exp.members)} members",
-            disable=not config.train.progress) as progress:
+            desc=f"{exp.method} x {len(exp.members)} members{devices}",
+            disable=not (config.train.progress and writer)) as progress, \
+      _SigtermFlag() as sigterm:
     step = start
     while step < total:
       num_steps = min(chunk, total - step)
       state, metrics = train_chunk(state, hparams, keys, num_steps)
       step += num_steps
-      metrics = jax.tree.map(np.asarray, metrics)
-      log.append(step, metrics)
-      progress.update(num_steps)
+      metrics = sharding.to_host(metrics, layout)
+      now_diverged = sharding.to_host(state.diverged_at, layout)
       postfix = dict(loss=f"{np.nanmean(metrics['loss']):.2f}",
                      kl=f"{np.nanmean(metrics['kl']):.2f}")
-      if tracer is not None and tracer.due(step):
-        point = tracer(state.params, step)
-        postfix["mig"] = f"{np.nanmedian(point['mig']):.2f}"
+      if np.any(now_diverged >= 0):
+        postfix["diverged"] = int(np.sum(now_diverged >= 0))
+      if tracing_on and step % config.train.trace_every == 0:
+        host_params = sharding.to_host(state.params, layout)
+        if tracer is not None:
+          point = tracer(host_params, step)
+          postfix["mig"] = f"{np.nanmedian(point['mig']):.2f}"
+      if writer:
+        log.append(step, metrics)
+        _report_divergence(exp, diverged, now_diverged)
+      diverged = now_diverged
+      progress.update(num_steps)
       progress.set_postfix(**postfix)
-      if step % config.train.checkpoint_every == 0 or step == total:
+      stop = sharding.any_process(sigterm.received)
+      if step % config.train.checkpoint_every == 0 or step == total or stop:
         checkpoint.save(manager, step, state, meta)
+        if step == kill_during:  # the save is still being written
+          os.kill(os.getpid(), signal.SIGKILL)
         if step == kill_after:
           manager.wait_until_finished()
           os.kill(os.getpid(), signal.SIGKILL)
+      if stop and step < total:
+        manager.wait_until_finished()
+        manager.close()
+        raise Preempted(workdir, step)
   manager.wait_until_finished()
   manager.close()
-  return state
+  return unpadded(state, layout)
+
+
+def unpadded(state: TrainState, layout: sharding.MemberLayout) -> TrainState:
+  """`state` without the padding members (the real members only)."""
+  if layout.num_padded == layout.num_members:
+    return state
+  return jax.tree.map(
+      lambda leaf: leaf[:layout.num_members]
+      if leaf.ndim and leaf.shape[0] == layout.num_padded else leaf, state)

@@ -185,7 +185,7 @@ def test_stages_switch_inside_one_compiled_program(loop):
 def test_sequence_hyperparameters_are_members():
   objective = deft_objective(pressures=((50, 20, 1), (40, 10, 1)),
                              gamma=(0.0, 0.1))
-  members = make_members(objective, first_seed=0, num_seeds=2)
+  members = make_members(objective.hyperparameters, first_seed=0, num_seeds=2)
   assert members.hparams["pressures"].shape == (8, 3)
   table = members.table()
   assert table[0]["hparams"] == {"gamma": 0.0, "pressures": [50, 20, 1]}

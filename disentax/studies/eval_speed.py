@@ -58,7 +58,7 @@ from disentax.experiment import (Experiment, build, make_encode_members,
                                  member_hparams)
 from disentax.metrics import METRICS, call_metric, make_battery, needs_members
 from disentax.studies import reference_pipeline as reference
-from disentax.train import init_state
+from disentax.train import restore_members
 
 # Reference metric -> the disentax metric names that score the same thing,
 # first registered one wins (several disentax modules are still being
@@ -123,8 +123,7 @@ def restore(workdir: str) -> tuple[Experiment, Any, int]:
   manager, step = checkpoint.latest_step_or_fail(workdir)
   meta = checkpoint.restore_meta(manager, step)
   exp = build(config_lib.from_dict(meta["config"]))
-  abstract_state = jax.eval_shape(lambda: init_state(exp))
-  params = checkpoint.restore_state(manager, step, abstract_state).params
+  params = restore_members(manager, step, exp).params
   manager.close()
   return exp, params, step
 

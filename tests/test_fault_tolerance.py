@@ -1,0 +1,115 @@
+"""Preemption and divergence: a SIGTERM'd run resumes to the uninterrupted
+result, a SIGKILL during a save costs only that save, and a member that
+diverges is frozen and reported without touching the others."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from disentax import checkpoint, evaluate, report, run_log, train
+from disentax.experiment import build
+from disentax.main import PREEMPTED_EXIT
+from tests.conftest import REPO, run_module, tiny_config
+
+# 400 steps in chunks of 5: long enough to be interrupted mid-run.
+LONG = dict(train__num_steps=400, train__checkpoint_every=200)
+LONG_FLAGS = ("--config=experiments/beta_vae.py:tiny", "--noevaluate",
+              "--config.train.num_steps=400",
+              "--config.train.checkpoint_every=200")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """The long tiny config trained in one go: (final state, workdir)."""
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  return train.train(tiny_config(**LONG), workdir), workdir
+
+
+def assert_same_run(workdir, reference):
+  state, reference_dir = reference
+  manager, step = checkpoint.latest_step_or_fail(workdir)
+  assert step == 400
+  resumed = train.restore_members(manager, step, build(tiny_config(**LONG)))
+  for name in ("params", "opt_state", "diverged_at"):
+    for a, b in zip(jax.tree.leaves(getattr(resumed, name)),
+                    jax.tree.leaves(getattr(state, name))):
+      np.testing.assert_array_equal(a, b)
+  assert (run_log.read_lines(os.path.join(workdir, run_log.FILENAME)) ==
+          run_log.read_lines(os.path.join(reference_dir, run_log.FILENAME)))
+
+
+def test_sigterm_checkpoints_exits_and_the_rerun_equals_an_uninterrupted_run(
+    tmp_path, uninterrupted):
+  workdir = str(tmp_path / "run")
+  log = os.path.join(workdir, run_log.FILENAME)
+  process = subprocess.Popen(
+      [sys.executable, "-m", "disentax.main", f"--workdir={workdir}",
+       *LONG_FLAGS], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True, env=dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu"))
+  deadline = time.monotonic() + 300
+  while not (os.path.exists(log) and os.path.getsize(log)):
+    assert process.poll() is None and time.monotonic() < deadline
+    time.sleep(0.02)
+  process.send_signal(signal.SIGTERM)  # after the first chunk, mid-run
+  stdout, stderr = process.communicate(timeout=300)
+  assert process.returncode == PREEMPTED_EXIT, stderr
+  assert "SIGTERM" in stdout
+  _, stopped_at = checkpoint.latest_step_or_fail(workdir)
+  assert 5 <= stopped_at < 400 and stopped_at % 5 == 0
+  assert run_log.read_lines(log)[-1]["step"] == stopped_at
+
+  rerun = run_module("disentax.main", f"--workdir={workdir}", *LONG_FLAGS)
+  assert f"resuming {workdir} from step {stopped_at}" in rerun.stdout
+  assert_same_run(workdir, uninterrupted)
+
+
+def test_sigkill_during_a_save_leaves_the_previous_checkpoint_usable(
+    tmp_path, uninterrupted):
+  workdir = str(tmp_path / "run")
+  killed = run_module("disentax.main", f"--workdir={workdir}", *LONG_FLAGS,
+                      check=False, env={train.KILL_DURING_SAVE_ENV: "400"})
+  assert killed.returncode == -signal.SIGKILL, killed.stderr
+  leftovers = os.listdir(checkpoint.checkpoint_dir(workdir))
+  assert any("tmp" in name for name in leftovers), leftovers  # mid-save
+  _, step = checkpoint.latest_step_or_fail(workdir)
+  assert step == 200
+  run_module("disentax.main", f"--workdir={workdir}", *LONG_FLAGS)
+  assert_same_run(workdir, uninterrupted)
+
+
+def test_a_diverging_member_is_frozen_reported_and_leaves_the_others_alone(
+    tmp_path):
+  # Members: (lr 1e-3, seeds 0, 1), then (lr B, seeds 0, 1).
+  def run(rates, name):
+    config = tiny_config(objective__beta=(1.0,), train__learning_rates=rates)
+    return train.train(config, str(tmp_path / name))
+
+  diverging = run((1e-3, 1e30), "diverging")
+  healthy = run((1e-3, 1e-4), "healthy")
+  np.testing.assert_array_equal(diverging.diverged_at[:2], [-1, -1])
+  # Adam's first update moves every weight by ~1e30: the next loss is not
+  # finite, so both members freeze at step 1 with finite parameters.
+  np.testing.assert_array_equal(diverging.diverged_at[2:], [1, 1])
+  assert all(np.isfinite(leaf).all()
+             for leaf in jax.tree.leaves(diverging.params))
+  np.testing.assert_array_equal(healthy.diverged_at, [-1] * 4)
+  for a, b in zip(jax.tree.leaves(diverging.params),
+                  jax.tree.leaves(healthy.params)):
+    np.testing.assert_array_equal(a[:2], b[:2])  # bit for bit
+
+  rows, _ = evaluate.evaluate(str(tmp_path / "diverging"), battery="none",
+                              traversals=False)
+  assert [r["status"] for r in rows] == ["ok", "ok", "diverged", "diverged"]
+  assert [r["diverged_at_step"] for r in rows] == [None, None, 1, 1]
+  table = report.failure_rate_table(rows, metric="mig", threshold=0.1)
+  frozen = max(table, key=lambda e: e["hparams"]["learning_rate"])
+  assert frozen["diverged_seeds"] == {0: 1, 1: 1}
+  assert frozen["n_scored"] == 0 and frozen["n_non_finite"] == 2
+  text = report.format_markdown(table, metric="mig", threshold=0.1)
+  assert "diverged: seed 0 at step 1, seed 1 at step 1" in text
