@@ -2,7 +2,7 @@
 # Train then evaluate one config on this machine, resuming if DIR has a
 # checkpoint, and print its failure-rate table.
 #   launch/local.sh experiments/beta_vae.py:cpu runs/bvae [--config.x=y ...]
-# (Multi-device / SLURM sweep launchers come with the sweeps issue.)
+# Sweeps: launch/sweep_local.sh (here), launch/slurm.sbatch (SLURM array).
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 CONFIG[:PRESET] WORKDIR [--config.key=value ...]" >&2
