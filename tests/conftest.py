@@ -7,6 +7,12 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+# The suite's time is mostly XLA compiling the same small programs in many
+# tests and subprocesses; JAX's persistent compilation cache (programs that
+# took >= 1 s to compile, keyed by the program and compiler options) lets
+# later ones load them. Inherited by every subprocess the tests start.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(REPO, ".pytest_cache", "jax_compilation"))
 
 from experiments import beta_vae  # noqa: E402
 
