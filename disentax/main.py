@@ -26,9 +26,6 @@ from ml_collections import config_flags
 
 from disentax import evaluate, sharding, train
 
-# Exit status after a SIGTERM, as a shell reports a process it terminated.
-PREEMPTED_EXIT = 128 + 15
-
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(_REPO, "experiments", "beta_vae.py") + ":cpu"
 DEFAULT_WORKDIR = os.path.join("runs", "beta_vae_cpu")
@@ -64,11 +61,11 @@ def main(argv):
     train.train(_CONFIG.value, _WORKDIR.value)
   except train.Preempted as stopped:
     print(stopped, flush=True)
-    sys.exit(PREEMPTED_EXIT)
+    sys.exit(train.PREEMPTED_EXIT)
   if not sharding.is_writer():
     return
   if not _EVALUATE.value or not sharding.is_single_process():
-    print(f"trained; evaluate (one process) with: python -m disentax.evaluate "
+    print(f"trained; evaluate with: python -m disentax.evaluate "
           f"--workdir={_WORKDIR.value}")
     return
   rows, config = evaluate.evaluate(_WORKDIR.value)

@@ -91,7 +91,7 @@ RECORDED_STATES = ("running", "done", "failed", "preempted", "interrupted",
                    "trained")
 STATES = ("done", "running", "failed", "missing")
 PHASES = ("all", "train", "evaluate")
-EXIT_PREEMPTED, EXIT_INTERRUPTED = 143, 130  # 128 + SIGTERM / SIGINT
+EXIT_PREEMPTED, EXIT_INTERRUPTED = 143, 130  # 128 + SIGTERM (= train.PREEMPTED_EXIT) / SIGINT
 
 
 # --------------------------------------------------------------------------

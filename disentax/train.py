@@ -41,6 +41,11 @@ KILL_DURING_SAVE_ENV = "DISENTAX_TEST_KILL_DURING_SAVE"
 CONTROL_STREAM = 3
 
 
+# Exit status of a preempted run (what a shell reports for a process ended
+# by SIGTERM); the SLURM script requeues a job that exits with it.
+PREEMPTED_EXIT = 128 + 15
+
+
 class Preempted(Exception):
   """Raised by `train` after a SIGTERM (what SLURM sends before preempting
   or at the time limit): the current state was checkpointed at `step`, and

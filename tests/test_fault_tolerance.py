@@ -14,7 +14,6 @@ import pytest
 
 from disentax import checkpoint, evaluate, report, run_log, train
 from disentax.experiment import build
-from disentax.main import PREEMPTED_EXIT
 from tests.conftest import REPO, run_module, tiny_config
 
 # 400 steps in chunks of 5: long enough to be interrupted mid-run.
@@ -58,7 +57,7 @@ def test_sigterm_checkpoints_exits_and_the_rerun_equals_an_uninterrupted_run(
     time.sleep(0.02)
   process.send_signal(signal.SIGTERM)  # after the first chunk, mid-run
   stdout, stderr = process.communicate(timeout=300)
-  assert process.returncode == PREEMPTED_EXIT, stderr
+  assert process.returncode == train.PREEMPTED_EXIT, stderr
   assert "SIGTERM" in stdout
   _, stopped_at = checkpoint.latest_step_or_fail(workdir)
   assert 5 <= stopped_at < 400 and stopped_at % 5 == 0

@@ -211,8 +211,8 @@ def test_missing_metric_is_an_error():
 
 
 def test_unknown_status_is_an_error():
-  with pytest.raises(ValueError, match="unknown status 'diverged'"):
-    report.failure_rate_table([_row(0, 0.5, status="diverged")])
+  with pytest.raises(ValueError, match="unknown status 'exploded'"):
+    report.failure_rate_table([_row(0, 0.5, status="exploded")])
 
 
 def test_all_non_finite_group():

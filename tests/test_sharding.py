@@ -91,7 +91,7 @@ def test_two_processes_train_one_run_that_the_evaluator_reads(tmp_path):
   outputs = [p.communicate(timeout=600) for p in processes]
   for p, (_, stderr) in zip(processes, outputs):
     assert p.returncode == 0, stderr[-3000:]
-  assert "evaluate (one process)" in outputs[0][0]
+  assert "evaluate with" in outputs[0][0]  # process 0 only, no evaluation
   # Process 0 alone writes the log: one line per chunk, not two.
   lines = run_log.read_lines(os.path.join(workdir, run_log.FILENAME))
   assert [line["step"] for line in lines] == [5, 10, 15, 20]
