@@ -1,6 +1,6 @@
 """Benchmarks of the real training program (timings never go in tests).
 
-  python -m disentax.bench [--seeds=1,8] [--image_size=64] [--batch_size=64]
+  python -m disentax.bench.train_layouts [--seeds=1,8] [--image_size=64] [--batch_size=64]
 
 Times one train step of the standard architecture (beta-VAE, dSprites
 rendered inside the step) for each number of seeds and each way of laying

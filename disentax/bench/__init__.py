@@ -1,0 +1,82 @@
+"""Benchmarks: `python -m disentax.bench` prints one table of ratios measured
+in one run on the current machine (issue 8).  Timings never go in tests;
+tests check that the fast formulations compute the same function.
+
+Each item is a module of this package with a `measure(quick: bool) ->
+list[Row]` function, registered in `ITEMS` (name -> module name), so a new
+benchmark is one new file plus one line here:
+
+  train_step   disentax vs PyTorch (CPU), the standard beta-VAE step
+  seeds        N seeds in one program vs N single-seed runs, N = 1, 8, 50
+  fractional   DEFT's fractional encoder vs a standard one of equal size
+  data         images/s the data pipeline produces vs what a step consumes
+  evaluation   the metric battery for all members vs seed by seed
+  compile      compile time per program; no recompilation across stages
+               and hyperparameter values
+
+`quick=True` shrinks every size so the whole table runs in a few minutes on
+2 CPU cores (for trying it; numbers to record come from the full sizes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import jax
+
+ITEMS = {
+    "train_step": "disentax.bench.train_step",
+    "seeds": "disentax.bench.seeds",
+    "fractional": "disentax.bench.fractional",
+    "data": "disentax.bench.data",
+    "evaluation": "disentax.bench.evaluation",
+    "compile": "disentax.bench.compile",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One line of the table: `disentax` vs `baseline` in `unit`, and their
+  ratio (disentax / baseline, so < 1 is faster for times), with the target
+  the issue sets, if any."""
+  item: str
+  case: str            # what was measured, e.g. "batch 64, 64x64x1, 1 seed"
+  disentax: float
+  baseline: float | None
+  unit: str            # e.g. "ms/step", "seed-steps/s", "images/s", "s"
+  baseline_name: str = ""  # e.g. "PyTorch 2.13 CPU", "8 single-seed runs"
+  target: str = ""     # e.g. "ratio <= 0.5"
+  note: str = ""
+
+  @property
+  def ratio(self) -> float | None:
+    if self.baseline in (None, 0):
+      return None
+    return self.disentax / self.baseline
+
+
+def format_table(rows: list[Row]) -> str:
+  """The rows as a Markdown table (numbers to 3 significant digits)."""
+  lines = ["| item | case | disentax | baseline | unit | ratio | target | "
+           "note |", "|---|---|---:|---:|---|---:|---|---|"]
+  for r in rows:
+    baseline = "" if r.baseline is None else f"{r.baseline:.3g}"
+    if r.baseline_name:
+      baseline += f" ({r.baseline_name})"
+    ratio = "" if r.ratio is None else f"{r.ratio:.3g}"
+    lines.append(f"| {r.item} | {r.case} | {r.disentax:.3g} | {baseline} | "
+                 f"{r.unit} | {ratio} | {r.target} | {r.note} |")
+  return "\n".join(lines)
+
+
+def seconds_per_call(fn: Callable[[], object], repeats: int,
+                     warmup: int = 1) -> float:
+  """Mean wall seconds of `fn()` (results blocked on) after `warmup` calls."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  start = time.perf_counter()
+  for _ in range(repeats):
+    jax.block_until_ready(fn())
+  return (time.perf_counter() - start) / repeats
