@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import os
 import statistics
@@ -44,6 +43,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from disentax import run_log
 from disentax.results import (ARRAYS_NAME, JSON_NAME, RESULTS_DIR,
                               SCHEMA_VERSION)
 
@@ -69,15 +69,8 @@ def results_file(workdir: str) -> str:
 def _read_results(workdir: str) -> dict[str, Any]:
   """The parsed, schema-checked results.json of `workdir`."""
   path = results_file(workdir)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"no results file at {path}; evaluate the run first with "
-        f"`python -m disentax.evaluate --workdir={workdir}`")
-  with open(path) as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path} is not valid JSON: {e}") from e
+  data = run_log.read_json(path, "evaluate the run first with `python -m "
+                           f"disentax.evaluate --workdir={workdir}`")
   if not isinstance(data, dict) or "rows" not in data:
     raise ValueError(
         f"{path} is not a results file (expected an object with "

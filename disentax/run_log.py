@@ -29,6 +29,20 @@ def write_json(path: str, data: Any) -> None:
   os.replace(tmp, path)
 
 
+def read_json(path: str, missing: str) -> Any:
+  """The parsed JSON file at `path`; FileNotFoundError saying `missing` (how
+  to make it) when there is none, ValueError naming the file when it is not
+  JSON."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no {os.path.basename(path)} at {path}; "
+                            f"{missing}")
+  with open(path) as f:
+    try:
+      return json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path} is not valid JSON: {e}") from e
+
+
 def read_lines(path: str) -> list[dict[str, Any]]:
   if not os.path.exists(path):
     return []

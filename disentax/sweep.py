@@ -564,14 +564,8 @@ def write_plan(sweep_spec: str, root: str) -> tuple[list[Job], bool]:
 
 def read_plan(root: str) -> dict[str, Any]:
   path = plan_path(root)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no plan at {path}; make one with `python -m "
-                            f"disentax.sweep plan --sweep=FILE --root={root}`")
-  with open(path) as f:
-    try:
-      plan = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path} is not valid JSON: {e}") from e
+  plan = run_log.read_json(path, "make one with `python -m disentax.sweep "
+                           f"plan --sweep=FILE --root={root}`")
   if plan.get("version") != PLAN_VERSION:
     raise ValueError(f"{path} has version {plan.get('version')!r}; this "
                      f"disentax reads version {PLAN_VERSION}")

@@ -314,7 +314,7 @@ def test_cli_missing_results_fails_clearly(tmp_path):
   os.makedirs(workdir)
   result = _run_cli(f"--workdirs={workdir}", f"--out={tmp_path / 'out'}")
   assert result.returncode != 0
-  assert "no results file at" in result.stderr
+  assert "no results.json at" in result.stderr
   assert "python -m disentax.evaluate --workdir=" in result.stderr
   assert "Traceback" not in result.stderr
   assert not os.path.exists(tmp_path / "out")

@@ -60,13 +60,15 @@ def test_same_seed_different_beta_shares_init_but_not_training(tmp_path):
 
 
 def test_seed_in_a_vmapped_batch_matches_seed_trained_alone(tmp_path):
-  together = train.train(tiny_config(objective__beta=(2.0,), num_seeds=3,
-                                     train__member_execution="vmap"),
+  short = dict(objective__beta=(2.0,), train__num_steps=10,
+               train__checkpoint_every=10)
+  together = train.train(tiny_config(num_seeds=3,
+                                     train__member_execution="vmap", **short),
                          str(tmp_path / "together"))
-  alone = train.train(tiny_config(objective__beta=(2.0,), num_seeds=1,
-                                  first_seed=1), str(tmp_path / "alone"))
+  alone = train.train(tiny_config(num_seeds=1, first_seed=1, **short),
+                      str(tmp_path / "alone"))
   # Vmapping turns convolutions into grouped ones, which XLA may sum in a
-  # different order: equal up to float32 rounding after 20 Adam steps.
+  # different order: equal up to float32 rounding after 10 Adam steps.
   assert_trees(member_params(together, 1), member_params(alone, 0),
                rtol=1e-4, atol=1e-5)
 
@@ -140,13 +142,14 @@ def test_resuming_with_a_different_config_is_refused(tmp_path):
 
 def test_cpu_execution_mode_computes_the_same_training(tmp_path):
   """unroll/host (the cpu preset's layout) vs the default vmap/scan."""
-  reference = train.train(tiny_config(train__num_steps=10,
-                                      train__member_execution="vmap",
-                                      train__loop="scan"),
-                          str(tmp_path / "vmap_scan"))
-  other = train.train(tiny_config(train__num_steps=10,
-                                  train__member_execution="unroll",
-                                  train__loop="host"), str(tmp_path / "other"))
+  # One beta x 2 seeds, one chunk: XLA:CPU runs the scan reference slowly.
+  def run(execution, loop):
+    return train.train(tiny_config(objective__beta=(4.0,), train__num_steps=5,
+                                   train__checkpoint_every=5,
+                                   train__member_execution=execution,
+                                   train__loop=loop),
+                       str(tmp_path / f"{execution}_{loop}"))
+  reference, other = run("vmap", "scan"), run("unroll", "host")
   # Same function; XLA may fuse and order float32 sums differently.
   assert_trees(other.params, reference.params, rtol=1e-4, atol=1e-5)
 
