@@ -1,0 +1,217 @@
+"""Benchmark item 1: one train step of the standard architecture, disentax
+vs the same architecture and loss in PyTorch on this CPU.
+
+The case is dlib-google's beta-VAE training: batch 64, 64x64x1 dSprites,
+conv encoder (4, 4, 2, 2), 10 latents, Adam lr 1e-4, one seed.  Rows:
+
+  subpixel   disentax as it trains by default (the backend's default member
+             layout and loop; the decoder's transposed convolutions in the
+             exact sub-pixel formulation).  Target: <= 0.5x PyTorch.
+  transpose  the straightforward formulation (`model.upsampling=
+             'transpose'`, lax.conv_transpose) for reference.
+
+disentax renders each batch of dSprites inside its jitted step (as in
+training), so its time includes drawing the data.  PyTorch trains on a pool
+of batches rendered beforehand by the same sampler and converted to NCHW
+tensors, so it is *not* charged for data.  PyTorch uses every core
+(`torch.set_num_threads`), as XLA:CPU does.  Both sides are timed as the
+fastest of a few chunks of steps after warm-up steps (compile / first-call
+setup excluded): on a shared machine the minimum is the least disturbed
+figure.
+
+The helpers here (`standard_config`, `time_train_step`, `log`) are shared
+by the other items of this package that time the real train step; a
+program is compiled once per process and reused by every item that times
+it (its compile time is reported from that first build).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable
+
+import jax
+import ml_collections
+
+from disentax import train
+from disentax.bench import Row
+from disentax.experiment import Experiment, build, member_hparams
+from experiments import beta_vae
+
+ITEM = "train_step"
+BETA = 4.0
+INSTALL_HINT = "pip install -e '.[bench]'"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  """What one measurement of this item trains and how long it is timed."""
+  image_size: int = 64
+  batch_size: int = 64
+  steps: int = 10         # steps per timed chunk
+  repeats: int = 3        # timed chunks; the fastest counts
+  torch_warmup: int = 3   # untimed PyTorch steps first
+
+
+FULL = Sizes()
+QUICK = Sizes(image_size=32, batch_size=16, steps=3, repeats=2,
+              torch_warmup=2)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepTiming:
+  compile_seconds: float  # build + compile + the first (one-step) chunk
+  seconds_per_step: float  # all members' step, fastest timed chunk
+  layout: str              # e.g. "unroll/host"
+
+
+def log(item: str, message: str) -> None:
+  """A progress line on stdout (benchmarks run for minutes)."""
+  print(f"  [{item}] {message}", flush=True)
+
+
+def num_cores() -> int:
+  """Cores this process may run on."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1
+
+
+def standard_config(num_seeds: int = 1, image_size: int = 64,
+                    batch_size: int = 64, upsampling: str | None = None
+                    ) -> ml_collections.ConfigDict:
+  """dlib-google's beta-VAE training config (experiments/beta_vae.py
+  'paper': dSprites, conv (4, 4, 2, 2), Adam lr 1e-4) with one beta and
+  `num_seeds` seeds; the member layout and loop are the backend's defaults.
+  `upsampling` None keeps the model's default ('subpixel')."""
+  config = beta_vae.get_config("paper")
+  config.objective.beta = (BETA,)
+  config.num_seeds = num_seeds
+  config.dataset.image_size = image_size
+  config.train.batch_size = batch_size
+  if upsampling is not None:
+    config.model.upsampling = upsampling
+  return config
+
+
+def layout_name(exp: Experiment) -> str:
+  return f"{exp.member_execution}/{exp.loop}"
+
+
+@dataclasses.dataclass
+class Program:
+  """A compiled train program of one config, with its latest state (the
+  chunk donates the state it is given)."""
+  exp: Experiment
+  chunk: Callable
+  state: train.TrainState
+  hparams: dict[str, jax.Array]
+  keys: jax.Array
+  compile_seconds: float
+
+  def run(self, steps: int) -> float:
+    """Runs `steps` steps; returns the wall seconds, results blocked on."""
+    start = time.perf_counter()
+    self.state, metrics = self.chunk(self.state, self.hparams, self.keys,
+                                     steps)
+    jax.block_until_ready((self.state, metrics))
+    return time.perf_counter() - start
+
+
+# Programs compiled in this process, by config: items that time the same
+# program (the 1-seed step is in three items) compile it once per run.
+_PROGRAMS: dict[str, Program] = {}
+
+
+def compiled_program(config: ml_collections.ConfigDict) -> Program:
+  """The real train program of `config` (`train.make_train_chunk`, data
+  drawn inside the step), compiled by running one step; cached."""
+  key = config.to_json_best_effort(sort_keys=True)
+  if key not in _PROGRAMS:
+    start = time.perf_counter()
+    exp = build(config)
+    program = Program(exp, train.make_train_chunk(exp), train.init_state(exp),
+                      member_hparams(exp), exp.members.keys(), 0.0)
+    program.run(1)
+    program.compile_seconds = time.perf_counter() - start
+    _PROGRAMS[key] = program
+  return _PROGRAMS[key]
+
+
+def time_train_step(config: ml_collections.ConfigDict, steps: int,
+                    repeats: int) -> StepTiming:
+  """Times `config`'s train program (compiled once, see `compiled_program`)
+  as `repeats` chunks of `steps` steps; the fastest chunk gives the step
+  time."""
+  program = compiled_program(config)
+  best = min(program.run(steps) / steps for _ in range(repeats))
+  return StepTiming(program.compile_seconds, best, layout_name(program.exp))
+
+
+def time_torch_step(sizes: Sizes, pool: int = 8) -> tuple[float, str]:
+  """(seconds per PyTorch step, baseline name) on pre-rendered batches."""
+  import torch  # optional dependency; ImportError handled by `measure`
+
+  from disentax.bench import torch_reference
+
+  exp = build(standard_config(1, sizes.image_size, sizes.batch_size))
+  sample = jax.jit(exp.dataset.sample, static_argnums=1)
+  batches = [torch_reference.nchw(
+      sample(jax.random.key(i), sizes.batch_size)[1]) for i in range(pool)]
+  threads = num_cores()
+  torch.set_num_threads(threads)
+  torch.manual_seed(0)
+  height, width, channels = exp.dataset.observation_shape
+  model = torch_reference.TorchConvVAE(
+      height, channels, exp.config.model.num_latents,
+      tuple(exp.config.model.encoder_kernel_sizes))
+  optimizer = torch_reference.make_optimizer(
+      model, exp.config.train.learning_rate)
+  for i in range(sizes.torch_warmup):
+    torch_reference.train_step(model, optimizer, batches[i % pool], BETA)
+  best = float("inf")
+  for _ in range(sizes.repeats):
+    start = time.perf_counter()
+    for i in range(sizes.steps):
+      torch_reference.train_step(model, optimizer, batches[i % pool], BETA)
+    best = min(best, (time.perf_counter() - start) / sizes.steps)
+  return best, f"PyTorch {torch.__version__} CPU, {threads} threads"
+
+
+def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
+  """The item's rows: disentax (subpixel, transpose) vs PyTorch, ms/step."""
+  sizes = sizes or (QUICK if quick else FULL)
+  side = sizes.image_size
+  case = f"beta-VAE, batch {sizes.batch_size}, {side}x{side}x1, 1 seed"
+  timings = {}
+  for upsampling in ("subpixel", "transpose"):
+    log(ITEM, f"disentax, upsampling {upsampling}: compiling and timing")
+    timings[upsampling] = time_train_step(
+        standard_config(1, side, sizes.batch_size, upsampling),
+        sizes.steps, sizes.repeats)
+  log(ITEM, "PyTorch reference")
+  try:
+    torch_seconds, torch_name = time_torch_step(sizes)
+    torch_ms = torch_seconds * 1e3
+    data_note = ("PyTorch on pre-rendered batches (not charged for data); "
+                 "disentax renders dSprites inside its step")
+  except ImportError as error:
+    if error.name != "torch":
+      raise
+    torch_ms, torch_name = None, ""
+    data_note = f"PyTorch not installed: {INSTALL_HINT}"
+  rows = []
+  for upsampling, timing in timings.items():
+    label = ("default, sub-pixel upsampling" if upsampling == "subpixel"
+             else "straightforward, lax.conv_transpose")
+    rows.append(Row(
+        item=ITEM, case=f"{case}, {label} ({timing.layout})",
+        disentax=timing.seconds_per_step * 1e3, baseline=torch_ms,
+        unit="ms/step", baseline_name=torch_name,
+        target="<= 0.5x PyTorch" if upsampling == "subpixel" else "",
+        note=(f"{data_note}; best of {sizes.repeats} x {sizes.steps} steps; "
+              f"compile {timing.compile_seconds:.1f} s")))
+  return rows
