@@ -1,0 +1,126 @@
+"""Benchmark items 3, 5 and 6 (disentax/bench/fractional.py, evaluation.py,
+compile.py): known answers only, never timings.
+
+The fractional encoder's fast formulations compute the vmapped one's
+function and gradients from the same parameters; the normal encoder it is
+timed against has its parameter count; a DEFT train chunk compiles nothing
+after its first chunk, across stages and hyperparameter values; and each
+item's `measure` returns well-formed rows (run here at the smallest sizes).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from disentax.bench import Row, compile as compile_item, evaluation
+from disentax.bench import fractional
+from disentax.models import make_model
+from disentax.models.conv import FRACTIONAL_FORMULATIONS, FractionalEncoder
+
+
+def check_rows(rows, item):
+  assert rows and all(isinstance(r, Row) and r.item == item for r in rows)
+  for r in rows:
+    assert r.case and r.unit
+    assert math.isfinite(r.disentax) and r.disentax >= 0, r
+    if r.baseline is not None:
+      assert math.isfinite(r.baseline) and r.baseline > 0, r
+
+
+def abstract_count(module, image_shape):
+  shapes = jax.eval_shape(module.init, jax.random.key(0),
+                          jnp.zeros((1, *image_shape)))
+  return fractional.count_params(shapes)
+
+
+def test_parameter_counts_in_closed_form_and_matched():
+  # DEFT journal Table 1 lite sub-encoder on 64x64x1: convs 136 + 1,032 +
+  # 2,064 + 4,112, dense 16,448, heads 2 x 65 per latent.
+  assert fractional.fractional_params(10, 1000, 64) == 10 * 23_792 + 130_000
+  for groups, latents, side in [(10, 1000, 64), (1000, 1000, 64),
+                                (2, 100, 32), (3, 6, 16)]:
+    target = fractional.fractional_params(groups, latents, side)
+    assert abstract_count(FractionalEncoder(latents, groups),
+                          (side, side, 1)) == target
+    channels = fractional.matched_channels(target, latents, side)
+    count = fractional.conv_encoder_params(channels, latents, side)
+    assert abstract_count(fractional.NormalEncoder(channels, latents),
+                          (side, side, 1)) == count
+    assert abs(count - target) <= 0.01 * target, (groups, channels)
+    a = channels[0]
+    assert channels[:3] == (a, a, 2 * a)
+  for groups in (10, 100, 500, 1000):  # the paper's setting: within 0.5%
+    target = fractional.fractional_params(groups, 1000, 64)
+    count = fractional.conv_encoder_params(
+        fractional.matched_channels(target, 1000, 64), 1000, 64)
+    assert abs(count - target) <= 0.005 * target
+
+
+@pytest.mark.parametrize("kernel_sizes", [(4, 4, 4, 4), (4, 4, 2, 2)])
+def test_fractional_formulations_compute_the_same_function(kernel_sizes):
+  groups, latents = 3, 6
+  images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
+  encoders = {f: FractionalEncoder(latents, groups, kernel_sizes, f)
+              for f in FRACTIONAL_FORMULATIONS}
+  inits = {f: e.init(jax.random.key(2), images[:1])
+           for f, e in encoders.items()}
+  for f in FRACTIONAL_FORMULATIONS:  # same tree, same initial values
+    jax.tree.map(np.testing.assert_array_equal, inits[f], inits["vmap"])
+  # Two members, as member_execution 'vmap' trains them.
+  params = jax.vmap(lambda k: encoders["vmap"].init(k, images[:1]))(
+      jax.random.split(jax.random.key(3), 2))
+
+  def outputs_and_grads(encoder):
+    def loss(p, x):
+      mean, logvar = encoder.apply(p, x)
+      return fractional.kl_like(mean, logvar), (mean, logvar)
+    grad = jax.grad(loss, argnums=(0, 1), has_aux=True)
+    return jax.jit(jax.vmap(grad, in_axes=(0, None)))(params, images)
+
+  reference = outputs_and_grads(encoders["vmap"])
+  for f in FRACTIONAL_FORMULATIONS[1:]:
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                         atol=1e-6),
+                 outputs_and_grads(encoders[f]), reference)
+
+
+def test_unknown_fractional_formulation_is_rejected():
+  with pytest.raises(ValueError, match="fractional_formulation='loop'"):
+    make_model({"name": "conv_vae", "encoder": "fractional", "num_groups": 2,
+                "num_latents": 4, "fractional_formulation": "loop"},
+               (16, 16, 1))
+
+
+def test_fractional_measure_rows(monkeypatch):
+  monkeypatch.setattr(fractional, "QUICK", fractional.Sizes(
+      batch_size=2, image_size=16, num_latents=4, groups=(2,), repeats=1))
+  rows = fractional.measure(quick=True)
+  check_rows(rows, "fractional")
+  assert len(rows) == len(FRACTIONAL_FORMULATIONS)
+
+
+def test_compile_measure_no_recompilation(monkeypatch):
+  monkeypatch.setattr(compile_item, "QUICK_CONFIGS", ())
+  rows = compile_item.measure(quick=True)
+  check_rows(rows, "compile")
+  compiled, crossing, new_values, rebuilt = rows
+  assert compiled.unit == "s (XLA compile)" and compiled.disentax > 0
+  assert crossing.disentax == 0 and new_values.disentax == 0
+  # Stages 0, 0 (chunks of 4 steps, stages of 10), 0.5 (crosses), 1, 1.
+  assert crossing.note.endswith("0, 0, 0.5, 1, 1")
+  assert rebuilt.disentax > 0 and "identical" in rebuilt.note
+
+
+def test_evaluation_measure_rows(monkeypatch):
+  monkeypatch.setattr(evaluation, "QUICK", evaluation.Sizes(
+      preset="tiny", members=2, steps=2, warm=False,
+      battery={"mig": {"num_train": 100}, "unsupervised": {"num_train": 100}}))
+  monkeypatch.delenv(evaluation.ENV_WORKDIR, raising=False)
+  rows = evaluation.measure(quick=True)
+  check_rows(rows, "evaluation")
+  assert [r.case.split(",")[0] for r in rows] == ["mig", "unsupervised",
+                                                  "total"]
+  assert all("2 members" in r.case for r in rows)
