@@ -22,6 +22,10 @@ import ml_collections
 MEMBER_EXECUTIONS = ("auto", "vmap", "unroll")
 TRAIN_LOOPS = ("auto", "scan", "host")
 
+# Sections whose keys belong to the component they name (checked by its
+# registered builder), not to the shared schema.
+COMPONENT_SECTIONS = ("dataset", "model", "objective", "metric", "battery")
+
 BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.checkpoint_every", "train.keep_checkpoints",
                     "train.progress", "train.member_execution", "train.loop",
@@ -97,7 +101,7 @@ def _flat_keys(config: Any, prefix: str = "") -> set[str]:
   for key, value in config.items():
     keys.add(prefix + key)
     if isinstance(value, (ml_collections.ConfigDict, dict)) and key not in (
-        "dataset", "model", "objective", "metric", "battery"):
+        COMPONENT_SECTIONS):
       keys |= _flat_keys(value, f"{prefix}{key}.")
   return keys
 
@@ -193,4 +197,24 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_dict(data: dict[str, Any]) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(data)
+  """A saved config; schema keys added since it was written get their
+  defaults (a run saved before e.g. train.num_devices existed still loads
+  and resumes)."""
+  return ml_collections.ConfigDict(with_defaults(data))
+
+
+def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+  """`data` (a plain dict) with every missing schema key of base_config()
+  added at its default; component sections are left as they are."""
+  data = json.loads(json.dumps(data))
+
+  def fill(node: dict[str, Any], defaults: dict[str, Any]) -> None:
+    for key, default in defaults.items():
+      if key not in node:
+        node[key] = default
+      elif (isinstance(default, dict) and isinstance(node[key], dict)
+            and key not in COMPONENT_SECTIONS):
+        fill(node[key], default)
+
+  fill(data, to_dict(base_config()))
+  return data

@@ -128,9 +128,20 @@ def restore_members(manager: Any, step: int, exp: Experiment,
                     ) -> TrainState:
   """A checkpoint's state laid out as `layout` (default: one device, no
   padding), whatever device count wrote it."""
-  return checkpoint.restore_state(
-      manager, step,
-      abstract_state(exp, layout or single_device(exp)))
+  layout = layout or single_device(exp)
+  target = abstract_state(exp, layout)
+  try:
+    return checkpoint.restore_state(manager, step, target)
+  except ValueError as error:  # the tree on disk has no diverged_at?
+    try:  # written before divergence tracking: every member was healthy
+      old = checkpoint.restore_state(manager, step, {
+          name: getattr(target, name)
+          for name in ("step", "params", "opt_state", "aux")})
+    except ValueError:
+      raise error from None
+  healthy = jax.jit(lambda: jnp.full((layout.num_padded,), -1, jnp.int32),
+                    out_shardings=layout.members)()
+  return TrainState(diverged_at=healthy, **old)
 
 
 def make_member_step(exp: Experiment) -> Callable:
@@ -273,8 +284,9 @@ def checkpoint_meta(exp: Experiment) -> dict[str, Any]:
 
 def _check_same_run(saved: dict[str, Any], current: dict[str, Any],
                     workdir: str) -> None:
-  saved_id, current_id = (config_lib.identity(saved["config"]),
-                          config_lib.identity(current["config"]))
+  saved_id, current_id = (
+      config_lib.identity(config_lib.with_defaults(saved["config"])),
+      config_lib.identity(current["config"]))
   if saved_id != current_id:
     differing = sorted(_diff_keys(saved_id, current_id))
     raise ValueError(

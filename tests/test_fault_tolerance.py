@@ -112,3 +112,35 @@ def test_a_diverging_member_is_frozen_reported_and_leaves_the_others_alone(
   assert frozen["n_scored"] == 0 and frozen["n_non_finite"] == 2
   text = report.format_markdown(table, metric="mig", threshold=0.1)
   assert "diverged: seed 0 at step 1, seed 1 at step 1" in text
+
+
+def test_a_checkpoint_from_before_divergence_tracking_restores_and_resumes(
+    tmp_path):
+  """Runs written before train.learning_rates / num_devices and the
+  diverged_at leaf existed still evaluate and resume: missing config keys
+  take their defaults and every member counts as healthy."""
+  from disentax import config as config_lib
+  config = tiny_config(train__num_steps=5, train__checkpoint_every=5)
+  exp = build(config)
+  state = train.init_state(exp)
+  meta = train.checkpoint_meta(exp)
+  for key in ("learning_rates", "num_devices"):
+    del meta["config"]["train"][key]
+  manager = checkpoint.make_manager(str(tmp_path))
+  checkpoint.save(manager, 5, {"step": state.step + 5, "params": state.params,
+                               "opt_state": state.opt_state, "aux": None},
+                  meta)
+  manager.wait_until_finished()
+  manager.close()
+
+  manager, step = checkpoint.latest_step_or_fail(str(tmp_path))
+  saved = build(config_lib.from_dict(checkpoint.restore_meta(manager,
+                                                             step)["config"]))
+  restored = train.restore_members(manager, step, saved)
+  np.testing.assert_array_equal(restored.diverged_at, [-1] * 4)
+  for a, b in zip(jax.tree.leaves(restored.params),
+                  jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  resumed = train.train(tiny_config(train__num_steps=10,
+                                    train__checkpoint_every=5), str(tmp_path))
+  assert int(resumed.step) == 10
