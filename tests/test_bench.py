@@ -87,6 +87,7 @@ def test_torch_reference_computes_the_same_loss_and_gradients(
 
 
 def test_same_padding_is_xla_same():
+  pytest.importorskip("torch")
   from disentax.bench.torch_reference import same_padding
   assert same_padding(64, 4, 2) == (1, 1)
   assert same_padding(32, 2, 2) == (0, 0)
