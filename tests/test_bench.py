@@ -189,6 +189,7 @@ def test_train_step_without_torch_says_how_to_install(monkeypatch):
   assert all("pip install -e '.[bench]'" in r.note for r in rows)
 
 
+@pytest.mark.slow  # CI time; run with -m slow
 def test_data_item_end_to_end_at_the_smallest_sizes():
   rows = data.measure(True, data.Sizes(seeds=(1,), calls=1, steps=1, **TINY))
   _check_rows(rows, "data", 3)

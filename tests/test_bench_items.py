@@ -94,6 +94,7 @@ def test_unknown_fractional_formulation_is_rejected():
                (16, 16, 1))
 
 
+@pytest.mark.slow  # CI time; run with -m slow
 def test_fractional_measure_rows(monkeypatch):
   monkeypatch.setattr(fractional, "QUICK", fractional.Sizes(
       batch_size=2, image_size=16, num_latents=4, groups=(2,), repeats=1))
@@ -102,6 +103,7 @@ def test_fractional_measure_rows(monkeypatch):
   assert len(rows) == len(FRACTIONAL_FORMULATIONS)
 
 
+@pytest.mark.slow  # CI time; run with -m slow
 def test_compile_measure_no_recompilation(monkeypatch):
   monkeypatch.setattr(compile_item, "QUICK_CONFIGS", ())
   rows = compile_item.measure(quick=True)
@@ -114,6 +116,7 @@ def test_compile_measure_no_recompilation(monkeypatch):
   assert rebuilt.disentax > 0 and "identical" in rebuilt.note
 
 
+@pytest.mark.slow  # CI time; run with -m slow
 def test_evaluation_measure_rows(monkeypatch):
   monkeypatch.setattr(evaluation, "QUICK", evaluation.Sizes(
       preset="tiny", members=2, steps=2, warm=False,

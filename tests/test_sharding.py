@@ -16,7 +16,8 @@ from disentax import checkpoint, results, run_log, sharding, train
 from disentax.experiment import build
 from tests.conftest import REPO, run_module, tiny_config
 
-FOUR_CPU_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+FOUR_CPU_DEVICES = {"XLA_FLAGS": os.environ["XLA_FLAGS"]  # conftest's
+                    + " --xla_force_host_platform_device_count=4"}
 
 
 def test_padding_repeats_member_zero_to_a_multiple_of_the_devices():

@@ -61,6 +61,7 @@ def test_near_independent_halves_estimate_near_zero(short_estimates):
   np.testing.assert_allclose(short_estimates[0], 0, atol=0.1)
 
 
+@pytest.mark.slow  # CI time; run with -m slow
 def test_chunked_checkpointed_training_matches_and_resumes(tmp_path):
   kwargs = dict(num_repeats=2, num_steps=8, batch_size=8, eval_batches=1,
                 learning_rate=1e-3, width=16, depth=1)
