@@ -8,7 +8,8 @@ from disentax import results
 from tests.conftest import run_module
 
 ROW_KEYS = {"schema_version", "method", "dataset", "config_hash", "step",
-            "member", "seed", "hparams", "status", "metrics"}
+            "member", "seed", "hparams", "status", "diverged_at_step",
+            "metrics"}
 
 
 def test_train_evaluate_report_end_to_end(tmp_path):
