@@ -2,47 +2,23 @@
 message naming the key or value and what is allowed.  Also: the config hash
 identifies what a run computes, and the evaluator refuses empty workdirs."""
 
-import contextlib
 import math
 import os
 
 import jax
-import jax.monitoring
 import jax.numpy as jnp
 import pytest
 
 from disentax import checkpoint, train
 from disentax import config as config_lib
+from disentax.bench.compile import recorded_compiles
 from disentax.evaluate import evaluate
 from disentax.experiment import build
 from tests.conftest import run_module, tiny_config
 
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-# A program loaded from the persistent compilation cache (tests/conftest.py)
-# is not compiled again, but was compiled once: it counts as a compilation.
-CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
-
-
-@contextlib.contextmanager
-def recorded_compilations():
-  """Yields the list of XLA backend compilations made inside the block."""
-  compiles = []
-
-  def listener(event, duration, **kwargs):
-    if event == COMPILE_EVENT:
-      compiles.append(duration)
-
-  def hit_listener(event, **kwargs):
-    if event == CACHE_HIT_EVENT:
-      compiles.append(0.0)
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  jax.monitoring.register_event_listener(hit_listener)
-  try:
-    yield compiles
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-    jax.monitoring.unregister_event_listener(hit_listener)
+# Programs loaded from the persistent compilation cache (tests/conftest.py)
+# count too: they were compiled for this config once.
+recorded_compilations = recorded_compiles
 
 
 @pytest.fixture
@@ -57,7 +33,8 @@ def no_compilation(monkeypatch):
   monkeypatch.setattr(jax, "jit", forbidden_jit)
   with recorded_compilations() as compiles:
     yield
-  assert not compiles, f"{len(compiles)} XLA compilation(s) happened"
+  assert not compiles.programs, (f"{compiles.programs} XLA compilation(s) "
+                                 "happened")
 
 
 def with_key(config, dotted, value):
@@ -198,7 +175,7 @@ def test_compilations_are_recorded():
   """...and an eager op never run before (a fresh shape) is recorded."""
   with recorded_compilations() as compiles:
     jnp.full((3, 7, 13), 2.0) * 2.5
-  assert compiles
+  assert compiles.programs
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
