@@ -70,7 +70,7 @@ def member_layout(num_members: int, num_devices: int = 0) -> MemberLayout:
         f"config.train.num_devices={num_devices}; allowed: 0 (all) to "
         f"{len(devices)} (the devices JAX sees: {devices[0].platform} x "
         f"{len(devices)})")
-  if jax.process_count() > 1 and num_devices not in (0, len(devices)):
+  if not is_single_process() and num_devices not in (0, len(devices)):
     raise ValueError(
         f"config.train.num_devices={num_devices} under {jax.process_count()} "
         "processes; every process must take part: use 0 (all devices)")
@@ -100,7 +100,7 @@ def put_members(tree: Any, layout: MemberLayout) -> Any:
 def to_host(tree: Any, layout: MemberLayout) -> Any:
   """Member-stacked device arrays -> numpy [M, ...] without the padding
   (gathered from every process when there are several)."""
-  if jax.process_count() > 1:
+  if not is_single_process():
     tree = multihost_utils.process_allgather(tree, tiled=True)
   return jax.tree.map(lambda leaf: np.asarray(leaf)[:layout.num_members],
                       tree)
@@ -123,7 +123,7 @@ def over_devices(fn: Callable, layout: MemberLayout,
 def any_process(flag: bool) -> bool:
   """True on every process if `flag` is true on any (e.g. one of them got
   SIGTERM), so all processes stop at the same step."""
-  if jax.process_count() == 1:
+  if is_single_process():
     return flag
   flags = multihost_utils.process_allgather(np.int32(flag))
   return bool(np.any(flags))

@@ -683,8 +683,8 @@ def run_job(root: str, job: int | None = None, *, distributed: bool = False,
   import jax  # pylint: disable=g-import-not-at-top
   if distributed:  # before anything touches the devices
     sharding.initialize_distributed()  # auto-detects the SLURM job step
-  writer = jax.process_index() == 0
-  single = jax.process_count() == 1
+  writer = sharding.is_writer()
+  single = sharding.is_single_process()
   if phase == "evaluate" and not single:
     raise ValueError("--phase=evaluate runs in one process; launch it with "
                      "one task (srun --ntasks=1)")

@@ -68,9 +68,6 @@ class Tracer:
         self._factors)
     self._records = self._kept_records(resume_step)
 
-  def due(self, step: int) -> bool:
-    return self.every > 0 and step % self.every == 0
-
   def _kept_records(self, resume_step: int) -> dict[str, list[Any]]:
     records = {"step": [], "mig": [], "nmi_matrix": [], "stage": []}
     if self.every and os.path.isfile(self.path):

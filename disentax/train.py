@@ -348,8 +348,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   if latest is not None:
     _check_same_run(checkpoint.restore_meta(manager, latest), meta, workdir)
 
-  state = init_state(exp, layout)
-  if latest is not None:
+  if latest is None:
+    state = init_state(exp, layout)
+  else:  # restored straight into the layout; no initialisation to discard
     state = restore_members(manager, latest, exp, layout)
     if writer:
       print(f"resuming {workdir} from step {latest}", flush=True)
