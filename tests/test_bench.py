@@ -37,15 +37,16 @@ def random_params(model, x, noise_key):
   return jax.tree.map(fill, shapes)
 
 
-@pytest.mark.parametrize("image_size,kernel_sizes,upsampling", [
-    (64, (4, 4, 2, 2), "subpixel"),   # the benchmarked architecture
+@pytest.mark.parametrize("image_size,kernel_sizes,formulation", [
+    (64, (4, 4, 2, 2), "paired"),     # the benchmarked architecture
+    (32, (4, 4, 2, 2), "subpixel"),
     (32, (3, 5, 4, 1), "transpose"),  # odd kernels: asymmetric SAME padding
 ])
 def test_torch_reference_computes_the_same_loss_and_gradients(
-    image_size, kernel_sizes, upsampling):
+    image_size, kernel_sizes, formulation):
   torch = pytest.importorskip("torch")
   from disentax.bench import torch_reference as ref
-  config = train_step.standard_config(1, image_size, 4, upsampling)
+  config = train_step.standard_config(1, image_size, 4, formulation)
   config.model.encoder_kernel_sizes = kernel_sizes
   exp = build(config)
   _, x = jax.jit(exp.dataset.sample, static_argnums=1)(jax.random.key(3), 4)
@@ -166,7 +167,8 @@ def test_torch_step_timing_runs():
 
 
 def _fake_timing(config, steps, repeats):
-  per_step = {"subpixel": 0.05, "transpose": 0.2}[config.model.upsampling]
+  per_step = {"paired": 0.05, "subpixel": 0.1,
+              "transpose": 0.2}[config.model.upsampling]
   return train_step.StepTiming(1.0, per_step, "unroll/host")
 
 
@@ -175,17 +177,19 @@ def test_train_step_rows(monkeypatch):
   monkeypatch.setattr(train_step, "time_torch_step",
                       lambda sizes: (0.1, "PyTorch x"))
   rows = train_step.measure(True)
-  _check_rows(rows, "train_step", 2)
-  assert [r.ratio for r in rows] == pytest.approx([0.5, 2.0])
-  assert rows[0].target == "<= 0.5x PyTorch" and rows[1].target == ""
-  assert "pre-rendered" in rows[0].note and "transpose" in rows[1].case
+  _check_rows(rows, "train_step", 3)
+  assert [r.ratio for r in rows] == pytest.approx([0.5, 1.0, 2.0])
+  assert rows[0].target == "<= 0.5x PyTorch"
+  assert rows[1].target == rows[2].target == ""
+  assert "paired" in rows[0].case and "sub-pixel" in rows[1].case
+  assert "pre-rendered" in rows[0].note and "conv_transpose" in rows[2].case
 
 
 def test_train_step_without_torch_says_how_to_install(monkeypatch):
   monkeypatch.setattr(train_step, "time_train_step", _fake_timing)
   monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
   rows = train_step.measure(True)
-  assert [r.baseline for r in rows] == [None, None]
+  assert [r.baseline for r in rows] == [None, None, None]
   assert all("pip install -e '.[bench]'" in r.note for r in rows)
 
 

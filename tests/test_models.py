@@ -189,27 +189,52 @@ def test_conv_vae_encoder_kernel_sizes_change_the_count():
   assert counts[(4, 4, 4, 4)] - counts[(4, 4, 2, 2)] == 12 * (32 * 64 + 64 * 64)
 
 
-def test_subpixel_and_transpose_vaes_give_identical_logits():
-  """Same params (init with one, apply with both) -> same logits."""
+FORMULATIONS = [dict(upsampling="transpose", downsampling="conv"),
+                dict(upsampling="subpixel", downsampling="conv"),
+                dict(upsampling="paired", downsampling="paired")]
+
+
+@pytest.mark.parametrize("kernel_sizes", [(4, 4, 2, 2), (4, 4, 4, 4)])
+def test_formulations_give_identical_vaes_and_gradients(kernel_sizes):
+  """Same params (init with the reference, apply with every formulation) ->
+  same logits, and the same gradient of the reconstruction loss w.r.t. every
+  parameter: the fast formulations compute the reference function."""
   shape = (16, 16, 1)
-  transpose = conv_vae(observation_shape=shape, upsampling="transpose")
-  subpixel = conv_vae(observation_shape=shape, upsampling="subpixel")
+  models = [conv_vae(observation_shape=shape,
+                     encoder_kernel_sizes=kernel_sizes, **options)
+            for options in FORMULATIONS]
   x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, *shape)),
                   jnp.float32)
   abstract = [jax.eval_shape(model.init, jax.random.key(1), x,
-                             jax.random.key(2))
-              for model in (transpose, subpixel)]
-  assert shapes_of(abstract[0]) == shapes_of(abstract[1])
-  params_t = random_params(abstract[0])
+                             jax.random.key(2)) for model in models]
+  for other in abstract[1:]:
+    assert shapes_of(other) == shapes_of(abstract[0])
+  params = random_params(abstract[0])
+
+  def loss(model, params):
+    logits = model.apply(params, x, jax.random.key(3)).logits
+    return jnp.sum(optax_free_bce(logits, x))
 
   @jax.jit
-  def both(params, x, rng):
-    return transpose.apply(params, x, rng), subpixel.apply(params, x, rng)
+  def all_of_them(params):
+    return [(model.apply(params, x, jax.random.key(3)),
+             jax.grad(lambda p, m=model: loss(m, p))(params))
+            for model in models]
 
-  out_t, out_s = both(params_t, x, jax.random.key(3))
-  np.testing.assert_array_equal(out_s.z, out_t.z)
-  np.testing.assert_allclose(out_s.logits, out_t.logits, **TOL)
-  assert np.asarray(out_t.logits).std() > 1e-3  # not a constant image
+  (reference, grads_ref), *others = all_of_them(params)
+  assert np.asarray(reference.logits).std() > 1e-3  # not a constant image
+  for out, grads in others:
+    np.testing.assert_array_equal(out.z, reference.z)
+    np.testing.assert_allclose(out.logits, reference.logits, **TOL)
+    jax.tree.map(lambda g, r: np.testing.assert_allclose(
+        g, r, rtol=1e-4, atol=1e-4 * float(np.abs(r).max())), grads,
+        grads_ref)
+
+
+def optax_free_bce(logits, x):
+  """Bernoulli negative log-likelihood of x under logits."""
+  return jnp.maximum(logits, 0) - logits * x + jnp.log1p(
+      jnp.exp(-jnp.abs(logits)))
 
 
 @pytest.mark.parametrize("observation_shape, bad", [
@@ -227,7 +252,8 @@ def test_conv_vae_rejects_image_sizes(observation_shape, bad):
     (dict(num_latents=-3), r"num_latents=-3; must be an integer >= 1"),
     (dict(encoder_kernel_sizes=(4, 4, 2)), r"\(4, 4, 2\).*4 positive sizes"),
     (dict(encoder_kernel_sizes=(4, 4, 0, 2)), r"\(4, 4, 0, 2\)"),
-    (dict(upsampling="bilinear"), r"'bilinear'.*transpose.*subpixel")])
+    (dict(upsampling="bilinear"), r"'bilinear'.*transpose.*subpixel.*paired"),
+    (dict(downsampling="pool"), r"downsampling='pool'.*'conv', 'paired'")])
 def test_conv_vae_rejects_bad_options(kwargs, message):
   with pytest.raises(ValueError, match=message):
     conv_vae(observation_shape=(16, 16, 1), **kwargs)

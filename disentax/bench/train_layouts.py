@@ -29,7 +29,7 @@ _STEPS = flags.DEFINE_integer("steps", 5, "timed steps per measurement")
 _MODES = flags.DEFINE_list(
     "modes", ["unroll/host", "vmap/host"],
     "member_execution/loop combinations to time")
-_UPSAMPLING = flags.DEFINE_list("upsampling", ["subpixel", "transpose"],
+_UPSAMPLING = flags.DEFINE_list("upsampling", ["paired", "subpixel", "transpose"],
                                 "decoder upsampling formulations to time")
 
 

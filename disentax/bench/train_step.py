@@ -2,13 +2,17 @@
 vs the same architecture and loss in PyTorch on this CPU.
 
 The case is dlib-google's beta-VAE training: batch 64, 64x64x1 dSprites,
-conv encoder (4, 4, 2, 2), 10 latents, Adam lr 1e-4, one seed.  Rows:
+conv encoder (4, 4, 2, 2), 10 latents, Adam lr 1e-4, one seed.  Rows, one
+per formulation of the stride-2 layers (all compute the same function from
+the same parameters; the backend's default member layout and loop):
 
-  subpixel   disentax as it trains by default (the backend's default member
-             layout and loop; the decoder's transposed convolutions in the
-             exact sub-pixel formulation).  Target: <= 0.5x PyTorch.
-  transpose  the straightforward formulation (`model.upsampling=
-             'transpose'`, lax.conv_transpose) for reference.
+  paired     disentax as it trains by default (`model.upsampling` and
+             `model.downsampling` 'paired', models/stride2.py).
+             Target: <= 0.5x PyTorch.
+  subpixel   the previous default: sub-pixel decoder, XLA's encoder
+             gradients.
+  transpose  the straightforward formulation (lax.conv_transpose and
+             lax.conv, autodiffed) for reference.
 
 disentax renders each batch of dSprites inside its jitted step (as in
 training), so its time includes drawing the data.  PyTorch trains on a pool
@@ -80,20 +84,31 @@ def num_cores() -> int:
     return os.cpu_count() or 1
 
 
+# Formulation name -> (model.upsampling, model.downsampling).
+FORMULATIONS = {"paired": ("paired", "paired"),
+                "subpixel": ("subpixel", "conv"),
+                "transpose": ("transpose", "conv")}
+_LABELS = {"paired": "default, paired stride-2 layers",
+           "subpixel": "sub-pixel decoder, autodiffed encoder",
+           "transpose": "straightforward, lax.conv_transpose / lax.conv"}
+
+
 def standard_config(num_seeds: int = 1, image_size: int = 64,
-                    batch_size: int = 64, upsampling: str | None = None
+                    batch_size: int = 64, formulation: str | None = None
                     ) -> ml_collections.ConfigDict:
   """dlib-google's beta-VAE training config (experiments/beta_vae.py
   'paper': dSprites, conv (4, 4, 2, 2), Adam lr 1e-4) with one beta and
   `num_seeds` seeds; the member layout and loop are the backend's defaults.
-  `upsampling` None keeps the model's default ('subpixel')."""
+  `formulation` (a FORMULATIONS name) sets the stride-2 layers' formulation;
+  None keeps the model's defaults."""
   config = beta_vae.get_config("paper")
   config.objective.beta = (BETA,)
   config.num_seeds = num_seeds
   config.dataset.image_size = image_size
   config.train.batch_size = batch_size
-  if upsampling is not None:
-    config.model.upsampling = upsampling
+  if formulation is not None:
+    config.model.upsampling, config.model.downsampling = (
+        FORMULATIONS[formulation])
   return config
 
 
@@ -182,15 +197,15 @@ def time_torch_step(sizes: Sizes, pool: int = 8) -> tuple[float, str]:
 
 
 def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
-  """The item's rows: disentax (subpixel, transpose) vs PyTorch, ms/step."""
+  """The item's rows: disentax (each of FORMULATIONS) vs PyTorch, ms/step."""
   sizes = sizes or (QUICK if quick else FULL)
   side = sizes.image_size
   case = f"beta-VAE, batch {sizes.batch_size}, {side}x{side}x1, 1 seed"
   timings = {}
-  for upsampling in ("subpixel", "transpose"):
-    log(ITEM, f"disentax, upsampling {upsampling}: compiling and timing")
-    timings[upsampling] = time_train_step(
-        standard_config(1, side, sizes.batch_size, upsampling),
+  for formulation in FORMULATIONS:
+    log(ITEM, f"disentax, {formulation} formulation: compiling and timing")
+    timings[formulation] = time_train_step(
+        standard_config(1, side, sizes.batch_size, formulation),
         sizes.steps, sizes.repeats)
   log(ITEM, "PyTorch reference")
   try:
@@ -204,14 +219,12 @@ def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
     torch_ms, torch_name = None, ""
     data_note = f"PyTorch not installed: {INSTALL_HINT}"
   rows = []
-  for upsampling, timing in timings.items():
-    label = ("default, sub-pixel upsampling" if upsampling == "subpixel"
-             else "straightforward, lax.conv_transpose")
+  for formulation, timing in timings.items():
     rows.append(Row(
-        item=ITEM, case=f"{case}, {label} ({timing.layout})",
+        item=ITEM, case=f"{case}, {_LABELS[formulation]} ({timing.layout})",
         disentax=timing.seconds_per_step * 1e3, baseline=torch_ms,
         unit="ms/step", baseline_name=torch_name,
-        target="<= 0.5x PyTorch" if upsampling == "subpixel" else "",
+        target="<= 0.5x PyTorch" if formulation == "paired" else "",
         note=(f"{data_note}; best of {sizes.repeats} x {sizes.steps} steps; "
               f"compile {timing.compile_seconds:.1f} s")))
   return rows

@@ -57,6 +57,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from disentax.models import MODELS
+from disentax.models.stride2 import DOWNSAMPLINGS, Downsample2x
 from disentax.models.upsample import UPSAMPLINGS, Upsample2x
 from disentax.models.vae import VAE, check_noise_correlation
 
@@ -81,11 +82,13 @@ def check_image_shape(observation_shape: Sequence[int]) -> None:
 
 
 def conv_stack(x: jax.Array, channels: Sequence[int],
-               kernel_sizes: Sequence[int]) -> jax.Array:
+               kernel_sizes: Sequence[int],
+               downsampling: str = "conv") -> jax.Array:
   """Stride-2 ReLU convolutions; call inside a compact module (the layers
-  become that module's Conv_0, Conv_1, ...)."""
-  for features, k in zip(channels, kernel_sizes):
-    x = nn.relu(nn.Conv(features, (k, k), strides=(2, 2), padding="SAME")(x))
+  become that module's Conv_0, Conv_1, ..., with flax Conv's parameters
+  whichever `downsampling` formulation computes them)."""
+  for i, (features, k) in enumerate(zip(channels, kernel_sizes)):
+    x = nn.relu(Downsample2x(features, k, downsampling, name=f"Conv_{i}")(x))
   return x
 
 
@@ -98,11 +101,13 @@ class ConvEncoder(nn.Module):
   num_latents: int
   kernel_sizes: Sequence[int] = (4, 4, 2, 2)
   hidden: int = 256
+  downsampling: str = "conv"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     batch = x.shape[0]
-    x = conv_stack(x, ENCODER_CHANNELS, self.kernel_sizes).reshape(batch, -1)
+    x = conv_stack(x, ENCODER_CHANNELS, self.kernel_sizes,
+                   self.downsampling).reshape(batch, -1)
     if self.hidden:
       x = nn.relu(nn.Dense(self.hidden)(x))
     mean = nn.Dense(self.num_latents, name="mean")(x)
@@ -135,11 +140,13 @@ class SplitEncoder(nn.Module):
   kernel_sizes: Sequence[int] = (4, 4, 2, 2)
   head_channels: int = ENCODER_CHANNELS[-1]
   head_hidden: int = 256
+  downsampling: str = "conv"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     batch = x.shape[0]
-    x = conv_stack(x, ENCODER_CHANNELS[:-1], self.kernel_sizes[:-1])
+    x = conv_stack(x, ENCODER_CHANNELS[:-1], self.kernel_sizes[:-1],
+                   self.downsampling)
     heads = nn.vmap(LatentHead, variable_axes={"params": 0},
                     split_rngs={"params": True}, in_axes=None, out_axes=1,
                     axis_size=self.num_latents)
@@ -329,7 +336,8 @@ class DeconvDecoder(nn.Module):
 
 def check_architecture(observation_shape: Sequence[int], num_latents: int,
                        encoder_kernel_sizes: Sequence[int],
-                       upsampling: str) -> tuple[int, ...]:
+                       upsampling: str, downsampling: str = "conv"
+                       ) -> tuple[int, ...]:
   """Validates the options every conv architecture shares; returns the
   kernel sizes as a tuple."""
   check_image_shape(observation_shape)
@@ -343,20 +351,27 @@ def check_architecture(observation_shape: Sequence[int], num_latents: int,
         f"{len(ENCODER_CHANNELS)} positive sizes, one per conv layer")
   if upsampling not in UPSAMPLINGS:
     raise ValueError(f"upsampling={upsampling!r}; allowed: {UPSAMPLINGS}")
+  if downsampling not in DOWNSAMPLINGS:
+    raise ValueError(
+        f"downsampling={downsampling!r}; allowed: {DOWNSAMPLINGS}")
   return tuple(encoder_kernel_sizes)
 
 
 @MODELS.register("conv_vae")
 def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
              encoder_kernel_sizes: Sequence[int] = (4, 4, 2, 2),
-             upsampling: str = "subpixel", encoder: str = "standard",
+             upsampling: str = "paired", downsampling: str = "paired",
+             encoder: str = "standard",
              noise_correlation: float = 0.0, split_channels: int = 64,
              split_hidden: int = 256, num_groups: int = 1,
              fractional_formulation: str = "vmap") -> VAE:
   """The standard architecture; `encoder_kernel_sizes` (4, 4, 2, 2) is
   dlib-google's, (4, 4, 4, 4) the beta-VAE/DEFT papers'.  `upsampling`
-  'subpixel' computes the reference transposed convolutions exactly (same
-  parameters), only faster to differentiate on CPU; see models/upsample.py.
+  'paired' / 'subpixel' compute the reference transposed convolutions
+  exactly (same parameters), only faster to differentiate on CPU (see
+  models/upsample.py); `downsampling` 'paired' does the same for the
+  encoder's strided convolutions of the standard and split encoders
+  (models/stride2.py; 'conv' is XLA's own gradient).
 
   `encoder`: 'standard', 'split', 'sharing' or 'fractional' (module
   docstring; `num_groups` is the fractional encoder's G, and num_latents
@@ -377,7 +392,8 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ValueError(f"{name}={value!r}; must be an integer >= 1")
   kernel_sizes = check_architecture(observation_shape, num_latents,
-                                    encoder_kernel_sizes, upsampling)
+                                    encoder_kernel_sizes, upsampling,
+                                    downsampling)
   if num_groups != 1 and encoder != "fractional":
     raise ValueError(f"num_groups={num_groups} needs encoder='fractional' "
                      f"(got encoder={encoder!r})")
@@ -394,11 +410,13 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
                                        fractional_formulation)
   elif encoder == "split":
     encoder_module = SplitEncoder(num_latents, kernel_sizes, split_channels,
-                                  split_hidden)
+                                  split_hidden, downsampling)
   elif encoder == "sharing":
-    encoder_module = ConvEncoder(num_latents, kernel_sizes, hidden=0)
+    encoder_module = ConvEncoder(num_latents, kernel_sizes, hidden=0,
+                                 downsampling=downsampling)
   else:
-    encoder_module = ConvEncoder(num_latents, kernel_sizes)
+    encoder_module = ConvEncoder(num_latents, kernel_sizes,
+                                 downsampling=downsampling)
   return VAE(encoder_module, DeconvDecoder(tuple(observation_shape),
                                            upsampling),
              noise_correlation=noise_correlation)

@@ -1,7 +1,7 @@
 """2x spatial upsampling used by every decoder, behind one module.
 
 The reference decoders use 4x4 stride-2 'SAME' transposed convolutions.
-XLA:CPU computes their gradient very slowly, so this module offers two
+XLA:CPU computes their gradient very slowly, so this module offers three
 formulations of *the same function with the same parameters* (a 4x4xCinxCout
 kernel and a bias, laid out as flax.linen.ConvTranspose's):
 
@@ -12,6 +12,10 @@ kernel and a bias, laid out as flax.linen.ConvTranspose's):
              (the kernel gathered from the 4x4 one, unused taps zero) followed
              by a depth-to-space shuffle.  Several times faster to
              differentiate on CPU; tests/test_models.py checks equality.
+  paired     by output phase without the zero taps (a 2x2 convolution into
+             4*Cout channels), with hand-written gradients that are the
+             strided convolution and its kernel gradient (models/stride2.py);
+             the fastest on CPU.
 
 Why the taps: with SAME padding the transposed convolution pads the
 2x-dilated input by 2 on each side, so output row 2m reads input rows m-1, m
@@ -26,7 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-UPSAMPLINGS = ("transpose", "subpixel")
+from disentax.models import stride2
+
+UPSAMPLINGS = ("transpose", "subpixel", "paired")
 KERNEL = 4
 
 # _PHASE_TAPS[parity, offset + 1, tap] = 1 where output phase `parity` reads
@@ -54,7 +60,8 @@ def subpixel_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return y.reshape(batch, 2 * height, 2 * width, cout)
 
 
-_FORMULATIONS = {"transpose": transpose_conv, "subpixel": subpixel_conv}
+_FORMULATIONS = {"transpose": transpose_conv, "subpixel": subpixel_conv,
+                 "paired": stride2.up}
 
 
 class Upsample2x(nn.Module):

@@ -1,0 +1,245 @@
+"""Stride-2 'SAME' convolutions of the standard architecture with gradients
+XLA:CPU computes fast.
+
+The encoder downsamples with 4x4 (or 2x2) stride-2 convolutions and the
+decoder upsamples with 4x4 stride-2 transposed convolutions.  Left to
+autodiff, XLA:CPU differentiates them slowly: the input gradient of a
+strided convolution and the forward of a transposed one become
+base-dilated convolutions (mostly multiplications by inserted zeros), and
+the kernel gradients of the decoder become convolutions over the batch
+with large layout transposes around them.  Yet the two operations are each
+other's adjoints, so every gradient is one of the two operations again:
+
+  down(x, k)   the strided convolution  (lax.conv, stride 2, SAME)
+  up(y, k)     its transpose            (flax ConvTranspose 4x4 stride 2 SAME)
+
+  d down / dx  = up(dy, k*)            d up / dy  = down(g, k*)
+  d down / dk  = kernel_grad(x, dy)    d up / dk  = kernel_grad(g, y)*
+
+where k* = adjoint_kernel(k) (the kernel flipped in both spatial axes, its
+input and output channels swapped; an involution).  `down` is XLA's own
+strided convolution, which is fast; `up` is computed by output phase: the
+output pixel (2m + a, 2n + b) reads a 2x2 window of the input, so all four
+phases are one stride-1 2x2 convolution into 4 x Cout channels followed by
+a depth-to-space shuffle (exactly the transposed convolution's arithmetic,
+unlike the 3x3 'subpixel' form, which multiplies 5 zero taps of every 9).
+
+Same functions as the reference layers, same parameters (HWIO kernels as
+flax's Conv / ConvTranspose hold them); tests/test_models.py checks values
+and gradients against lax.conv / lax.conv_transpose and flax.  Only first
+derivatives are defined (jax.custom_vjp): no objective here differentiates
+twice.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+KERNEL_SIZES = (2, 4)  # the stride-2 kernels written out here
+DOWNSAMPLINGS = ("conv", "paired")
+
+
+def adjoint_kernel(kernel: jax.Array) -> jax.Array:
+  """The kernel of the adjoint operation: spatially flipped, in/out swapped."""
+  return jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+
+
+def _xla_down(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return lax.conv_general_dilated(x, kernel, (2, 2), "SAME",
+                                  dimension_numbers=_NHWC)
+
+
+def space_to_depth(x: jax.Array) -> jax.Array:
+  """[b, H, W, C] -> [b, H/2, W/2, 4C], channels ordered (row, column, c)."""
+  batch, height, width, channels = x.shape
+  x = x.reshape(batch, height // 2, 2, width // 2, 2 * channels)
+  return x.transpose(0, 1, 3, 2, 4).reshape(batch, height // 2, width // 2,
+                                            4 * channels)
+
+
+def _contract_rows(a: jax.Array, b: jax.Array) -> jax.Array:
+  """a^T b for row-major [n, p] and [n, q] (a sum over the n rows)."""
+  return lax.dot_general(a, b, (((0,), (0,)), ((), ())))
+
+
+def kernel_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
+  """d<down(x, k), dy>/dk: [4, 4, Cin, Cout] for `x` [b, H, W, Cin] and
+  `dy` [b, H/2, W/2, Cout].
+
+  In the space-to-depth view z of the padded input ([b, H/2+1, W/2+1, 4Cin],
+  z[i, j] holding input rows 2i-1, 2i and columns 2j-1, 2j), kernel block
+  (a, b) (taps 2a.., 2b..) is the sum over positions of z[i+a, j+b] (x)
+  dy[i, j]: four matrix products over b*H*W/4 rows.  They are written as
+  products of whole row-major matrices, which XLA:CPU multiplies fast, not
+  as the convolution over the batch that autodiff emits (which needs a
+  channels-first copy of x and dy).  When Cout > 4 Cin (the first encoder
+  layer, the last decoder layer) the four shifted windows of z are sliced
+  out (z is the small side); otherwise dy is placed on z's padded grid once
+  and its four shifts are gathered as one [rows, 4 Cout] matrix, so all
+  blocks are one product."""
+  batch, height, width, cin = x.shape
+  cout = dy.shape[-1]
+  h, w = height // 2, width // 2
+  z = space_to_depth(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
+  if cout > 4 * cin:
+    rows = dy.reshape(-1, cout)
+    blocks = jnp.stack([_contract_rows(
+        z[:, a:a + h, b:b + w].reshape(-1, 4 * cin), rows)
+        for a in (0, 1) for b in (0, 1)])                  # [(a,b), 4Cin, O]
+  else:
+    z = z.reshape(-1, 4 * cin)                             # rows (b, i, j)
+    grid = jnp.pad(dy, ((0, 0), (0, 1), (0, 1), (0, 0))).reshape(-1, cout)
+    # Row r of shift s is grid[r - s] (zero before the start): z's row
+    # (i + a, j + b) meets dy's (i, j) at s = a (W/2 + 1) + b; rows past dy's
+    # edge meet the zero padding.
+    lead = w + 2
+    grid = jnp.pad(grid, ((lead, 0), (0, 0)))
+    shifts = [a * (w + 1) + b for a in (0, 1) for b in (0, 1)]
+    shifted = jnp.concatenate(
+        [grid[lead - s:lead - s + z.shape[0]] for s in shifts], axis=1)
+    blocks = _contract_rows(z, shifted).reshape(4 * cin, 4, cout)
+    blocks = blocks.transpose(1, 0, 2)                     # [(a,b), 4Cin, O]
+  # blocks[(a, b), (row, col, c), o] is tap (2a + row, 2b + col).
+  return blocks.reshape(2, 2, 2, 2, cin, cout).transpose(
+      0, 2, 1, 3, 4, 5).reshape(4, 4, cin, cout)
+
+
+def _phase_up(y: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The transposed convolution by output phase.  With SAME padding output
+  row 2m + a reads padded input rows m + a, m + a + 1 through kernel rows
+  a, a + 2 (likewise for columns), so kernel tap (2i + a, 2j + b) is window
+  position (i, j) of phase (a, b)."""
+  batch, height, width, cin = y.shape
+  cout = kernel.shape[-1]
+  windows = kernel.reshape(2, 2, 2, 2, cin, cout).transpose(0, 2, 4, 1, 3, 5)
+  padded = jnp.pad(y, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  phases = lax.conv_general_dilated(
+      padded, windows.reshape(2, 2, cin, 4 * cout), (1, 1), "VALID",
+      dimension_numbers=_NHWC).reshape(batch, height + 1, width + 1, 2, 2,
+                                       cout)
+  rows = [jnp.stack([phases[:, a:a + height, b:b + width, a, b]
+                     for b in (0, 1)], axis=3) for a in (0, 1)]
+  return jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width, cout)
+
+
+def _overlap_add_up(y: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The transposed convolution as its definition: every input pixel's
+  product with all 16 taps (one matrix product, [b*H*W, 16 Cout]), added
+  into the output where the taps land.  Cheapest when 16 Cout <= Cin (the
+  last decoder layer), where the products are fewer than the inputs."""
+  batch, height, width, cin = y.shape
+  cout = kernel.shape[-1]
+  taps = (y.reshape(-1, cin) @ kernel.transpose(2, 0, 1, 3).reshape(
+      cin, 16 * cout)).reshape(batch, height, width, 4, 4, cout)
+
+  def shifted(v, offset, axis):  # v[m + offset] along `axis`, zero outside
+    if offset == 0:
+      return v
+    pad = [(0, 0)] * v.ndim
+    pad[axis] = (0, 1) if offset > 0 else (1, 0)
+    part = lax.slice_in_dim(v, max(offset, 0), v.shape[axis] + min(offset, 0),
+                            axis=axis)
+    return jnp.pad(part, pad)
+
+  # Output phase 0 reads input offsets -1, 0 through taps 0, 2; phase 1
+  # reads offsets 0, +1 through taps 1, 3 (see _phase_up).
+  reads = {0: ((-1, 0), (0, 2)), 1: ((0, 1), (1, 3))}
+  rows = []
+  for a in (0, 1):
+    row = []
+    for b in (0, 1):
+      total = 0.0
+      for row_offset, row_tap in zip(*reads[a]):
+        for col_offset, col_tap in zip(*reads[b]):
+          total = total + shifted(shifted(taps[:, :, :, row_tap, col_tap],
+                                          row_offset, 1), col_offset, 2)
+      row.append(total)
+    rows.append(jnp.stack(row, axis=3))
+  return jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width, cout)
+
+
+@jax.custom_vjp
+def down(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-2 SAME convolution of NHWC `x` (even height and width) with a
+  4x4 HWIO `kernel`."""
+  return _xla_down(x, kernel)
+
+
+@jax.custom_vjp
+def up(y: jax.Array, kernel: jax.Array) -> jax.Array:
+  """4x4 stride-2 SAME transposed convolution of NHWC `y` (as
+  lax.conv_transpose / flax ConvTranspose compute it) with HWIO `kernel`."""
+  if 16 * kernel.shape[-1] <= kernel.shape[-2]:
+    return _overlap_add_up(y, kernel)
+  return _phase_up(y, kernel)
+
+
+def _down_fwd(x, kernel):
+  return down(x, kernel), (x, kernel)
+
+
+def _down_bwd(residuals, dy):
+  x, kernel = residuals
+  return up(dy, adjoint_kernel(kernel)), kernel_grad(x, dy)
+
+
+def _up_fwd(y, kernel):
+  return up(y, kernel), (y, kernel)
+
+
+def _up_bwd(residuals, g):
+  y, kernel = residuals
+  return (down(g, adjoint_kernel(kernel)),
+          adjoint_kernel(kernel_grad(g, y)))
+
+
+down.defvjp(_down_fwd, _down_bwd)
+up.defvjp(_up_fwd, _up_bwd)
+
+
+def down_2x2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-2 SAME convolution with a 2x2 kernel: the 2x2 blocks do not
+  overlap (SAME adds no padding), so it is one matrix product of the
+  space-to-depth input; autodiff of that is already fast."""
+  cin, cout = kernel.shape[2:]
+  return jnp.einsum("bhwk,ko->bhwo", space_to_depth(x),
+                    kernel.reshape(4 * cin, cout))
+
+
+def strided_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A stride-2 SAME convolution in the paired formulation for the kernel
+  sizes in KERNEL_SIZES on even-sided inputs (every input of the standard
+  architecture); XLA's own convolution, autodiffed, otherwise."""
+  size = kernel.shape[0]
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    return _xla_down(x, kernel)
+  if size == 4:
+    return down(x, kernel)
+  if size == 2:
+    return down_2x2(x, kernel)
+  return _xla_down(x, kernel)
+
+
+class Downsample2x(nn.Module):
+  """Halves height and width: a size x size stride-2 'SAME' convolution with
+  flax.linen.Conv's parameters (HWIO kernel, bias, same initialisers), so
+  either formulation reads the other's checkpoints.  'conv' leaves its
+  gradient to autodiff; 'paired' is `strided_conv`."""
+  features: int
+  size: int
+  formulation: str = "conv"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.formulation not in DOWNSAMPLINGS:
+      raise ValueError(f"downsampling {self.formulation!r}; allowed: "
+                       f"{DOWNSAMPLINGS}")
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (self.size, self.size, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    conv = strided_conv if self.formulation == "paired" else _xla_down
+    return conv(x, kernel) + bias
