@@ -22,7 +22,10 @@ strided convolution, which is fast; `up` is computed by output phase: the
 output pixel (2m + a, 2n + b) reads a 2x2 window of the input, so all four
 phases are one stride-1 2x2 convolution into 4 x Cout channels followed by
 a depth-to-space shuffle (exactly the transposed convolution's arithmetic,
-unlike the 3x3 'subpixel' form, which multiplies 5 zero taps of every 9).
+unlike the 3x3 'subpixel' form, which multiplies 5 zero taps of every 9);
+for a layer with few output channels (the decoder's last, 16 Cout <= Cin)
+every input pixel's products with the 16 taps are added into place
+instead.
 
 Same functions as the reference layers, same parameters (HWIO kernels as
 flax's Conv / ConvTranspose hold them); tests/test_models.py checks values
