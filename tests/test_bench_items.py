@@ -88,10 +88,21 @@ def test_fractional_formulations_compute_the_same_function(kernel_sizes):
 
 
 def test_unknown_fractional_formulation_is_rejected():
-  with pytest.raises(ValueError, match="fractional_formulation='loop'"):
+  with pytest.raises(ValueError, match="fractional_formulation='loop'.*'auto', "
+                     "'vmap', 'stacked', 'block_diagonal'"):
     make_model({"name": "conv_vae", "encoder": "fractional", "num_groups": 2,
                 "num_latents": 4, "fractional_formulation": "loop"},
                (16, 16, 1))
+
+
+@pytest.mark.parametrize("backend, expected", [("cpu", "stacked"),
+                                               ("gpu", "vmap")])
+def test_auto_fractional_formulation_follows_the_backend(
+    monkeypatch, backend, expected):
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  model = make_model({"name": "conv_vae", "encoder": "fractional",
+                      "num_groups": 2, "num_latents": 4}, (16, 16, 1))
+  assert model.encoder.formulation == expected
 
 
 @pytest.mark.slow  # CI time; run with -m slow

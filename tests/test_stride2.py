@@ -149,3 +149,34 @@ def test_downsample2x_rejects_unknown_formulation():
   with pytest.raises(ValueError, match=r"'strided'.*'conv', 'paired'"):
     stride2.Downsample2x(3, 4, "strided").init(jax.random.key(0),
                                                jnp.zeros((1, 4, 4, 1)))
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_input_grad_of_a_grouped_conv_is_autodiffs(groups):
+  """The grouped transposed convolution by phase = jax's input gradient of
+  the grouped strided convolution (DEFT's stacked sub-encoders use it)."""
+  rng = np.random.default_rng(8)
+  x = normal(rng, 2, 8, 6, 2 * groups)
+  kernel = normal(rng, 4, 4, 2, 5 * groups)
+  dy = normal(rng, 2, 4, 3, 5 * groups)
+
+  def conv(x):
+    return lax.conv_general_dilated(x, kernel, (2, 2), "SAME",
+                                    dimension_numbers=NHWC,
+                                    feature_group_count=groups)
+  expected = jax.vjp(conv, x)[1](dy)[0]
+  np.testing.assert_allclose(stride2.input_grad(dy, kernel, groups),
+                             expected, **GRAD_TOL)
+  assert np.abs(np.asarray(expected)).max() > 0.1
+
+
+def test_grouped_adjoint_kernel_is_each_groups_adjoint():
+  rng = np.random.default_rng(9)
+  kernel = normal(rng, 4, 4, 2, 3 * 5)  # 3 groups of 2 -> 5 channels
+  star = stride2.adjoint_kernel(kernel, 3)
+  assert star.shape == (4, 4, 5, 3 * 2)
+  for g in range(3):
+    np.testing.assert_array_equal(
+        star[..., 2 * g:2 * g + 2],
+        stride2.adjoint_kernel(kernel[..., 5 * g:5 * g + 5]))
+

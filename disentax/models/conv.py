@@ -30,10 +30,12 @@ submission, sections 3.2 and 5.1):
             computation, never a Python loop.  `fractional_formulation`
             picks how that computation is written (same parameter tree,
             same function to float32 rounding; see FractionalEncoder):
-            'vmap' (default) lets jax.vmap batch the sub-encoder, 'stacked'
+            'auto' (default) is 'stacked' on CPU and 'vmap' elsewhere;
+            'vmap' lets jax.vmap batch the sub-encoder, 'stacked'
             writes the groups out as channel-stacked grouped convolutions
-            and batched matmuls whose kernel gradient avoids XLA:CPU's slow
-            batch-grouped convolution (about 10x faster on CPU);
+            and batched matmuls whose gradients avoid XLA:CPU's slow
+            batch-grouped and base-dilated convolutions (about 10x faster
+            on CPU);
             'block_diagonal' computes the grouped convolutions as ordinary
             ones with block-diagonal kernels (G times their arithmetic, but
             the fastest on CPU for small G such as DEFT's 2 or 4).
@@ -56,7 +58,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from disentax.models import MODELS
+from disentax.models import MODELS, stride2
 from disentax.models.stride2 import DOWNSAMPLINGS, Downsample2x
 from disentax.models.upsample import UPSAMPLINGS, Upsample2x
 from disentax.models.vae import VAE, check_noise_correlation
@@ -219,9 +221,14 @@ def _grouped_conv_fwd(x: jax.Array, kernel: jax.Array, groups: int):
 
 def _grouped_conv_bwd(groups: int, residuals, dy: jax.Array):
   x, kernel = residuals
-  _, input_vjp = jax.vjp(lambda x: _strided_conv(x, kernel, groups), x)
-  return (input_vjp(dy)[0],
-          _grouped_kernel_grad(x, dy, kernel.shape[0], groups))
+  if kernel.shape[0] == 4 and not (x.shape[1] % 2 or x.shape[2] % 2):
+    # The transposed convolution by phase, not the base-dilated one
+    # autodiff emits (models/stride2.py).
+    x_grad = stride2.input_grad(dy, kernel, groups)
+  else:
+    _, input_vjp = jax.vjp(lambda x: _strided_conv(x, kernel, groups), x)
+    x_grad = input_vjp(dy)[0]
+  return x_grad, _grouped_kernel_grad(x, dy, kernel.shape[0], groups)
 
 
 grouped_conv.defvjp(_grouped_conv_fwd, _grouped_conv_bwd)
@@ -364,7 +371,7 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
              encoder: str = "standard",
              noise_correlation: float = 0.0, split_channels: int = 64,
              split_hidden: int = 256, num_groups: int = 1,
-             fractional_formulation: str = "vmap") -> VAE:
+             fractional_formulation: str = "auto") -> VAE:
   """The standard architecture; `encoder_kernel_sizes` (4, 4, 2, 2) is
   dlib-google's, (4, 4, 4, 4) the beta-VAE/DEFT papers'.  `upsampling`
   'paired' / 'subpixel' compute the reference transposed convolutions
@@ -378,7 +385,8 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
   must be a multiple of it; `fractional_formulation` 'vmap', 'stacked' or
   'block_diagonal' is how its groups are computed: same parameters, same
   function; on CPU 'stacked' trains about 10x faster than 'vmap', and
-  'block_diagonal' faster still for G <= 10 or so);
+  'block_diagonal' can be faster for very small G; 'auto' is 'stacked' on
+  CPU, 'vmap' on accelerators, where 'stacked' is not measured yet);
   `split_channels` / `split_hidden`: widths of each latent's own conv and
   dense layer in the split encoder.  `noise_correlation` s in [0, 1):
   reparameterisation noise N(0, (1-s)I + s 11^T) (split-encoder paper's
@@ -397,9 +405,12 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
   if num_groups != 1 and encoder != "fractional":
     raise ValueError(f"num_groups={num_groups} needs encoder='fractional' "
                      f"(got encoder={encoder!r})")
+  if fractional_formulation == "auto":
+    fractional_formulation = ("stacked" if jax.default_backend() == "cpu"
+                              else "vmap")
   if fractional_formulation not in FRACTIONAL_FORMULATIONS:
     raise ValueError(f"fractional_formulation={fractional_formulation!r}; "
-                     f"allowed: {FRACTIONAL_FORMULATIONS}")
+                     f"allowed: {('auto', *FRACTIONAL_FORMULATIONS)}")
   if encoder == "fractional" and num_latents % num_groups:
     raise ValueError(
         f"num_latents={num_latents} is not a multiple of num_groups="

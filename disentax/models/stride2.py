@@ -46,9 +46,14 @@ KERNEL_SIZES = (2, 4)  # the stride-2 kernels written out here
 DOWNSAMPLINGS = ("conv", "paired")
 
 
-def adjoint_kernel(kernel: jax.Array) -> jax.Array:
-  """The kernel of the adjoint operation: spatially flipped, in/out swapped."""
-  return jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+def adjoint_kernel(kernel: jax.Array, groups: int = 1) -> jax.Array:
+  """The kernel of the adjoint operation: spatially flipped, in/out swapped
+  (within each of `groups` groups of a grouped HWIO kernel [k, k, Cin/G,
+  Cout])."""
+  size, _, cin, cout = kernel.shape
+  flipped = kernel[::-1, ::-1].reshape(size, size, cin, groups, cout // groups)
+  return flipped.transpose(0, 1, 4, 3, 2).reshape(size, size, cout // groups,
+                                                  groups * cin)
 
 
 def _xla_down(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -111,22 +116,24 @@ def kernel_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
       0, 2, 1, 3, 4, 5).reshape(4, 4, cin, cout)
 
 
-def _phase_up(y: jax.Array, kernel: jax.Array) -> jax.Array:
-  """The transposed convolution by output phase.  With SAME padding output
-  row 2m + a reads padded input rows m + a, m + a + 1 through kernel rows
-  a, a + 2 (likewise for columns), so kernel tap (2i + a, 2j + b) is window
-  position (i, j) of phase (a, b)."""
-  batch, height, width, cin = y.shape
-  cout = kernel.shape[-1]
-  windows = kernel.reshape(2, 2, 2, 2, cin, cout).transpose(0, 2, 4, 1, 3, 5)
+def _phase_up(y: jax.Array, kernel: jax.Array, groups: int = 1) -> jax.Array:
+  """The transposed convolution by output phase (in `groups` groups of
+  channels).  With SAME padding output row 2m + a reads padded input rows
+  m + a, m + a + 1 through kernel rows a, a + 2 (likewise for columns), so
+  kernel tap (2i + a, 2j + b) is window position (i, j) of phase (a, b)."""
+  batch, height, width, _ = y.shape
+  cin, cout = kernel.shape[2], kernel.shape[3] // groups
+  windows = kernel.reshape(2, 2, 2, 2, cin, groups, cout).transpose(
+      0, 2, 4, 5, 1, 3, 6)                         # (i, j, c, g, a, b, o)
   padded = jnp.pad(y, ((0, 0), (1, 1), (1, 1), (0, 0)))
   phases = lax.conv_general_dilated(
-      padded, windows.reshape(2, 2, cin, 4 * cout), (1, 1), "VALID",
-      dimension_numbers=_NHWC).reshape(batch, height + 1, width + 1, 2, 2,
-                                       cout)
-  rows = [jnp.stack([phases[:, a:a + height, b:b + width, a, b]
+      padded, windows.reshape(2, 2, cin, groups * 4 * cout), (1, 1), "VALID",
+      dimension_numbers=_NHWC, feature_group_count=groups).reshape(
+          batch, height + 1, width + 1, groups, 2, 2, cout)
+  rows = [jnp.stack([phases[:, a:a + height, b:b + width, :, a, b]
                      for b in (0, 1)], axis=3) for a in (0, 1)]
-  return jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width, cout)
+  return jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width,
+                                         groups * cout)
 
 
 def _overlap_add_up(y: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -165,6 +172,21 @@ def _overlap_add_up(y: jax.Array, kernel: jax.Array) -> jax.Array:
   return jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width, cout)
 
 
+def _transposed(y: jax.Array, kernel: jax.Array, groups: int = 1
+                ) -> jax.Array:
+  if groups == 1 and 16 * kernel.shape[-1] <= kernel.shape[-2]:
+    return _overlap_add_up(y, kernel)
+  return _phase_up(y, kernel, groups)
+
+
+def input_grad(dy: jax.Array, kernel: jax.Array, groups: int = 1
+               ) -> jax.Array:
+  """d<down(x, k), dy>/dx for a 4x4 kernel, also for a grouped convolution
+  (`groups` groups, HWIO kernel [4, 4, Cin/G, Cout]): the transposed
+  convolution of dy with the adjoint kernel."""
+  return _transposed(dy, adjoint_kernel(kernel, groups), groups)
+
+
 @jax.custom_vjp
 def down(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Stride-2 SAME convolution of NHWC `x` (even height and width) with a
@@ -176,9 +198,7 @@ def down(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def up(y: jax.Array, kernel: jax.Array) -> jax.Array:
   """4x4 stride-2 SAME transposed convolution of NHWC `y` (as
   lax.conv_transpose / flax ConvTranspose compute it) with HWIO `kernel`."""
-  if 16 * kernel.shape[-1] <= kernel.shape[-2]:
-    return _overlap_add_up(y, kernel)
-  return _phase_up(y, kernel)
+  return _transposed(y, kernel)
 
 
 def _down_fwd(x, kernel):
@@ -187,7 +207,7 @@ def _down_fwd(x, kernel):
 
 def _down_bwd(residuals, dy):
   x, kernel = residuals
-  return up(dy, adjoint_kernel(kernel)), kernel_grad(x, dy)
+  return input_grad(dy, kernel), kernel_grad(x, dy)
 
 
 def _up_fwd(y, kernel):
