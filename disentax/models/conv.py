@@ -37,8 +37,8 @@ submission, sections 3.2 and 5.1):
             batch-grouped and base-dilated convolutions (about 10x faster
             on CPU);
             'block_diagonal' computes the grouped convolutions as ordinary
-            ones with block-diagonal kernels (G times their arithmetic, but
-            the fastest on CPU for small G such as DEFT's 2 or 4).
+            ones with block-diagonal kernels (G times their arithmetic; as
+            fast as 'stacked' on CPU only for small G such as DEFT's 2).
   sharing   the "sharing-parameter encoder" ablation of section 5.1: "the
             features are straightly flattened into representations".  The
             four standard convs, flattened, go straight into the mean and
