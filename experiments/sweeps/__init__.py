@@ -1,4 +1,4 @@
-"""Sweep files for `python -m disentax.sweep` (see disentax/sweep.py).
+"""Sweep files for `python -m disentax.sweep` (see disentax/sweep/__init__.py).
 
 Each module's `get_sweep(arg=None)` returns the configs, datasets,
 hyperparameter grid and seed chunks of a sweep; `plan` expands it into the

@@ -1,0 +1,192 @@
+"""Running one job of a plan (`run_job`: train, then evaluate, in
+ROOT/<name>/) and its record there, job.json (`read_job_file`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import socket
+import traceback
+from typing import Any
+
+import ml_collections
+
+from disentax import config as config_lib
+from disentax import run_log, sharding
+from disentax.sweep.plan import Job, job_config, job_workdir, load_jobs
+
+JOB_NAME = "job.json"
+
+# What job.json records (`status` counts it in status.STATES).
+RECORDED_STATES = ("running", "done", "failed", "preempted", "interrupted",
+                   "trained")
+PHASES = ("all", "train", "evaluate")
+EXIT_PREEMPTED, EXIT_INTERRUPTED = 143, 130  # 128 + SIGTERM (= train.PREEMPTED_EXIT) / SIGINT
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds")
+
+
+def job_file(workdir: str) -> str:
+  return os.path.join(workdir, JOB_NAME)
+
+
+def read_job_file(workdir: str) -> dict[str, Any] | None:
+  """WORKDIR/job.json, or None when the job never started there."""
+  path = job_file(workdir)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _pid_alive(pid: Any) -> bool:
+  try:
+    os.kill(int(pid), 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OSError, TypeError, ValueError):
+    return True  # someone else's process, or unknown: assume alive
+  return True
+
+
+def planned_config(job: Job) -> ml_collections.ConfigDict:
+  """`job_config(job)`, checked against the hash recorded when planning.
+
+  Raises:
+    ValueError: the config differs from the planned one (its experiment
+      file changed after planning; resuming would mix two configs).
+  """
+  config = job_config(job)
+  found = config_lib.config_hash(config)
+  if found != job.config_hash:
+    raise ValueError(
+        f"the config of job {job.index} ({job.config} with its overrides) has "
+        f"hash {found}, but the plan was made with {job.config_hash}: its "
+        f"experiment file changed after planning; restore it, or plan the "
+        f"sweep into a new root")
+  return config
+
+
+class _Terminated(Exception):
+  """SIGTERM during evaluation (a preemption or the time limit)."""
+
+
+def _job_index(job: int | None, num_jobs: int) -> int:
+  if job is None:
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if task is None:
+      raise ValueError("no --job given and $SLURM_ARRAY_TASK_ID is not set")
+    try:
+      job = int(task)
+    except ValueError:
+      raise ValueError(f"$SLURM_ARRAY_TASK_ID={task!r} is not an "
+                       f"integer") from None
+  if not 0 <= job < num_jobs:
+    raise ValueError(f"job {job} is not in the plan; allowed: "
+                     f"0..{num_jobs - 1}")
+  return job
+
+
+def run_job(root: str, job: int | None = None, *, distributed: bool = False,
+            phase: str = "all") -> int:
+  """Runs job `job` (default: $SLURM_ARRAY_TASK_ID) of ROOT's plan: trains
+  it in ROOT/<name> (resuming from its checkpoint) and, with `phase` all
+  and one process, evaluates it; records its state in job.json.  Returns
+  the exit code: 0 done (or already done), 1 failed, 143 preempted (the
+  state was checkpointed; rerunning resumes), 130 interrupted.
+
+  `phase` train (several processes, `distributed`: `jax.distributed.
+  initialize()` first, auto-detecting SLURM) ends in state `trained`;
+  `phase` evaluate (one process) then evaluates and ends in `done`.
+  Only process 0 writes job.json.
+  """
+  if phase not in PHASES:
+    raise ValueError(f"phase={phase!r}; allowed: {PHASES}")
+  jobs = load_jobs(root)
+  the_job = jobs[_job_index(job, len(jobs))]
+  workdir = job_workdir(root, the_job)
+  previous = read_job_file(workdir) or {}
+  host = socket.gethostname()
+  if previous.get("state") == "done":
+    print(f"job {the_job.index} ({the_job.name}) is already done", flush=True)
+    return 0
+  if (previous.get("state") == "running" and previous.get("host") == host
+      and previous.get("pid") != os.getpid() and _pid_alive(
+          previous.get("pid"))):
+    raise ValueError(f"job {the_job.index} ({the_job.name}) is already "
+                     f"running here as pid {previous.get('pid')}")
+  if phase == "evaluate" and previous.get("state") != "trained":
+    raise ValueError(f"job {the_job.index} ({the_job.name}) is "
+                     f"{previous.get('state', 'not started')}, not trained; "
+                     f"--phase=evaluate follows a finished --phase=train")
+
+  import jax  # pylint: disable=g-import-not-at-top
+  if distributed:  # before anything touches the devices
+    sharding.initialize_distributed()  # auto-detects the SLURM job step
+  writer = sharding.is_writer()
+  single = sharding.is_single_process()
+  if phase == "evaluate" and not single:
+    raise ValueError("--phase=evaluate runs in one process; launch it with "
+                     "one task (srun --ntasks=1)")
+  if phase == "all" and not single:
+    raise ValueError(f"{jax.process_count()} processes: run --phase=train "
+                     f"here, then --phase=evaluate as one task")
+
+  record = {"job": the_job.index, "name": the_job.name, "phase": phase,
+            "host": host, "pid": os.getpid(), "processes": jax.process_count(),
+            "started": _now(), "attempt": int(previous.get("attempt", 0)) + 1}
+
+  def write_state(state: str, **extra: Any) -> None:
+    if writer:
+      run_log.write_json(job_file(workdir), {**record, "state": state,
+                                             **extra})
+
+  from disentax import evaluate, train  # pylint: disable=g-import-not-at-top
+  write_state("running")
+  last_seed = the_job.first_seed + the_job.num_seeds - 1
+  print(f"job {the_job.index}/{len(jobs)}: {the_job.name} ({the_job.config}, "
+        f"seeds {the_job.first_seed}..{last_seed}) in {workdir}", flush=True)
+  try:
+    config = planned_config(the_job)
+    if phase in ("all", "train"):
+      train.train(config, workdir)
+    if phase == "train":
+      write_state("trained", finished=_now())
+      return 0
+
+    def terminated(signum, frame):
+      raise _Terminated()
+
+    previous_handler = signal.signal(signal.SIGTERM, terminated)
+    try:
+      rows, evaluated_config = evaluate.evaluate(workdir)
+    finally:
+      signal.signal(signal.SIGTERM, previous_handler)
+  except train.Preempted as e:
+    write_state("preempted", step=int(e.step), finished=_now())
+    print(f"job {the_job.index}: {e}", flush=True)
+    return EXIT_PREEMPTED
+  except _Terminated:
+    write_state("interrupted", finished=_now(), error="SIGTERM during "
+                "evaluation")
+    return EXIT_PREEMPTED
+  except KeyboardInterrupt:
+    write_state("interrupted", finished=_now(), error="KeyboardInterrupt")
+    return EXIT_INTERRUPTED
+  except Exception as e:  # pylint: disable=broad-except
+    write_state("failed", finished=_now(), error=f"{type(e).__name__}: {e}",
+                traceback=traceback.format_exc())
+    traceback.print_exc()
+    return 1
+  write_state("done", finished=_now())
+  try:
+    evaluate.print_summary(rows, evaluated_config, workdir)
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"(no summary table: {type(e).__name__}: {e})", flush=True)
+  return 0
