@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax.metrics import METRICS
-from disentax.metrics.sampling import (RepresentationFn, check_int,
-                                       sample_codes)
+from disentax.metrics.sampling import (Metric, RepresentationFn,
+                                       check_int, sample_codes)
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
@@ -70,21 +70,22 @@ def _score_members(codes: jax.Array, threshold: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
-class ActiveLatents:
+class ActiveLatents(Metric):
   """Active-latent count of all members at once."""
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
+  name = "active_latents"
+  int_fields = {"num_points": 2}  # batch_size after threshold: `check`
 
   num_points: int = 10000
   threshold: float = 0.01
   batch_size: int = 1000
 
-  def __post_init__(self):
-    check_int("active_latents", "num_points", self.num_points, 2)
-    check_threshold("active_latents", "threshold", self.threshold)
-    check_int("active_latents", "batch_size", self.batch_size, 1)
+  def check(self):
+    check_threshold(self.name, "threshold", self.threshold)
+    check_int(self.name, "batch_size", self.batch_size, 1)
 
-  def __call__(self, dataset: GroundTruthDataset,
+  def evaluate(self, dataset: GroundTruthDataset,
                representation_fn: RepresentationFn,
                rng: jax.Array) -> dict[str, np.ndarray]:
     """Counts, per member, the latents whose mean varies by more than

@@ -32,7 +32,7 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics import logistic
-from disentax.metrics.sampling import (RepresentationFn, check_int,
+from disentax.metrics.sampling import (Metric, RepresentationFn,
                                        jitted_dataset,
                                        map_in_batches, sample_factors)
 
@@ -187,25 +187,17 @@ def _score_members(train_features, train_labels, eval_features, eval_labels,
 
 
 @dataclasses.dataclass(frozen=True)
-class BetaVAEScore:
+class BetaVAEScore(Metric):
   """The BetaVAE score over a ground-truth dataset for all members at once."""
+
+  name = "beta_vae_score"
+  int_fields = {"batch_size": 1, "num_train": 1, "num_eval": 1,
+                "encode_batch_size": 1}
 
   batch_size: int = 64
   num_train: int = 10000
   num_eval: int = 5000
   encode_batch_size: int = 1000
-
-  def __post_init__(self):
-    check_int("beta_vae_score", "batch_size", self.batch_size, 1)
-    check_int("beta_vae_score", "num_train", self.num_train, 1)
-    check_int("beta_vae_score", "num_eval", self.num_eval, 1)
-    check_int("beta_vae_score", "encode_batch_size", self.encode_batch_size,
-              1)
-
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    return self.evaluate(dataset, representation_fn, rng)
 
   def features(self, dataset: GroundTruthDataset,
                representation_fn: RepresentationFn, rng: jax.Array,

@@ -40,8 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax.metrics import METRICS
-from disentax.metrics.sampling import (RepresentationFn, TrainedMembers,
-                                       check_int, jitted_dataset,
+from disentax.metrics.sampling import (Metric, RepresentationFn,
+                                       TrainedMembers, jitted_dataset,
                                        map_in_batches,
                                        sample_factors)
 
@@ -148,19 +148,16 @@ def _score_members(means: jax.Array, logvars: jax.Array, errors: jax.Array,
 
 
 @dataclasses.dataclass(frozen=True)
-class ELBODecomposition:
+class ELBODecomposition(Metric):
   """Reconstruction error, KL and its TC decomposition for all members."""
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
+  name = "elbo_decomposition"
+  int_fields = {"num_points": 2, "chunk_size": 1, "batch_size": 1}
 
   num_points: int = 2000
   chunk_size: int = 100
   batch_size: int = 1000
-
-  def __post_init__(self):
-    check_int("elbo_decomposition", "num_points", self.num_points, 2)
-    check_int("elbo_decomposition", "chunk_size", self.chunk_size, 1)
-    check_int("elbo_decomposition", "batch_size", self.batch_size, 1)
 
   def __call__(self, dataset: GroundTruthDataset,
                representation_fn: RepresentationFn, rng: jax.Array,

@@ -14,7 +14,7 @@ import jax
 import joblib
 import numpy as np
 
-from disentax.metrics.sampling import RepresentationFn, check_int, sample_codes
+from disentax.metrics.sampling import Metric, RepresentationFn, sample_codes
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
@@ -100,26 +100,24 @@ ScoreFn = Callable[..., dict[str, np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainTestMetric:
+class TrainTestMetric(Metric):
   """A metric fitted on `num_train` points and scored on `num_test` others
   (independent uniform samples, the same for every member), its estimator
   fits spread over `n_jobs` joblib workers (-1: all cores). Subclasses name
   the metric and give its `score_fn`."""
 
-  name: ClassVar[str]
   score_fn: ClassVar[ScoreFn]
+  int_fields = {"num_train": 2, "num_test": 1, "batch_size": 1}
+
   num_train: int = 10000
   num_test: int = 5000
   batch_size: int = 1000
   n_jobs: int = -1
 
-  def __post_init__(self):
-    check_int(self.name, "num_train", self.num_train, 2)
-    check_int(self.name, "num_test", self.num_test, 1)
-    check_int(self.name, "batch_size", self.batch_size, 1)
+  def check(self):
     check_n_jobs(self.name, self.n_jobs)
 
-  def __call__(self, dataset: GroundTruthDataset,
+  def evaluate(self, dataset: GroundTruthDataset,
                representation_fn: RepresentationFn,
                rng: jax.Array) -> dict[str, np.ndarray]:
     """Scores every member; representation_fn: observations [b, H, W, C] ->

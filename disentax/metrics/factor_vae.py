@@ -46,7 +46,7 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics.beta_vae import encode_groups
-from disentax.metrics.sampling import (RepresentationFn, check_int,
+from disentax.metrics.sampling import (Metric, RepresentationFn,
                                        jitted_dataset,
                                        sample_factors)
 
@@ -223,8 +223,12 @@ def _score_members(train_latents, train_labels, eval_latents, eval_labels,
 
 
 @dataclasses.dataclass(frozen=True)
-class FactorVAEScore:
+class FactorVAEScore(Metric):
   """The FactorVAE score over a ground-truth dataset for all members."""
+
+  name = "factor_vae_score"
+  int_fields = {"batch_size": 2, "num_train": 1, "num_eval": 1,
+                "num_variance_estimate": 2, "encode_batch_size": 1}
 
   batch_size: int = 64
   num_train: int = 10000
@@ -233,14 +237,7 @@ class FactorVAEScore:
   prune_threshold: float = 0.05
   encode_batch_size: int = 1000
 
-  def __post_init__(self):
-    check_int("factor_vae_score", "batch_size", self.batch_size, 2)
-    check_int("factor_vae_score", "num_train", self.num_train, 1)
-    check_int("factor_vae_score", "num_eval", self.num_eval, 1)
-    check_int("factor_vae_score", "num_variance_estimate",
-              self.num_variance_estimate, 2)
-    check_int("factor_vae_score", "encode_batch_size",
-              self.encode_batch_size, 1)
+  def check(self):
     threshold = self.prune_threshold
     if (isinstance(threshold, bool)
         or not isinstance(threshold, (int, float, np.integer, np.floating))
@@ -248,11 +245,6 @@ class FactorVAEScore:
       raise ValueError(
           "factor_vae_score: prune_threshold must be a finite number >= 0 "
           f"(a global standard deviation), got {threshold!r}")
-
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    return self.evaluate(dataset, representation_fn, rng)
 
   def evaluate(self, dataset: GroundTruthDataset,
                representation_fn: RepresentationFn,

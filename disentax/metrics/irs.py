@@ -32,7 +32,7 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics.discrete import discretize
-from disentax.metrics.sampling import (RepresentationFn, check_int,
+from disentax.metrics.sampling import (Metric, RepresentationFn,
                                        sample_codes)
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
@@ -154,28 +154,23 @@ def _score_members(codes: jax.Array, factors: jax.Array, num_bins: int,
 
 
 @dataclasses.dataclass(frozen=True)
-class IRS:
+class IRS(Metric):
   """The IRS metric over a ground-truth dataset for all members at once."""
+
+  name = "irs"
+  int_fields = {"num_train": 2, "num_bins": 2, "batch_size": 1}
 
   num_train: int = 10000
   diff_quantile: float = 0.99
   num_bins: int = 20
   batch_size: int = 1000
 
-  def __post_init__(self):
-    check_int("irs", "num_train", self.num_train, 2)
-    check_int("irs", "num_bins", self.num_bins, 2)
-    check_int("irs", "batch_size", self.batch_size, 1)
+  def check(self):
     quantile = self.diff_quantile
     if (not isinstance(quantile, (int, float, np.integer, np.floating))
         or isinstance(quantile, bool) or not 0.0 <= quantile <= 1.0):
       raise ValueError(f"irs: diff_quantile must be a number in [0, 1] (1.0 "
                        f"is the paper's max), got {quantile!r}")
-
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    return self.evaluate(dataset, representation_fn, rng)
 
   def evaluate(self, dataset: GroundTruthDataset,
                representation_fn: RepresentationFn,

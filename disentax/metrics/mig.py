@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax.metrics import METRICS
-from disentax.metrics.sampling import (RepresentationFn, check_int,
+from disentax.metrics.sampling import (Metric, RepresentationFn,
                                        sample_codes)
 from disentax.metrics.discrete import (_static_sizes, discrete_entropy,
                                          discrete_mutual_info, discretize)
@@ -114,22 +114,15 @@ def score_members(codes: jax.Array, factors: jax.Array,
 
 
 @dataclasses.dataclass(frozen=True)
-class MIG:
+class MIG(Metric):
   """The MIG metric over a ground-truth dataset for all members at once."""
+
+  name = "mig"
+  int_fields = {"num_points": 2, "num_bins": 2, "batch_size": 1}
 
   num_points: int = 10000
   num_bins: int = 20
   batch_size: int = 1000
-
-  def __post_init__(self):
-    check_int("mig", "num_points", self.num_points, 2)
-    check_int("mig", "num_bins", self.num_bins, 2)
-    check_int("mig", "batch_size", self.batch_size, 1)
-
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    return self.evaluate(dataset, representation_fn, rng)
 
   def evaluate(self, dataset: GroundTruthDataset,
                representation_fn: RepresentationFn,

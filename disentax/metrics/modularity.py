@@ -54,7 +54,7 @@ from disentax.metrics import METRICS
 from disentax.metrics import logistic
 from disentax.metrics.discrete import (_static_sizes, discrete_entropy,
                                        discrete_mutual_info, discretize)
-from disentax.metrics.sampling import (RepresentationFn, check_int,
+from disentax.metrics.sampling import (Metric, RepresentationFn,
                                        sample_codes)
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
@@ -248,24 +248,17 @@ def _score_members(train_codes, train_factors, test_codes, test_factors,
 
 
 @dataclasses.dataclass(frozen=True)
-class ModularityExplicitness:
+class ModularityExplicitness(Metric):
   """Modularity and explicitness over a ground-truth dataset, all members."""
+
+  name = "modularity_explicitness"
+  int_fields = {"num_train": 2, "num_test": 2, "num_bins": 2,
+                "batch_size": 1}
 
   num_train: int = 10000
   num_test: int = 5000
   num_bins: int = 20
   batch_size: int = 1000
-
-  def __post_init__(self):
-    check_int("modularity_explicitness", "num_train", self.num_train, 2)
-    check_int("modularity_explicitness", "num_test", self.num_test, 2)
-    check_int("modularity_explicitness", "num_bins", self.num_bins, 2)
-    check_int("modularity_explicitness", "batch_size", self.batch_size, 1)
-
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    return self.evaluate(dataset, representation_fn, rng)
 
   def evaluate(self, dataset: GroundTruthDataset,
                representation_fn: RepresentationFn,

@@ -1,5 +1,6 @@
 """What every metric shares: encoding factor tuples for all members at once,
-and the trained members' other functions that some metrics need.
+the trained members' other functions that some metrics need, and the `Metric`
+base class (option checks and the call).
 
 A metric scores a whole sweep in one call: `representation_fn` maps
 observations [b, H, W, C] to codes [members, b, d] (the vmapped encoder means
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
 
 import chex
 import jax
@@ -137,3 +138,38 @@ def check_int(metric: str, name: str, value: int, minimum: int) -> None:
       or value < minimum):
     raise ValueError(
         f"{metric}: {name} must be an integer >= {minimum}, got {value!r}")
+
+
+class Metric:
+  """Base of the metric classes: validates their options and scores on call.
+
+  A subclass is a `@dataclasses.dataclass(frozen=True)` whose fields are its
+  options.  It sets `name` (the metric's name in error messages) and
+  `int_fields` ({integer option: its minimum}, checked in that order when the
+  metric is built, before `check`), overrides `check` for any other option
+  checks, and implements `evaluate`, which calling the metric runs.  A
+  metric that needs the trained members themselves (UDR, the ELBO terms)
+  overrides `__call__` instead, with a keyword `members` (`needs_members`).
+  """
+
+  name: ClassVar[str]
+  int_fields: ClassVar[Mapping[str, int]] = {}
+
+  def __post_init__(self) -> None:
+    for field, minimum in self.int_fields.items():
+      check_int(self.name, field, getattr(self, field), minimum)
+    self.check()
+
+  def check(self) -> None:
+    """Checks the options other than `int_fields` (raises ValueError)."""
+
+  def __call__(self, dataset: GroundTruthDataset,
+               representation_fn: RepresentationFn,
+               rng: jax.Array) -> dict[str, np.ndarray]:
+    return self.evaluate(dataset, representation_fn, rng)
+
+  def evaluate(self, dataset: GroundTruthDataset,
+               representation_fn: RepresentationFn,
+               rng: jax.Array) -> dict[str, np.ndarray]:
+    """Scores every member of `representation_fn` (codes [members, b, d])."""
+    raise NotImplementedError(f"{type(self).__name__}.evaluate")

@@ -37,9 +37,9 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics.active import check_threshold
-from disentax.metrics.sampling import (RepresentationFn, TrainedMembers,
-                                       check_int, jitted_dataset,
-                                       map_in_batches,
+from disentax.metrics.sampling import (Metric, RepresentationFn,
+                                       TrainedMembers, check_int,
+                                       jitted_dataset, map_in_batches,
                                        sample_factors)
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
@@ -154,19 +154,21 @@ def udr_scores(means: jax.Array, logvars: jax.Array, groups: jax.Array,
 
 
 @dataclasses.dataclass(frozen=True)
-class UDR:
+class UDR(Metric):
   """UDR of all members of a sweep, seeds compared within each group."""
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
+  name = "udr"
+  int_fields = {"num_points": 2}  # batch_size after the threshold: `check`
 
   num_points: int = 1000
   kl_filter_threshold: float = 0.01
   batch_size: int = 1000
 
-  def __post_init__(self):
-    check_int("udr", "num_points", self.num_points, 2)
-    check_threshold("udr", "kl_filter_threshold", self.kl_filter_threshold)
-    check_int("udr", "batch_size", self.batch_size, 1)
+  def check(self):
+    check_threshold(self.name, "kl_filter_threshold",
+                    self.kl_filter_threshold)
+    check_int(self.name, "batch_size", self.batch_size, 1)
 
   def __call__(self, dataset: GroundTruthDataset,
                representation_fn: RepresentationFn, rng: jax.Array,

@@ -32,7 +32,7 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics.discrete import discrete_mutual_info, discretize
-from disentax.metrics.sampling import (RepresentationFn, check_int,
+from disentax.metrics.sampling import (Metric, RepresentationFn,
                                        sample_codes)
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
@@ -139,21 +139,18 @@ def _score_members(codes: jax.Array, num_bins: int) -> dict[str, jax.Array]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Unsupervised:
+class Unsupervised(Metric):
   """The unsupervised scores over a dataset for all members at once."""
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
+  name = "unsupervised"
+  int_fields = {"num_train": 2, "num_bins": 2, "batch_size": 1}
 
   num_train: int = 10000
   num_bins: int = 20
   batch_size: int = 1000
 
-  def __post_init__(self):
-    check_int("unsupervised", "num_train", self.num_train, 2)
-    check_int("unsupervised", "num_bins", self.num_bins, 2)
-    check_int("unsupervised", "batch_size", self.batch_size, 1)
-
-  def __call__(self, dataset: GroundTruthDataset,
+  def evaluate(self, dataset: GroundTruthDataset,
                representation_fn: RepresentationFn,
                rng: jax.Array) -> dict[str, np.ndarray]:
     """Scores every member on `num_train` uniformly sampled observations.
