@@ -70,7 +70,6 @@ ENCODERS = ("standard", "split", "sharing", "fractional")
 LITE_CHANNELS = (8, 8, 16, 16)  # DEFT journal Table 1, "Lite Encoder"
 LITE_HIDDEN = 64
 FRACTIONAL_FORMULATIONS = ("vmap", "stacked", "block_diagonal")
-_NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def check_image_shape(observation_shape: Sequence[int]) -> None:
@@ -172,14 +171,6 @@ class LiteEncoder(nn.Module):
             nn.Dense(self.num_latents, name="logvar")(x))
 
 
-def _strided_conv(x: jax.Array, kernel: jax.Array, groups: int) -> jax.Array:
-  """conv_stack's convolution (stride 2, SAME) of NHWC `x` with an HWIO
-  `kernel`, in `groups` groups of input and output channels."""
-  return lax.conv_general_dilated(x, kernel, (2, 2), "SAME",
-                                  dimension_numbers=_NHWC,
-                                  feature_group_count=groups)
-
-
 def _grouped_kernel_grad(x: jax.Array, dy: jax.Array, kernel_size: int,
                          groups: int) -> jax.Array:
   """The kernel gradient of `grouped_conv`: HWIO [k, k, c_in, groups *
@@ -210,23 +201,26 @@ def _grouped_kernel_grad(x: jax.Array, dy: jax.Array, kernel_size: int,
 def grouped_conv(x: jax.Array, kernel: jax.Array, groups: int) -> jax.Array:
   """A grouped stride-2 SAME convolution (x [b, h, w, groups * c_in],
   HWIO kernel [k, k, c_in, groups * c_out]) whose kernel gradient is
-  `_grouped_kernel_grad`; the forward pass and the input gradient are
-  jax's own."""
-  return _strided_conv(x, kernel, groups)
+  `_grouped_kernel_grad` and whose input gradient, for 4x4 kernels on
+  even sides, is the grouped transposed convolution by phase
+  (`stride2.input_grad`); the forward pass, and other input gradients, are
+  XLA's own."""
+  return stride2.xla_strided_conv(x, kernel, groups)
 
 
 def _grouped_conv_fwd(x: jax.Array, kernel: jax.Array, groups: int):
-  return _strided_conv(x, kernel, groups), (x, kernel)
+  return stride2.xla_strided_conv(x, kernel, groups), (x, kernel)
 
 
 def _grouped_conv_bwd(groups: int, residuals, dy: jax.Array):
   x, kernel = residuals
-  if kernel.shape[0] == 4 and not (x.shape[1] % 2 or x.shape[2] % 2):
+  if kernel.shape[0] == 4 and stride2.even_sides(x):
     # The transposed convolution by phase, not the base-dilated one
     # autodiff emits (models/stride2.py).
     x_grad = stride2.input_grad(dy, kernel, groups)
   else:
-    _, input_vjp = jax.vjp(lambda x: _strided_conv(x, kernel, groups), x)
+    _, input_vjp = jax.vjp(
+        lambda x: stride2.xla_strided_conv(x, kernel, groups), x)
     x_grad = input_vjp(dy)[0]
   return x_grad, _grouped_kernel_grad(x, dy, kernel.shape[0], groups)
 
@@ -263,11 +257,11 @@ def stacked_lite_encoders(params: Any, x: jax.Array,
     kernel, bias = params[f"Conv_{i}"]["kernel"], params[f"Conv_{i}"]["bias"]
     _, k, _, in_channels, out_channels = kernel.shape
     if i and block_diagonal_convs:
-      x = _strided_conv(x, block_diagonal(kernel), 1)
+      x = stride2.xla_strided_conv(x, block_diagonal(kernel))
     else:
       kernel = kernel.transpose(1, 2, 3, 0, 4).reshape(
           k, k, in_channels, num_groups * out_channels)
-      x = (_strided_conv(x, kernel, 1) if i == 0
+      x = (stride2.xla_strided_conv(x, kernel) if i == 0
            else grouped_conv(x, kernel, num_groups))
     x = nn.relu(x + bias.reshape(-1))
   _, height, width, channels = x.shape

@@ -56,9 +56,20 @@ def adjoint_kernel(kernel: jax.Array, groups: int = 1) -> jax.Array:
                                                   groups * cin)
 
 
-def _xla_down(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def xla_strided_conv(x: jax.Array, kernel: jax.Array, groups: int = 1
+                     ) -> jax.Array:
+  """XLA's stride-2 SAME convolution of NHWC `x` with an HWIO `kernel`, in
+  `groups` groups of channels (what flax's Conv computes), left to autodiff."""
   return lax.conv_general_dilated(x, kernel, (2, 2), "SAME",
-                                  dimension_numbers=_NHWC)
+                                  dimension_numbers=_NHWC,
+                                  feature_group_count=groups)
+
+
+def even_sides(x: jax.Array) -> bool:
+  """Whether NHWC `x` has even height and width, which the paired gradients
+  (space-to-depth, output phases) need; the standard architecture's inputs
+  always do."""
+  return not (x.shape[1] % 2 or x.shape[2] % 2)
 
 
 def space_to_depth(x: jax.Array) -> jax.Array:
@@ -191,7 +202,7 @@ def input_grad(dy: jax.Array, kernel: jax.Array, groups: int = 1
 def down(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Stride-2 SAME convolution of NHWC `x` (even height and width) with a
   4x4 HWIO `kernel`."""
-  return _xla_down(x, kernel)
+  return xla_strided_conv(x, kernel)
 
 
 @jax.custom_vjp
@@ -238,13 +249,11 @@ def strided_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   sizes in KERNEL_SIZES on even-sided inputs (every input of the standard
   architecture); XLA's own convolution, autodiffed, otherwise."""
   size = kernel.shape[0]
-  if x.shape[1] % 2 or x.shape[2] % 2:
-    return _xla_down(x, kernel)
-  if size == 4:
+  if even_sides(x) and size == 4:
     return down(x, kernel)
-  if size == 2:
+  if even_sides(x) and size == 2:
     return down_2x2(x, kernel)
-  return _xla_down(x, kernel)
+  return xla_strided_conv(x, kernel)
 
 
 class Downsample2x(nn.Module):
@@ -264,5 +273,5 @@ class Downsample2x(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (self.size, self.size, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    conv = strided_conv if self.formulation == "paired" else _xla_down
+    conv = strided_conv if self.formulation == "paired" else xla_strided_conv
     return conv(x, kernel) + bias
