@@ -43,6 +43,10 @@ from jax import lax
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 KERNEL_SIZES = (2, 4)  # the stride-2 kernels written out here
+# With SAME padding, output row 2m + parity of the 4x4 stride-2 transposed
+# convolution reads input row m + offset through kernel row tap:
+# PHASE_READS[parity] = ((offset, tap), (offset, tap)) (likewise columns).
+PHASE_READS = {0: ((-1, 0), (0, 2)), 1: ((0, 1), (1, 3))}
 DOWNSAMPLINGS = ("conv", "paired")
 
 
@@ -166,16 +170,13 @@ def _overlap_add_up(y: jax.Array, kernel: jax.Array) -> jax.Array:
                             axis=axis)
     return jnp.pad(part, pad)
 
-  # Output phase 0 reads input offsets -1, 0 through taps 0, 2; phase 1
-  # reads offsets 0, +1 through taps 1, 3 (see _phase_up).
-  reads = {0: ((-1, 0), (0, 2)), 1: ((0, 1), (1, 3))}
   rows = []
   for a in (0, 1):
     row = []
     for b in (0, 1):
       total = 0.0
-      for row_offset, row_tap in zip(*reads[a]):
-        for col_offset, col_tap in zip(*reads[b]):
+      for row_offset, row_tap in PHASE_READS[a]:
+        for col_offset, col_tap in PHASE_READS[b]:
           total = total + shifted(shifted(taps[:, :, :, row_tap, col_tap],
                                           row_offset, 1), col_offset, 2)
       row.append(total)

@@ -35,11 +35,18 @@ from disentax.models import stride2
 UPSAMPLINGS = ("transpose", "subpixel", "paired")
 KERNEL = 4
 
-# _PHASE_TAPS[parity, offset + 1, tap] = 1 where output phase `parity` reads
-# input offset `offset` in {-1, 0, 1} through kernel tap `tap` (see above).
-_PHASE_TAPS = np.zeros((2, 3, KERNEL), np.float32)
-_PHASE_TAPS[0, 0, 0] = _PHASE_TAPS[0, 1, 2] = 1.0
-_PHASE_TAPS[1, 1, 1] = _PHASE_TAPS[1, 2, 3] = 1.0
+
+def _phase_taps() -> np.ndarray:
+  """[parity, offset + 1, tap] = 1 where output phase `parity` reads input
+  offset `offset` in {-1, 0, 1} through kernel tap `tap` (see above)."""
+  taps = np.zeros((2, 3, KERNEL), np.float32)
+  for parity, reads in stride2.PHASE_READS.items():
+    for offset, tap in reads:
+      taps[parity, offset + 1, tap] = 1.0
+  return taps
+
+
+_PHASE_TAPS = _phase_taps()
 
 
 def transpose_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
