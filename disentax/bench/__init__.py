@@ -13,6 +13,8 @@ benchmark is one new file plus one line here:
   evaluation   the metric battery for all members vs seed by seed
   compile      compile time per program; no recompilation across stages
                and hyperparameter values
+  accelerator  50-seed DEFT on a GPU: seed-steps/s, model FLOP/s against
+               the device's peak, the projected DEFT Table 4 grid
 
 `quick=True` shrinks every size so the whole table runs in a few minutes on
 2 CPU cores (for trying it; numbers to record come from the full sizes).
@@ -33,7 +35,13 @@ ITEMS = {
     "data": "disentax.bench.data",
     "evaluation": "disentax.bench.evaluation",
     "compile": "disentax.bench.compile",
+    "accelerator": "disentax.bench.accelerator",
 }
+
+
+class Skipped(Exception):
+  """An item that cannot run here (e.g. a GPU item on a CPU); its message
+  goes into the table's notes."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,9 +8,9 @@ whole table in Markdown (to paste into BUILD_NOTES.md with the header).
 Items run in the order of `disentax.bench.ITEMS`; each is imported only
 when it runs.  An unknown item name, or an item whose module does not
 exist, is an error before anything runs.  An item that needs an optional
-dependency which is missing (PyTorch: `pip install -e '.[bench]'`) is
-reported in the notes instead of stopping the run, and so is an item that
-fails: the other items' figures are still printed (exit status 1).
+dependency which is missing (PyTorch: `pip install -e '.[bench]'`), or
+that cannot run on this machine (the GPU item on a CPU), is reported in the
+notes instead of stopping the run, and so is an item that fails: the other items' figures are still printed (exit status 1).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from disentax.bench import ITEMS, Row, format_table
+from disentax.bench import ITEMS, Row, Skipped, format_table
 
 _ITEMS = flags.DEFINE_list(
     "items", list(ITEMS),
@@ -107,6 +107,8 @@ def run_item(name: str, quick: bool) -> tuple[list[Row], str]:
   try:
     module = importlib.import_module(ITEMS[name])
     return list(module.measure(quick)), ""
+  except Skipped as skipped:
+    return [], str(skipped)
   except ImportError as error:
     if error.name not in OPTIONAL_MODULES:
       raise
