@@ -323,6 +323,26 @@ class _SigtermFlag:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+# Above this many members, unrolling them (the CPU default) compiles for
+# minutes: the program holds one copy of the step per member.
+MANY_UNROLLED_MEMBERS = 16
+
+
+def compile_advice(exp: Experiment) -> str | None:
+  """A heads-up before compiling many unrolled members (compile time grows
+  with their number: 50 standard-model seeds at 64x64 took 15.6 min on a
+  2-core VM, BUILD_NOTES item 2), naming the alternatives; None otherwise."""
+  count = len(exp.members)
+  if exp.member_execution != "unroll" or count <= MANY_UNROLLED_MEMBERS:
+    return None
+  return (f"compiling {count} unrolled members (train.member_execution="
+          f"'unroll', the CPU default): compile time grows with the number "
+          f"of members and can take many minutes.  Faster to start: split "
+          f"the seeds into jobs (python -m disentax.sweep, seeds_per_job), "
+          f"or train.member_execution='vmap' (compiles once; ~3x slower "
+          f"per step on CPU).")
+
+
 def _report_divergence(exp: Experiment, before: np.ndarray,
                        after: np.ndarray) -> None:
   for m in np.flatnonzero((before < 0) & (after >= 0)):
@@ -369,6 +389,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
       tracer(host_params, 0)
 
   train_chunk = make_train_chunk(exp, layout)
+  advice = compile_advice(exp)
+  if advice and writer and start < config.train.num_steps:
+    print(advice, flush=True)
   hparams, keys = member_inputs(exp, layout)
   diverged = sharding.to_host(state.diverged_at, layout)
   total, chunk = config.train.num_steps, config.train.steps_per_chunk

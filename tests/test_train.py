@@ -154,6 +154,19 @@ def test_cpu_execution_mode_computes_the_same_training(tmp_path):
   assert_trees(other.params, reference.params, rtol=1e-4, atol=1e-5)
 
 
+def test_many_unrolled_members_get_a_compile_heads_up():
+  def advice(execution, seeds):
+    return train.compile_advice(build(tiny_config(
+        objective__beta=(4.0,), num_seeds=seeds,
+        train__member_execution=execution)))
+  limit = train.MANY_UNROLLED_MEMBERS
+  assert advice("unroll", limit) is None
+  assert advice("vmap", limit + 1) is None
+  message = advice("unroll", limit + 1)
+  assert message.startswith(f"compiling {limit + 1} unrolled members")
+  assert "seeds_per_job" in message and "member_execution='vmap'" in message
+
+
 def test_staircase_learning_rate_decay_values():
   """CascadeVAE-C's schedule: 1e-4, x0.3 every 50k steps."""
   from disentax.experiment import learning_rate_schedule
