@@ -10,7 +10,8 @@ when it runs.  An unknown item name, or an item whose module does not
 exist, is an error before anything runs.  An item that needs an optional
 dependency which is missing (PyTorch: `pip install -e '.[bench]'`), or
 that cannot run on this machine (the GPU item on a CPU), is reported in the
-notes instead of stopping the run, and so is an item that fails: the other items' figures are still printed (exit status 1).
+notes instead of stopping the run, and so is an item that fails: the other
+items' figures are still printed (exit status 1).
 """
 
 from __future__ import annotations

@@ -165,6 +165,7 @@ def measure(quick: bool, sizes: Sizes | None = None,
       disentax=minutes, baseline=TARGET_MINUTES, unit="min",
       baseline_name="target", target=f"< {TARGET_MINUTES:g} min on one H100",
       note=f"at the rate above, on {device}"))
+  log(ITEM, "counting the model FLOPs of every Table 4 cell")
   cells, seeds = table4_cells()
   hours = project_grid(cells, seeds, deft.flops_per_second,
                        compared.flops_per_second) / 3600
