@@ -125,7 +125,8 @@ BAD_VALUES = [
     ("dataset__image_size", 8, "multiple of 16 (e.g. 16, 32, 64), got 8"),
     ("model__num_latents", 0, "num_latents=0; must be an integer >= 1"),
     ("model__upsampling", "bilinear",
-     "upsampling='bilinear'; allowed: ('transpose', 'subpixel', 'paired')"),
+     "upsampling='bilinear'; allowed: ('auto', 'transpose', 'subpixel', "
+     "'paired')"),
     ("objective__beta", (0.0,),
      "config.objective.beta=(0.0,): value(s) [0.0] not allowed; "
      "must be finite and > 0"),

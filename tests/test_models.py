@@ -254,6 +254,25 @@ def test_conv_vae_rejects_bad_options(kwargs, message):
     conv_vae(observation_shape=(16, 16, 1), **kwargs)
 
 
+@pytest.mark.parametrize("backend, upsampling, downsampling", [
+    ("cpu", "paired", "paired"), ("gpu", "transpose", "conv"),
+    ("tpu", "transpose", "conv")])
+@pytest.mark.parametrize("name", ["conv_vae", "devae"])
+def test_auto_stride2_formulations_follow_the_backend(
+    monkeypatch, name, backend, upsampling, downsampling):
+  import jax
+  from disentax.models import make_model
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  model = make_model({"name": name}, (16, 16, 1))
+  assert model.decoder.upsampling == upsampling
+  assert model.encoder.downsampling == downsampling
+  # An explicit choice is kept on every backend.
+  model = make_model({"name": name, "upsampling": "subpixel",
+                      "downsampling": "paired"}, (16, 16, 1))
+  assert (model.decoder.upsampling, model.encoder.downsampling) == (
+      "subpixel", "paired")
+
+
 def test_fc_vae_is_the_beta_tcvae_paper_architecture():
   import jax
   import jax.numpy as jnp

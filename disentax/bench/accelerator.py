@@ -1,7 +1,9 @@
 """Benchmark item 7: 50-seed DEFT on an accelerator, against its peak.
 
 Rows (accelerators only; on a CPU backend the item is skipped unless
-`--quick`, which runs tiny sizes to try the code):
+`--quick`, which runs tiny sizes to try the code).  The programs use the
+backend's default formulations (`models.conv.AUTO_FORMULATIONS`: on
+accelerators XLA's own convolutions and the vmapped fractional encoder).
 
   rate      seed-steps/s of the real train program of 50 seeds of DEFT on
             dSprites (experiments/deft.py:dsprites, journal Table 2, batch

@@ -6,8 +6,8 @@ conv encoder (4, 4, 2, 2), 10 latents, Adam lr 1e-4, one seed.  Rows, one
 per formulation of the stride-2 layers (all compute the same function from
 the same parameters; the backend's default member layout and loop):
 
-  paired     disentax as it trains by default (`model.upsampling` and
-             `model.downsampling` 'paired', models/stride2.py).
+  paired     disentax as it trains by default on CPU (`model.upsampling`
+             and `model.downsampling` 'auto' = 'paired', models/stride2.py).
              Target: <= 0.5x PyTorch.
   subpixel   the previous default: sub-pixel decoder, XLA's encoder
              gradients.

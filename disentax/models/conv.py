@@ -335,12 +335,35 @@ class DeconvDecoder(nn.Module):
     return logits
 
 
+# What 'auto' means for each formulation option, per backend: on CPU the
+# paired stride-2 layers and the stacked fractional encoder are the fastest
+# (BUILD_NOTES, issue 8 items 1 and 3); on accelerators XLA's own
+# convolutions (cuDNN's) and the vmapped groups, until the others are
+# measured there.
+AUTO_FORMULATIONS = {
+    "cpu": {"upsampling": "paired", "downsampling": "paired",
+            "fractional_formulation": "stacked"},
+    "accelerator": {"upsampling": "transpose", "downsampling": "conv",
+                    "fractional_formulation": "vmap"},
+}
+
+
+def resolve_auto(option: str, value: str) -> str:
+  """`value` of a formulation option, 'auto' replaced by this backend's
+  choice (AUTO_FORMULATIONS)."""
+  if value != "auto":
+    return value
+  backend = "cpu" if jax.default_backend() == "cpu" else "accelerator"
+  return AUTO_FORMULATIONS[backend][option]
+
+
 def check_architecture(observation_shape: Sequence[int], num_latents: int,
                        encoder_kernel_sizes: Sequence[int],
                        upsampling: str, downsampling: str = "conv"
-                       ) -> tuple[int, ...]:
+                       ) -> tuple[tuple[int, ...], str, str]:
   """Validates the options every conv architecture shares; returns the
-  kernel sizes as a tuple."""
+  kernel sizes as a tuple and the stride-2 formulations ('auto'
+  resolved for this backend)."""
   check_image_shape(observation_shape)
   if isinstance(num_latents, bool) or not isinstance(num_latents, int) or (
       num_latents < 1):
@@ -350,18 +373,20 @@ def check_architecture(observation_shape: Sequence[int], num_latents: int,
     raise ValueError(
         f"encoder_kernel_sizes={tuple(encoder_kernel_sizes)}; need "
         f"{len(ENCODER_CHANNELS)} positive sizes, one per conv layer")
-  if upsampling not in UPSAMPLINGS:
-    raise ValueError(f"upsampling={upsampling!r}; allowed: {UPSAMPLINGS}")
-  if downsampling not in DOWNSAMPLINGS:
-    raise ValueError(
-        f"downsampling={downsampling!r}; allowed: {DOWNSAMPLINGS}")
-  return tuple(encoder_kernel_sizes)
+  if upsampling not in ("auto", *UPSAMPLINGS):
+    raise ValueError(f"upsampling={upsampling!r}; allowed: "
+                     f"{('auto', *UPSAMPLINGS)}")
+  if downsampling not in ("auto", *DOWNSAMPLINGS):
+    raise ValueError(f"downsampling={downsampling!r}; allowed: "
+                     f"{('auto', *DOWNSAMPLINGS)}")
+  return (tuple(encoder_kernel_sizes), resolve_auto("upsampling", upsampling),
+          resolve_auto("downsampling", downsampling))
 
 
 @MODELS.register("conv_vae")
 def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
              encoder_kernel_sizes: Sequence[int] = (4, 4, 2, 2),
-             upsampling: str = "paired", downsampling: str = "paired",
+             upsampling: str = "auto", downsampling: str = "auto",
              encoder: str = "standard",
              noise_correlation: float = 0.0, split_channels: int = 64,
              split_hidden: int = 256, num_groups: int = 1,
@@ -369,10 +394,12 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
   """The standard architecture; `encoder_kernel_sizes` (4, 4, 2, 2) is
   dlib-google's, (4, 4, 4, 4) the beta-VAE/DEFT papers'.  `upsampling`
   'paired' / 'subpixel' compute the reference transposed convolutions
-  exactly (same parameters), only faster to differentiate on CPU (see
-  models/upsample.py); `downsampling` 'paired' does the same for the
-  encoder's strided convolutions of the standard and split encoders
-  (models/stride2.py; 'conv' is XLA's own gradient).
+  ('transpose') exactly (same parameters), only faster to differentiate on
+  CPU (see models/upsample.py); `downsampling` 'paired' does the same for
+  the encoder's strided convolutions of the standard and split encoders
+  (models/stride2.py; 'conv' is XLA's own gradient).  'auto' (the default
+  of both) is 'paired' on CPU and XLA's own on accelerators
+  (AUTO_FORMULATIONS).
 
   `encoder`: 'standard', 'split', 'sharing' or 'fractional' (module
   docstring; `num_groups` is the fractional encoder's G, and num_latents
@@ -393,15 +420,14 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
                       ("num_groups", num_groups)):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ValueError(f"{name}={value!r}; must be an integer >= 1")
-  kernel_sizes = check_architecture(observation_shape, num_latents,
-                                    encoder_kernel_sizes, upsampling,
-                                    downsampling)
+  kernel_sizes, upsampling, downsampling = check_architecture(
+      observation_shape, num_latents, encoder_kernel_sizes, upsampling,
+      downsampling)
   if num_groups != 1 and encoder != "fractional":
     raise ValueError(f"num_groups={num_groups} needs encoder='fractional' "
                      f"(got encoder={encoder!r})")
-  if fractional_formulation == "auto":
-    fractional_formulation = ("stacked" if jax.default_backend() == "cpu"
-                              else "vmap")
+  fractional_formulation = resolve_auto("fractional_formulation",
+                                        fractional_formulation)
   if fractional_formulation not in FRACTIONAL_FORMULATIONS:
     raise ValueError(f"fractional_formulation={fractional_formulation!r}; "
                      f"allowed: {('auto', *FRACTIONAL_FORMULATIONS)}")

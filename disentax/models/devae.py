@@ -86,13 +86,13 @@ class DeVAE(nn.Module):
 def devae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
           num_layers: int = 3, embedding_size: int | None = None,
           encoder_kernel_sizes: Sequence[int] = (4, 4, 2, 2),
-          upsampling: str = "paired", downsampling: str = "paired"
+          upsampling: str = "auto", downsampling: str = "auto"
           ) -> DeVAE:
   """DeVAE with `num_layers` latent layers (DeVAE paper: 3, betas 1, 10,
   40) of `num_latents` each on the standard conv encoder and decoder."""
-  kernel_sizes = check_architecture(observation_shape, num_latents,
-                                    encoder_kernel_sizes, upsampling,
-                                    downsampling)
+  kernel_sizes, upsampling, downsampling = check_architecture(
+      observation_shape, num_latents, encoder_kernel_sizes, upsampling,
+      downsampling)
   if isinstance(num_layers, bool) or not isinstance(num_layers, int) or (
       num_layers < 1):
     raise ValueError(f"num_layers={num_layers!r}; must be an integer >= 1")
