@@ -19,7 +19,10 @@ import ml_collections
 # Keys that change how a run is carried out but not what it computes; they may
 # differ between a run and its resumption and are left out of the config hash.
 # See disentax.experiment.over_members and disentax.train.make_train_chunk.
-MEMBER_EXECUTIONS = ("auto", "vmap", "unroll")
+MEMBER_EXECUTIONS = ("auto", "vmap", "unroll", "sequential")
+# Above this many members on one CPU device, 'auto' trains them
+# 'sequential' instead of 'unroll' (whose compile time grows with them).
+MANY_UNROLLED_MEMBERS = 16
 TRAIN_LOOPS = ("auto", "scan", "host")
 
 # Sections whose keys belong to the component they name (checked by its
@@ -62,8 +65,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3
   config.train.progress = True
   # How members share the program: 'vmap' (accelerators) or 'unroll' (one
-  # copy per member; several times faster on XLA:CPU). Same function either
-  # way; 'auto' picks unroll on CPU, vmap elsewhere.
+  # copy per member; several times faster on XLA:CPU), or 'sequential' (one
+  # member's train step compiled once and dispatched per member; one
+  # device, host loop). Same function either way; 'auto' picks vmap off
+  # CPU, and on CPU unroll up to MANY_UNROLLED_MEMBERS members, sequential
+  # above (unrolled compile time grows with the members).
   config.train.member_execution = "auto"
   # How steps are looped: 'scan' (lax.scan over a chunk, one host round trip
   # per chunk; accelerators) or 'host' (one dispatch per step; XLA:CPU runs

@@ -55,11 +55,13 @@ def over_members(fn: Callable, execution: str, in_axes: tuple) -> Callable:
   accelerators).  'unroll' places one copy of `fn` per member in the same
   compiled program: XLA:CPU runs vmapped (grouped) convolutions several
   times slower than separate ones, so on CPU this is faster; it computes the
-  same function, member by member.
+  same function, member by member.  'sequential' is a train-loop choice
+  (train.make_train_chunk steps one member per dispatch); everywhere else
+  (evaluation, tracing: forward passes, cheap to compile) it unrolls.
   """
   if execution == "vmap":
     return jax.vmap(fn, in_axes=in_axes)
-  if execution != "unroll":
+  if execution not in ("unroll", "sequential"):
     raise ValueError(f"member execution {execution!r}; allowed: "
                      f"{MEMBER_EXECUTIONS}")
 
@@ -102,7 +104,7 @@ class Experiment:
   members: Members
   metric: Callable  # the evaluation metric, built now so bad options fail early
   battery: dict[str, Callable]  # further metrics (config.eval.battery)
-  member_execution: str  # 'vmap' | 'unroll' ('auto' resolved for the backend)
+  member_execution: str  # 'vmap' | 'unroll' | 'sequential' (not 'auto')
   loop: str              # 'scan' | 'host'  (likewise)
 
   @property
@@ -152,15 +154,34 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   members = make_members(grid, config.first_seed, config.num_seeds)
   metric = make_metric(config.eval.metric)
   battery = make_battery(config.eval.battery)
-  on_cpu = jax.default_backend() == "cpu"
-  member_execution = config.train.member_execution
-  if member_execution == "auto":
-    member_execution = "unroll" if on_cpu else "vmap"
-  loop = config.train.loop
-  if loop == "auto":
-    loop = "host" if on_cpu else "scan"
+  member_execution, loop = execution_and_loop(config.train, len(members))
   return Experiment(config, dataset, model, objective, optimizer, members,
                     metric, battery, member_execution, loop)
+
+
+def execution_and_loop(train: ml_collections.ConfigDict, num_members: int
+                       ) -> tuple[str, str]:
+  """(member execution, loop) of a config's train section, 'auto' resolved
+  for this backend, the number of members and of devices (see
+  config.MEMBER_EXECUTIONS).  'sequential' needs one device and the host
+  loop; asking for it otherwise is an error."""
+  on_cpu = jax.default_backend() == "cpu"
+  num_devices = train.num_devices or jax.device_count()
+  execution = train.member_execution
+  if execution == "auto":
+    execution = ("vmap" if not on_cpu else
+                 "sequential" if (num_members > config_lib.MANY_UNROLLED_MEMBERS
+                                  and num_devices == 1) else "unroll")
+  loop = train.loop
+  if loop == "auto":
+    loop = "host" if on_cpu or execution == "sequential" else "scan"
+  if execution == "sequential" and (num_devices != 1 or loop != "host"):
+    raise ValueError(
+        f"config.train.member_execution='sequential' steps one member at a "
+        f"time from the host: it needs train.loop 'host' or 'auto' (got "
+        f"{train.loop!r}) and one device (train.num_devices=1; got "
+        f"{train.num_devices}, {num_devices} device(s))")
+  return execution, loop
 
 
 def representation_controls(exp: Experiment) -> Callable:

@@ -221,9 +221,12 @@ def make_train_chunk(exp: Experiment,
   jitted lax.scan (one host round trip per chunk).  XLA:CPU runs
   convolutions inside loops about 20x slower than outside them, so 'host'
   instead jits one step of all members and dispatches it num_steps times
-  from Python: the same computation, for CPUs.
+  from Python: the same computation, for CPUs.  Member execution
+  'sequential' jits one member's step instead (`sequential_chunk`).
   """
   layout = layout or single_device(exp)
+  if exp.member_execution == "sequential":
+    return sequential_chunk(exp)
   in_axes = (0, 0, 0, 0, 0, 0, None)
   all_members_step = sharding.over_devices(
       over_members(isolate_divergence(make_member_step(exp)),
@@ -275,6 +278,66 @@ def make_train_chunk(exp: Experiment,
   return loops[exp.loop]
 
 
+def _member_of(stacked: jax.Array, member: jax.Array) -> jax.Array:
+  """Row `member` of a member-stacked array (a dynamic slice: the update
+  back is then a dynamic-update-slice, done in place in a donated buffer,
+  where `.at[].set` would lower to a scatter)."""
+  return jax.lax.dynamic_index_in_dim(stacked, member, 0, keepdims=False)
+
+
+def sequential_chunk(exp: Experiment) -> Callable:
+  """make_train_chunk's chunk, one member per dispatch: a program of one
+  member's step (compiled once, whatever the number of members) reads
+  member m from the stacked state and writes it back in place (the state is
+  donated), for m = 0 .. M-1, then the step counter advances.  Each member
+  computes what it computes in the other executions; the compile time no
+  longer grows with M (unrolling 50 members compiled for 15.6 min on a
+  2-core VM, BUILD_NOTES issue 8 item 2)."""
+  member_step = isolate_divergence(make_member_step(exp))
+
+  def update(carry, hparams, keys, member):
+    """(member's new params, opt_state, aux, diverged_at; its metrics)."""
+    params, opt_state, aux, diverged_at, step = carry
+    take = lambda tree: jax.tree.map(lambda leaf: _member_of(leaf, member),
+                                     tree)
+    *new_state, metrics = member_step(
+        take(params), take(opt_state), take(aux), diverged_at[member],
+        take(hparams), keys[member], step)
+    return tuple(new_state), metrics
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def step_member(carry, metric_sums, hparams, keys, member):
+    new_state, metrics = update(carry, hparams, keys, member)
+    stacked = jax.tree.map(
+        lambda all_, one: jax.lax.dynamic_update_index_in_dim(
+            all_, one, member, 0), tuple(carry[:4]), new_state)
+    metric_sums = jax.tree.map(
+        lambda all_, one: jax.lax.dynamic_update_index_in_dim(
+            all_, _member_of(all_, member) + one, member, 0),
+        metric_sums, metrics)
+    return (*stacked, carry[4]), metric_sums
+
+  metric_shapes = []  # traced once, on the first chunk
+
+  def chunk(state: TrainState, hparams, keys, num_steps: int):
+    carry = (state.params, state.opt_state, state.aux, state.diverged_at,
+             state.step)
+    members = state.diverged_at.shape[0]
+    if not metric_shapes:
+      metric_shapes.append(jax.eval_shape(update, carry, hparams, keys, 0)[1])
+    sums = jax.tree.map(lambda m: jnp.zeros((members, *m.shape), m.dtype),
+                        metric_shapes[0])
+    for _ in range(num_steps):
+      for member in range(members):
+        carry, sums = step_member(carry, sums, hparams, keys, member)
+      carry = (*carry[:4], carry[4] + 1)
+    params, opt_state, aux, diverged_at, step = carry
+    return (TrainState(step, params, opt_state, diverged_at, aux),
+            jax.tree.map(lambda m: m / num_steps, sums))
+
+  return chunk
+
+
 def checkpoint_meta(exp: Experiment) -> dict[str, Any]:
   return {"config": config_lib.to_dict(exp.config),
           "config_hash": config_lib.config_hash(exp.config),
@@ -323,24 +386,22 @@ class _SigtermFlag:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-# Above this many members, unrolling them (the CPU default) compiles for
-# minutes: the program holds one copy of the step per member.
-MANY_UNROLLED_MEMBERS = 16
-
-
 def compile_advice(exp: Experiment) -> str | None:
   """A heads-up before compiling many unrolled members (compile time grows
   with their number: 50 standard-model seeds at 64x64 took 15.6 min on a
-  2-core VM, BUILD_NOTES item 2), naming the alternatives; None otherwise."""
+  2-core VM, BUILD_NOTES item 2), naming the alternatives; None otherwise.
+  ('auto' on one CPU device trains that many members 'sequential'.)"""
   count = len(exp.members)
-  if exp.member_execution != "unroll" or count <= MANY_UNROLLED_MEMBERS:
+  if (exp.member_execution != "unroll"
+      or count <= config_lib.MANY_UNROLLED_MEMBERS):
     return None
   return (f"compiling {count} unrolled members (train.member_execution="
-          f"'unroll', the CPU default): compile time grows with the number "
-          f"of members and can take many minutes.  Faster to start: split "
-          f"the seeds into jobs (python -m disentax.sweep, seeds_per_job), "
-          f"or train.member_execution='vmap' (compiles once; ~3x slower "
-          f"per step on CPU).")
+          f"'unroll'): compile time grows with the number of members and "
+          f"can take many minutes.  Faster to start: "
+          f"train.member_execution='sequential' (one device: one member's "
+          f"step compiled once), split the seeds into jobs (python -m "
+          f"disentax.sweep, seeds_per_job), or 'vmap' (compiles once; ~3x "
+          f"slower per step on CPU).")
 
 
 def _report_divergence(exp: Experiment, before: np.ndarray,

@@ -114,6 +114,26 @@ def test_a_diverging_member_is_frozen_reported_and_leaves_the_others_alone(
   assert "diverged: seed 0 at step 1, seed 1 at step 1" in text
 
 
+def test_sequential_members_freeze_a_diverging_member_alone(tmp_path):
+  # As above, one member's step per dispatch (train.sequential_chunk).
+  def run(rates, name):
+    config = tiny_config(objective__beta=(1.0,), train__learning_rates=rates,
+                         train__num_steps=5, train__checkpoint_every=5,
+                         train__member_execution="sequential",
+                         train__loop="host")
+    return train.train(config, str(tmp_path / name))
+
+  diverging = run((1e-3, 1e30), "diverging")
+  healthy = run((1e-3, 1e-4), "healthy")
+  np.testing.assert_array_equal(diverging.diverged_at, [-1, -1, 1, 1])
+  np.testing.assert_array_equal(healthy.diverged_at, [-1] * 4)
+  assert all(np.isfinite(leaf).all()
+             for leaf in jax.tree.leaves(diverging.params))
+  for a, b in zip(jax.tree.leaves(diverging.params),
+                  jax.tree.leaves(healthy.params)):
+    np.testing.assert_array_equal(a[:2], b[:2])  # bit for bit
+
+
 def test_a_checkpoint_from_before_divergence_tracking_restores_and_resumes(
     tmp_path):
   """Runs written before train.learning_rates / num_devices and the

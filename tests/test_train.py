@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from disentax import checkpoint, run_log, train
-from disentax.experiment import build
+from disentax import config as config_lib
+from disentax.experiment import build, execution_and_loop
 from tests.conftest import run_module, tiny_config
 
 
@@ -154,17 +155,61 @@ def test_cpu_execution_mode_computes_the_same_training(tmp_path):
   assert_trees(other.params, reference.params, rtol=1e-4, atol=1e-5)
 
 
+def test_sequential_members_train_as_unrolled_ones(tmp_path):
+  """One member's step per dispatch, in place in the stacked state: the
+  same training as one program of all members, chunk metrics included."""
+  def run(execution):
+    workdir = str(tmp_path / execution)
+    state = train.train(tiny_config(
+        objective__beta=(1.0, 4.0), num_seeds=2, train__num_steps=4,
+        train__steps_per_chunk=2, train__checkpoint_every=4,
+        train__member_execution=execution, train__loop="host"), workdir)
+    rows = [json.loads(line) for line in open(
+        os.path.join(workdir, run_log.FILENAME))]
+    return state, rows
+  (reference, reference_rows), (state, rows) = run("unroll"), run(
+      "sequential")
+  assert int(state.step) == 4
+  np.testing.assert_array_equal(state.diverged_at, [-1] * 4)
+  assert_trees(state.params, reference.params, rtol=1e-4, atol=1e-5)
+  assert_trees(state.opt_state, reference.opt_state, rtol=1e-4, atol=1e-5)
+  assert [r["step"] for r in rows] == [r["step"] for r in reference_rows]
+  assert_trees([r["loss"] for r in rows],
+               [r["loss"] for r in reference_rows], rtol=1e-5)
+
+
+def test_auto_member_execution_by_backend_members_and_devices(monkeypatch):
+  def resolved(num_members, **train_options):
+    options = {"member_execution": "auto", "loop": "auto", **train_options}
+    section = tiny_config(**{f"train__{k}": v for k, v in
+                             options.items()}).train
+    return execution_and_loop(section, num_members)
+  limit = config_lib.MANY_UNROLLED_MEMBERS
+  if jax.default_backend() == "cpu" and jax.device_count() == 1:
+    assert resolved(limit) == ("unroll", "host")
+    assert resolved(limit + 1) == ("sequential", "host")
+  with pytest.raises(ValueError, match=r"'sequential'.*loop 'host'.*'scan'"):
+    resolved(2, member_execution="sequential", loop="scan")
+  with pytest.raises(ValueError, match=r"one device.*got 2, 2 device"):
+    resolved(2, member_execution="sequential", num_devices=2)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert resolved(limit + 1) == ("vmap", "scan")
+  assert resolved(limit + 1, member_execution="sequential") == (
+      "sequential", "host")
+
+
 def test_many_unrolled_members_get_a_compile_heads_up():
   def advice(execution, seeds):
     return train.compile_advice(build(tiny_config(
         objective__beta=(4.0,), num_seeds=seeds,
         train__member_execution=execution)))
-  limit = train.MANY_UNROLLED_MEMBERS
+  limit = config_lib.MANY_UNROLLED_MEMBERS
   assert advice("unroll", limit) is None
   assert advice("vmap", limit + 1) is None
+  assert advice("sequential", limit + 1) is None
   message = advice("unroll", limit + 1)
   assert message.startswith(f"compiling {limit + 1} unrolled members")
-  assert "seeds_per_job" in message and "member_execution='vmap'" in message
+  assert "seeds_per_job" in message and "'sequential'" in message
 
 
 def test_staircase_learning_rate_decay_values():
