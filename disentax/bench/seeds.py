@@ -3,7 +3,8 @@
 For each N (1, 8, 50; quick: 1, 4) the real train program of N seeds of the
 standard beta-VAE (batch 64, 64x64x1 dSprites rendered in the step; quick:
 batch 16, 32x32) is timed in the backend's default member layout (CPU:
-members unrolled, host loop; accelerators: vmapped, scanned).  The figure is
+members unrolled, above 16 members one member per dispatch ('sequential'),
+host loop; accelerators: vmapped, scanned).  The figure is
 seed-steps per second: N / (seconds per step of all N seeds).
 
 The baseline is N single-seed runs one after another: they make 1 /
