@@ -13,6 +13,9 @@ accelerators XLA's own convolutions and the vmapped fractional encoder).
   share     the model FLOP/s each achieves (`bench.flops`: 3 x the forward
             pass's convolution and matrix-product FLOPs, counted from the
             architecture) over the device's peak.  Target: >= 30%.
+  formulations  DEFT again with the CPU-fast formulations (paired stride-2
+            layers, stacked groups) against the backend's defaults, to
+            decide the accelerator defaults.
   80k       the wall time of 50 seeds x DEFT's 80,000 steps (4 stages x
             20,000) at that rate.  Target: < 15 minutes on one H100.
   Table 4   the projected wall time of the whole DEFT journal Table 4 grid
@@ -24,7 +27,8 @@ accelerators XLA's own convolutions and the vmapped fractional encoder).
 
 The peak is float32 inputs on tensor cores (TF32, dense): at JAX's default
 precision, float32 convolutions and matrix products run as TF32 on these
-GPUs (JAX docs, "Matmul precision"); the plain FP32 peak is in the note.  Devices not in `PEAKS` get
+GPUs (JAX docs, "Matmul precision"); the plain FP32 peak is in the note.
+Devices not in `PEAKS` get
 no share unless `peak_tflops` is given.
 
   python -m disentax.bench --items=accelerator
@@ -41,7 +45,7 @@ import ml_collections
 from disentax.bench import Row, Skipped
 from disentax.bench.flops import train_step_flops
 from disentax.bench.train_step import log, time_train_step
-from disentax.sweep.spec import load_config, load_sweep
+from disentax.sweep.spec import apply_overrides, load_config, load_sweep
 
 ITEM = "accelerator"
 TABLE_4 = "experiments/sweeps/deft_table4.py:smallnorb_dir=unread"
@@ -80,6 +84,12 @@ class Sizes:
   seeds: int = 50
   steps: int = 20    # steps per timed chunk
   repeats: int = 3   # timed chunks; the fastest counts
+  # DEFT timed again in other formulations (same function, same
+  # parameters): to decide the accelerator defaults (AUTO_FORMULATIONS).
+  alternatives: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+      ("CPU formulations (paired stride-2 layers, stacked groups)",
+       (("model.upsampling", "paired"), ("model.downsampling", "paired"),
+        ("model.fractional_formulation", "stacked"))),)
 
 
 FULL = Sizes()
@@ -96,12 +106,14 @@ class Measured:
   note: str
 
 
-def measure_program(spec: str, seeds: int, steps: int, repeats: int
-                    ) -> Measured:
-  """Times the train program of `seeds` seeds of the config `spec`."""
-  config = load_config(spec)
+def measure_program(spec: str, seeds: int, steps: int, repeats: int,
+                    overrides: Sequence[tuple[str, str]] = ()) -> Measured:
+  """Times the train program of `seeds` seeds of the config `spec` (with
+  the dotted-key `overrides`)."""
+  config = apply_overrides(load_config(spec), dict(overrides))
   config.num_seeds = seeds
-  log(ITEM, f"{spec}, {seeds} seeds: compiling and timing")
+  log(ITEM, f"{spec} {dict(overrides) or ''}, {seeds} seeds: compiling and "
+      "timing")
   timing = time_train_step(config, steps, repeats)
   rate = seeds / timing.seconds_per_step
   return Measured(rate, rate * train_step_flops(config),
@@ -161,6 +173,15 @@ def measure(quick: bool, sizes: Sizes | None = None,
         note=(f"ratio = share of peak; FP32 (no tensor cores) peak "
               f"{peak.fp32:g} TFLOP/s" if peak else
               f"no peak known for {device!r}")))
+  for label, overrides in sizes.alternatives:
+    other = measure_program(sizes.deft, sizes.seeds, sizes.steps,
+                            sizes.repeats, overrides)
+    rows.append(Row(
+        item=ITEM, case=f"DEFT, {sizes.seeds} seeds, {label}",
+        disentax=other.seed_steps_per_second,
+        baseline=deft.seed_steps_per_second, unit="seed-steps/s",
+        baseline_name="the config's formulations, 'auto' for this backend",
+        note=f"ratio > 1: faster than the default; {other.note}"))
   minutes = sizes.seeds * DEFT_STEPS / deft.seed_steps_per_second / 60
   rows.append(Row(
       item=ITEM, case=f"DEFT, {sizes.seeds} seeds x {DEFT_STEPS:,} steps",
