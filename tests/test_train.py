@@ -6,12 +6,13 @@ import os
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from disentax import checkpoint, run_log, train
 from disentax import config as config_lib
-from disentax.experiment import build, execution_and_loop
+from disentax.experiment import build, execution_and_loop, over_members
 from tests.conftest import run_module, tiny_config
 
 
@@ -176,6 +177,22 @@ def test_sequential_members_train_as_unrolled_ones(tmp_path):
   assert [r["step"] for r in rows] == [r["step"] for r in reference_rows]
   assert_trees([r["loss"] for r in rows],
                [r["loss"] for r in reference_rows], rtol=1e-5)
+
+
+def test_over_members_executions_compute_the_same_function():
+  # Evaluation and tracing map forward passes over members; 'sequential'
+  # (a train-loop choice) unrolls there.
+  def fn(w, b, x):
+    return jnp.tanh(x @ w) + b
+  w = jnp.arange(24.0).reshape(3, 4, 2) / 10
+  b = jnp.arange(6.0).reshape(3, 2)
+  x = jnp.ones((5, 4))
+  expected = jnp.stack([fn(w[m], b[m], x) for m in range(3)])
+  for execution in ("vmap", "unroll", "sequential"):
+    got = over_members(fn, execution, in_axes=(0, 0, None))(w, b, x)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+  with pytest.raises(ValueError, match="'auto'"):
+    over_members(fn, "auto", in_axes=(0, 0, None))
 
 
 def test_auto_member_execution_by_backend_members_and_devices(monkeypatch):
