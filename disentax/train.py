@@ -212,6 +212,18 @@ def isolate_divergence(member_step: Callable) -> Callable:
   return guarded
 
 
+def _carry_of(state: TrainState) -> tuple:
+  """The loop carry of a train state: (params, opt_state, aux, diverged_at,
+  step)."""
+  return (state.params, state.opt_state, state.aux, state.diverged_at,
+          state.step)
+
+
+def _state_of(carry: tuple) -> TrainState:
+  params, opt_state, aux, diverged_at, step = carry
+  return TrainState(step, params, opt_state, diverged_at, aux)
+
+
 def make_train_chunk(exp: Experiment,
                      layout: sharding.MemberLayout | None = None) -> Callable:
   """(state, hparams, keys, num_steps) -> (state, chunk-mean metrics [M]).
@@ -239,22 +251,14 @@ def make_train_chunk(exp: Experiment,
         params, opt_state, aux, diverged_at, hparams, keys, step)
     return (params, opt_state, aux, diverged_at, step + 1), metrics
 
-  def carry_of(state: TrainState) -> tuple:
-    return (state.params, state.opt_state, state.aux, state.diverged_at,
-            state.step)
-
-  def state_of(carry: tuple) -> TrainState:
-    params, opt_state, aux, diverged_at, step = carry
-    return TrainState(step, params, opt_state, diverged_at, aux)
-
   @functools.partial(jax.jit, static_argnames="num_steps",
                      donate_argnames="state")
   def scan_chunk(state: TrainState, hparams, keys, num_steps: int):
     carry, metrics = jax.lax.scan(
         functools.partial(step_fn, hparams=hparams, keys=keys),
-        carry_of(state), length=num_steps)
+        _carry_of(state), length=num_steps)
     metrics = jax.tree.map(lambda m: m.mean(axis=0), metrics)
-    return state_of(carry), metrics
+    return _state_of(carry), metrics
 
   @functools.partial(jax.jit, donate_argnums=0)
   def host_step(carry, metric_sums, hparams, keys):
@@ -267,12 +271,12 @@ def make_train_chunk(exp: Experiment,
     return jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
 
   def host_chunk(state: TrainState, hparams, keys, num_steps: int):
-    carry = carry_of(state)
+    carry = _carry_of(state)
     sums = zero_metric_sums(carry, hparams, keys)
     for _ in range(num_steps):
       carry, sums = host_step(carry, sums, hparams, keys)
     metrics = jax.tree.map(lambda m: m / num_steps, sums)
-    return state_of(carry), metrics
+    return _state_of(carry), metrics
 
   loops = {"scan": scan_chunk, "host": host_chunk}
   return loops[exp.loop]
@@ -297,12 +301,10 @@ def sequential_chunk(exp: Experiment) -> Callable:
 
   def update(carry, hparams, keys, member):
     """(member's new params, opt_state, aux, diverged_at; its metrics)."""
-    params, opt_state, aux, diverged_at, step = carry
-    take = lambda tree: jax.tree.map(lambda leaf: _member_of(leaf, member),
-                                     tree)
-    *new_state, metrics = member_step(
-        take(params), take(opt_state), take(aux), diverged_at[member],
-        take(hparams), keys[member], step)
+    *stacked, step = carry
+    mine = jax.tree.map(lambda leaf: _member_of(leaf, member),
+                        (*stacked, hparams, keys))
+    *new_state, metrics = member_step(*mine, step)
     return tuple(new_state), metrics
 
   @functools.partial(jax.jit, donate_argnums=(0, 1))
@@ -317,23 +319,22 @@ def sequential_chunk(exp: Experiment) -> Callable:
         metric_sums, metrics)
     return (*stacked, carry[4]), metric_sums
 
-  metric_shapes = []  # traced once, on the first chunk
+  @jax.jit  # traced once, like make_train_chunk's zero_metric_sums
+  def zero_metric_sums(carry, hparams, keys):
+    members = carry[3].shape[0]  # diverged_at [M]
+    shapes = jax.eval_shape(update, carry, hparams, keys, 0)[1]
+    return jax.tree.map(lambda m: jnp.zeros((members, *m.shape), m.dtype),
+                        shapes)
 
   def chunk(state: TrainState, hparams, keys, num_steps: int):
-    carry = (state.params, state.opt_state, state.aux, state.diverged_at,
-             state.step)
+    carry = _carry_of(state)
     members = state.diverged_at.shape[0]
-    if not metric_shapes:
-      metric_shapes.append(jax.eval_shape(update, carry, hparams, keys, 0)[1])
-    sums = jax.tree.map(lambda m: jnp.zeros((members, *m.shape), m.dtype),
-                        metric_shapes[0])
+    sums = zero_metric_sums(carry, hparams, keys)
     for _ in range(num_steps):
       for member in range(members):
         carry, sums = step_member(carry, sums, hparams, keys, member)
       carry = (*carry[:4], carry[4] + 1)
-    params, opt_state, aux, diverged_at, step = carry
-    return (TrainState(step, params, opt_state, diverged_at, aux),
-            jax.tree.map(lambda m: m / num_steps, sums))
+    return _state_of(carry), jax.tree.map(lambda m: m / num_steps, sums)
 
   return chunk
 

@@ -28,8 +28,7 @@ accelerators XLA's own convolutions and the vmapped fractional encoder).
 The peak is float32 inputs on tensor cores (TF32, dense): at JAX's default
 precision, float32 convolutions and matrix products run as TF32 on these
 GPUs (JAX docs, "Matmul precision"); the plain FP32 peak is in the note.
-Devices not in `PEAKS` get
-no share unless `peak_tflops` is given.
+Devices not in `PEAKS` get no share unless `peak_tflops` is given.
 
   python -m disentax.bench --items=accelerator
 """
