@@ -89,13 +89,14 @@ def test_fractional_formulations_compute_the_same_function(kernel_sizes):
 
 def test_unknown_fractional_formulation_is_rejected():
   with pytest.raises(ValueError, match="fractional_formulation='loop'.*'auto', "
-                     "'vmap', 'stacked', 'block_diagonal'"):
+                     "'vmap', 'stacked', 'sequential', "
+                     "'block_diagonal'"):
     make_model({"name": "conv_vae", "encoder": "fractional", "num_groups": 2,
                 "num_latents": 4, "fractional_formulation": "loop"},
                (16, 16, 1))
 
 
-@pytest.mark.parametrize("backend, expected", [("cpu", "stacked"),
+@pytest.mark.parametrize("backend, expected", [("cpu", "sequential"),
                                                ("gpu", "vmap")])
 def test_auto_fractional_formulation_follows_the_backend(
     monkeypatch, backend, expected):

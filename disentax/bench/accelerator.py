@@ -14,7 +14,7 @@ accelerators XLA's own convolutions and the vmapped fractional encoder).
             pass's convolution and matrix-product FLOPs, counted from the
             architecture) over the device's peak.  Target: >= 30%.
   formulations  DEFT again with the CPU-fast formulations (paired stride-2
-            layers, stacked groups) against the backend's defaults, to
+            layers, sequential groups) against the backend's defaults, to
             decide the accelerator defaults.
   80k       the wall time of 50 seeds x DEFT's 80,000 steps (4 stages x
             20,000) at that rate.  Target: < 15 minutes on one H100.
@@ -86,9 +86,9 @@ class Sizes:
   # DEFT timed again in other formulations (same function, same
   # parameters): to decide the accelerator defaults (AUTO_FORMULATIONS).
   alternatives: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-      ("CPU formulations (paired stride-2 layers, stacked groups)",
+      ("CPU formulations (paired stride-2 layers, sequential groups)",
        (("model.upsampling", "paired"), ("model.downsampling", "paired"),
-        ("model.fractional_formulation", "stacked"))),)
+        ("model.fractional_formulation", "sequential"))),)
 
 
 FULL = Sizes()

@@ -20,9 +20,13 @@ with respect to all encoder parameters, on random uniform 64x64x1 images
               ('vmap': jax.vmap of the sub-encoder; 'stacked': the same
               function and parameters, grouped convolutions whose kernel
               gradient avoids XLA:CPU's batch-grouped convolution;
+              'sequential': the groups' ordinary convolutions one group
+              after another (lax.map), fastest on CPU;
               'block_diagonal': ordinary convolutions with block-diagonal
               kernels, G x the arithmetic, timed up to G = 100 only).
-  normal      one encoder of the same structure with wider convolutions:
+  normal      one encoder of the same structure with wider convolutions
+              (in the backend's default formulation, like the library's
+              standard encoder: paired stride-2 layers on CPU):
               conv a, a, 2a, c (the lite 1:1:2:2 pattern; the last width c
               is free so the counts can match closely), dense 64, heads of
               1,000.  The paper changes only the conv channels; its Table 1
@@ -52,7 +56,8 @@ import jax.numpy as jnp
 from disentax.bench import Row, format_table, seconds_per_call
 from disentax.models.conv import (FRACTIONAL_FORMULATIONS, LITE_CHANNELS,
                                   LITE_HIDDEN, DOWNSAMPLING,
-                                  FractionalEncoder, conv_stack)
+                                  FractionalEncoder, conv_stack,
+                                  resolve_auto)
 
 KERNEL_SIZES = (4, 4, 4, 4)  # DEFT journal Table 1
 TARGET = "ratio <= 1.1"
@@ -81,15 +86,19 @@ QUICK = Sizes(batch_size=16, image_size=32, num_latents=100, groups=(2, 10),
 class NormalEncoder(nn.Module):
   """One encoder with the lite structure and the given conv widths: four
   stride-2 ReLU convolutions, dense `hidden`, Gaussian heads of
-  `num_latents` ("normal encoder" of DEFT journal section 5.7)."""
+  `num_latents` ("normal encoder" of DEFT journal section 5.7), its strided
+  convolutions in the formulation the library's standard encoder gets on
+  this backend (`downsampling` 'auto': paired on CPU)."""
   channels: Sequence[int]
   num_latents: int
   hidden: int = LITE_HIDDEN
   kernel_sizes: Sequence[int] = KERNEL_SIZES
+  downsampling: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    x = conv_stack(x, self.channels, self.kernel_sizes)
+    x = conv_stack(x, self.channels, self.kernel_sizes,
+                   resolve_auto("downsampling", self.downsampling))
     x = nn.relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)))
     return (nn.Dense(self.num_latents, name="mean")(x),
             nn.Dense(self.num_latents, name="logvar")(x))

@@ -26,19 +26,23 @@ submission, sections 3.2 and 5.1):
             8, 16, 16 (stride 2), dense 64, Gaussian heads of
             num_latents / num_groups latents; no parameter is shared between
             groups and the decoder sees their outputs concatenated (latent j
-            belongs to group j // K).  All groups are one vmapped (grouped)
-            computation, never a Python loop.  `fractional_formulation`
-            picks how that computation is written (same parameter tree,
-            same function to float32 rounding; see FractionalEncoder):
-            'auto' (default) is 'stacked' on CPU and 'vmap' elsewhere;
-            'vmap' lets jax.vmap batch the sub-encoder, 'stacked'
-            writes the groups out as channel-stacked grouped convolutions
-            and batched matmuls whose gradients avoid XLA:CPU's slow
-            batch-grouped and base-dilated convolutions (about 10x faster
-            on CPU);
+            belongs to group j // K).  All groups are one computation,
+            compiled once for any G, never a Python loop.
+            `fractional_formulation` picks how that computation is written
+            (same parameter tree, same function to float32 rounding; see
+            FractionalEncoder): 'auto' (default) is 'sequential' on CPU and
+            'vmap' elsewhere; 'vmap' lets jax.vmap batch the sub-encoder
+            (grouped convolutions); 'stacked' writes the groups out as
+            channel-stacked grouped convolutions and batched matmuls whose
+            gradients avoid XLA:CPU's slow batch-grouped and base-dilated
+            convolutions (about 10x faster than 'vmap' on CPU);
+            'sequential' runs each group's ordinary convolutions one group
+            after another in a lax.map (XLA:CPU's grouped convolutions are
+            several times slower than the same groups as ordinary ones:
+            DEFT dSprites trains ~25% faster than 'stacked');
             'block_diagonal' computes the grouped convolutions as ordinary
-            ones with block-diagonal kernels (G times their arithmetic; as
-            fast as 'stacked' on CPU only for small G such as DEFT's 2).
+            ones with block-diagonal kernels (G times their arithmetic;
+            competitive on CPU only for small G such as DEFT's 2).
   sharing   the "sharing-parameter encoder" ablation of section 5.1: "the
             features are straightly flattened into representations".  The
             four standard convs, flattened, go straight into the mean and
@@ -69,7 +73,8 @@ DOWNSAMPLING = 2 ** len(ENCODER_CHANNELS)
 ENCODERS = ("standard", "split", "sharing", "fractional")
 LITE_CHANNELS = (8, 8, 16, 16)  # DEFT journal Table 1, "Lite Encoder"
 LITE_HIDDEN = 64
-FRACTIONAL_FORMULATIONS = ("vmap", "stacked", "block_diagonal")
+FRACTIONAL_FORMULATIONS = ("vmap", "stacked", "sequential",
+                           "block_diagonal")
 
 
 def check_image_shape(observation_shape: Sequence[int]) -> None:
@@ -238,6 +243,30 @@ def block_diagonal(kernel: jax.Array) -> jax.Array:
       k, k, num_groups * in_channels, num_groups * out_channels)
 
 
+def _first_conv_of_all_groups(params: Any, x: jax.Array) -> jax.Array:
+  """The groups' first convolutions (and ReLU) on their shared input x [b,
+  H, W, C] as one ordinary convolution with G*8 outputs, [b, h, w, G*8]
+  (group-major channels)."""
+  kernel, bias = params["Conv_0"]["kernel"], params["Conv_0"]["bias"]
+  num_groups, k, _, in_channels, out_channels = kernel.shape
+  kernel = kernel.transpose(1, 2, 3, 0, 4).reshape(
+      k, k, in_channels, num_groups * out_channels)
+  return nn.relu(stride2.strided_conv(x, kernel) + bias.reshape(-1))
+
+
+def _dense_and_heads(params: Any, features: jax.Array
+                     ) -> tuple[jax.Array, jax.Array]:
+  """LiteEncoder's dense layer and Gaussian heads on flat features [..., b,
+  f], the parameters carrying the same leading axes (...) as the features:
+  (mean, log-variance) [..., b, K]."""
+  def dense(name, x):
+    layer = params[name]
+    return (jnp.einsum("...bf,...fo->...bo", x, layer["kernel"])
+            + layer["bias"][..., None, :])
+  hidden = nn.relu(dense("Dense_0", features))
+  return dense("mean", hidden), dense("logvar", hidden)
+
+
 def stacked_lite_encoders(params: Any, x: jax.Array,
                           block_diagonal_convs: bool = False
                           ) -> tuple[jax.Array, jax.Array]:
@@ -253,27 +282,53 @@ def stacked_lite_encoders(params: Any, x: jax.Array,
   matmuls batched over g."""
   num_groups = params["Conv_0"]["kernel"].shape[0]
   batch = x.shape[0]
-  for i in range(len(LITE_CHANNELS)):
+  x = _first_conv_of_all_groups(params, x)
+  for i in range(1, len(LITE_CHANNELS)):
     kernel, bias = params[f"Conv_{i}"]["kernel"], params[f"Conv_{i}"]["bias"]
     _, k, _, in_channels, out_channels = kernel.shape
-    if i and block_diagonal_convs:
+    if block_diagonal_convs:
       x = stride2.xla_strided_conv(x, block_diagonal(kernel))
     else:
       kernel = kernel.transpose(1, 2, 3, 0, 4).reshape(
           k, k, in_channels, num_groups * out_channels)
-      x = (stride2.xla_strided_conv(x, kernel) if i == 0
-           else grouped_conv(x, kernel, num_groups))
+      x = grouped_conv(x, kernel, num_groups)
     x = nn.relu(x + bias.reshape(-1))
   _, height, width, channels = x.shape
   # Each group flattens its own [b, h, w, c] map, as LiteEncoder does.
   x = x.reshape(batch, height, width, num_groups, channels // num_groups)
   x = x.transpose(3, 0, 1, 2, 4).reshape(num_groups, batch, -1)
-  dense = params["Dense_0"]
-  x = nn.relu(jnp.einsum("gbf,gfo->gbo", x, dense["kernel"])
-              + dense["bias"][:, None])
-  mean, logvar = (jnp.einsum("gbf,gfk->bgk", x, params[name]["kernel"])
-                  + params[name]["bias"] for name in ("mean", "logvar"))
-  return mean, logvar
+  mean, logvar = _dense_and_heads(params, x)
+  return mean.transpose(1, 0, 2), logvar.transpose(1, 0, 2)
+
+
+def sequential_lite_encoders(params: Any, x: jax.Array
+                             ) -> tuple[jax.Array, jax.Array]:
+  """The same function as `stacked_lite_encoders`, the groups computed one
+  after another: the first convolution of all groups at once (their input
+  is shared), then a lax.map over the groups of each one's remaining
+  layers as ordinary convolutions (`stride2.strided_conv`, paired
+  gradients) on its own [b, h, w, 8] map.
+
+  XLA:CPU runs a grouped convolution far slower than the same groups as
+  separate ordinary ones (G = 10, 32x32, 8 -> 8 channels per group: 90 ms
+  against 12 ms), and a loop over the groups compiles once for any G."""
+  batch = x.shape[0]
+  x = _first_conv_of_all_groups(params, x)
+  num_groups = params["Conv_0"]["kernel"].shape[0]
+  _, height, width, channels = x.shape
+  x = x.reshape(batch, height, width, num_groups, channels // num_groups)
+  x = x.transpose(3, 0, 1, 2, 4)                           # [G, b, h, w, c]
+  later = {name: layer for name, layer in params.items() if name != "Conv_0"}
+
+  def one_group(group: tuple[Any, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    group_params, y = group
+    for i in range(1, len(LITE_CHANNELS)):
+      layer = group_params[f"Conv_{i}"]
+      y = nn.relu(stride2.strided_conv(y, layer["kernel"]) + layer["bias"])
+    return _dense_and_heads(group_params, y.reshape(batch, -1))
+
+  mean, logvar = lax.map(one_group, (later, x))            # [G, b, K]
+  return mean.transpose(1, 0, 2), logvar.transpose(1, 0, 2)
 
 
 class FractionalEncoder(nn.Module):
@@ -283,7 +338,8 @@ class FractionalEncoder(nn.Module):
   `formulation` 'vmap' applies the nn.vmap-ed LiteEncoder; 'stacked' and
   'block_diagonal' compute the same function from the same parameters with
   `stacked_lite_encoders` (grouped convolutions, or ordinary ones with
-  block-diagonal kernels).  Parameters are always created by the nn.vmap-ed
+  block-diagonal kernels), 'sequential' with `sequential_lite_encoders`
+  (ordinary convolutions, one group after another).  Parameters are always created by the nn.vmap-ed
   module, so all formulations initialise identically and read each other's
   checkpoints.  jax.vmap turns the sub-encoders' convolutions into
   grouped convolutions; 'stacked' replaces their kernel gradient, which
@@ -307,6 +363,9 @@ class FractionalEncoder(nn.Module):
                        f"{FRACTIONAL_FORMULATIONS}")
     if self.formulation == "vmap" or self.is_initializing():
       mean, logvar = groups(x)
+    elif self.formulation == "sequential":
+      mean, logvar = sequential_lite_encoders(
+          self.variables["params"]["groups"], x)
     else:
       mean, logvar = stacked_lite_encoders(
           self.variables["params"]["groups"], x,
@@ -336,13 +395,13 @@ class DeconvDecoder(nn.Module):
 
 
 # What 'auto' means for each formulation option, per backend: on CPU the
-# paired stride-2 layers and the stacked fractional encoder are the fastest
+# paired stride-2 layers and the sequential fractional encoder are the fastest
 # (BUILD_NOTES, issue 8 items 1 and 3); on accelerators XLA's own
 # convolutions (cuDNN's) and the vmapped groups, until the others are
 # measured there.
 AUTO_FORMULATIONS = {
     "cpu": {"upsampling": "paired", "downsampling": "paired",
-            "fractional_formulation": "stacked"},
+            "fractional_formulation": "sequential"},
     "accelerator": {"upsampling": "transpose", "downsampling": "conv",
                     "fractional_formulation": "vmap"},
 }
@@ -403,11 +462,12 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
 
   `encoder`: 'standard', 'split', 'sharing' or 'fractional' (module
   docstring; `num_groups` is the fractional encoder's G, and num_latents
-  must be a multiple of it; `fractional_formulation` 'vmap', 'stacked' or
-  'block_diagonal' is how its groups are computed: same parameters, same
-  function; on CPU 'stacked' trains about 10x faster than 'vmap', and
-  'block_diagonal' can be faster for very small G; 'auto' is 'stacked' on
-  CPU, 'vmap' on accelerators, where 'stacked' is not measured yet);
+  must be a multiple of it; `fractional_formulation` 'vmap', 'stacked',
+  'sequential' or 'block_diagonal' is how its groups are computed: same
+  parameters, same function; on CPU 'sequential' trains fastest, 'stacked'
+  and 'block_diagonal' several times faster than 'vmap'; 'auto' is
+  'sequential' on CPU, 'vmap' on accelerators, where the others are not
+  measured yet);
   `split_channels` / `split_hidden`: widths of each latent's own conv and
   dense layer in the split encoder.  `noise_correlation` s in [0, 1):
   reparameterisation noise N(0, (1-s)I + s 11^T) (split-encoder paper's
