@@ -335,9 +335,9 @@ class FractionalEncoder(nn.Module):
   'block_diagonal' compute the same function from the same parameters with
   `stacked_lite_encoders` (grouped convolutions, or ordinary ones with
   block-diagonal kernels), 'sequential' with `sequential_lite_encoders`
-  (ordinary convolutions, one group after another).  Parameters are always created by the nn.vmap-ed
-  module, so all formulations initialise identically and read each other's
-  checkpoints.  jax.vmap turns the sub-encoders' convolutions into
+  (ordinary convolutions, one group after another).  Parameters are always
+  created by the nn.vmap-ed module, so all formulations initialise
+  identically and read each other's checkpoints.  jax.vmap turns the sub-encoders' convolutions into
   grouped convolutions; 'stacked' replaces their kernel gradient, which
   XLA:CPU computes slowly (see `_grouped_kernel_grad`).  'block_diagonal'
   does G times the convolutions' arithmetic, in XLA:CPU's fast ordinary

@@ -92,8 +92,9 @@ def _contract_rows(a: jax.Array, b: jax.Array) -> jax.Array:
 def _few_input_channels(cin: int, cout: int) -> bool:
   """Whether a 4x4 layer reads so few channels (Cout > 4 Cin: the first
   encoder layer, the last decoder layer's adjoint) that its input's 16-tap
-  windows, [rows, 16 Cin], are a smaller matrix than its output: then
-  both its forward and its kernel gradient are one product with them."""
+  windows, [rows, 16 Cin], are cheap to build (under 4x its output): then
+  its forward and its kernel gradient are each one product with them,
+  which XLA:CPU runs faster than its convolutions of few channels."""
   return cout > 4 * cin
 
 
@@ -141,9 +142,8 @@ def kernel_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   windows (`_windows`: z is the small side, so dy is read once); otherwise dy is placed on z's padded grid once
   and its four shifts are gathered as one [rows, 4 Cout] matrix, so all
   blocks are one product."""
-  batch, height, width, cin = x.shape
-  cout = dy.shape[-1]
-  h, w = height // 2, width // 2
+  cin, cout = x.shape[-1], dy.shape[-1]
+  w = x.shape[2] // 2
   if _few_input_channels(cin, cout):
     return _from_window_matrix(_contract_rows(
         _windows(x).reshape(-1, 16 * cin), dy.reshape(-1, cout)))
