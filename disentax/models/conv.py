@@ -337,9 +337,11 @@ class FractionalEncoder(nn.Module):
   block-diagonal kernels), 'sequential' with `sequential_lite_encoders`
   (ordinary convolutions, one group after another).  Parameters are always
   created by the nn.vmap-ed module, so all formulations initialise
-  identically and read each other's checkpoints.  jax.vmap turns the sub-encoders' convolutions into
-  grouped convolutions; 'stacked' replaces their kernel gradient, which
-  XLA:CPU computes slowly (see `_grouped_kernel_grad`).  'block_diagonal'
+  identically and read each other's checkpoints.  jax.vmap turns the
+  sub-encoders' convolutions into grouped convolutions; 'stacked' replaces
+  their kernel gradient, which XLA:CPU computes slowly (see
+  `_grouped_kernel_grad`), but keeps XLA:CPU's slow grouped forward, which
+  'sequential' avoids.  'block_diagonal'
   does G times the convolutions' arithmetic, in XLA:CPU's fast ordinary
   convolution: worth it for small G only."""
   num_latents: int

@@ -139,9 +139,9 @@ def kernel_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   as the convolution over the batch that autodiff emits (which needs a
   channels-first copy of x and dy).  When Cout > 4 Cin (the first encoder
   layer, the last decoder layer) it is one product with the input's
-  windows (`_windows`: z is the small side, so dy is read once); otherwise dy is placed on z's padded grid once
-  and its four shifts are gathered as one [rows, 4 Cout] matrix, so all
-  blocks are one product."""
+  windows (`_windows`, the smaller matrix there, so dy is read once);
+  otherwise dy is placed on z's padded grid once and its four shifts are
+  gathered as one [rows, 4 Cout] matrix, so all blocks are one product."""
   cin, cout = x.shape[-1], dy.shape[-1]
   w = x.shape[2] // 2
   if _few_input_channels(cin, cout):
