@@ -17,7 +17,7 @@ import pytest
 
 from disentax.bench import Row, compile as compile_item, evaluation
 from disentax.bench import fractional
-from disentax.models import make_model
+from disentax.models import conv, make_model
 from disentax.models.conv import FRACTIONAL_FORMULATIONS, FractionalEncoder
 
 
@@ -85,6 +85,32 @@ def test_fractional_formulations_compute_the_same_function(kernel_sizes):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
                                                          atol=1e-6),
                  outputs_and_grads(encoders[f]), reference)
+
+
+def test_sequential_chunks_of_the_batch_compute_the_same_function():
+  """The sequential formulation's loop over chunks of the batch (with a last
+  chunk padded by blank images) gives the vmapped encoder's outputs and its
+  gradients for parameters and images alike."""
+  groups, latents = 3, 6
+  images = jax.random.uniform(jax.random.key(1), (5, 16, 16, 1))
+  encoder = FractionalEncoder(latents, groups, (4, 4, 4, 4), "vmap")
+  params = encoder.init(jax.random.key(2), images[:1])
+
+  def loss_of(apply):
+    def loss(p, x):
+      mean, logvar = apply(p, x)
+      return fractional.kl_like(mean, logvar), (mean, logvar)
+    return jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))
+
+  reference = loss_of(encoder.apply)(params, images)
+  for chunk in (1, 2, 5, 32):  # 5 chunks; 3 with 1 blank; 1 chunk; chunk > b
+    def chunked(p, x, chunk=chunk):
+      mean, logvar = conv.sequential_lite_encoders(
+          p["params"]["groups"], x, chunk=chunk)
+      return mean.reshape(x.shape[0], -1), logvar.reshape(x.shape[0], -1)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                         atol=1e-6),
+                 loss_of(chunked)(params, images), reference)
 
 
 def test_unknown_fractional_formulation_is_rejected():

@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from disentax.models import MODELS, stride2
+from disentax.models import MODELS, s2d_pair, stride2
 from disentax.models.stride2 import DOWNSAMPLINGS, Downsample2x
 from disentax.models.upsample import UPSAMPLINGS, Upsample2x
 from disentax.models.vae import VAE, check_noise_correlation
@@ -301,12 +301,27 @@ def stacked_lite_encoders(params: Any, x: jax.Array,
   return mean.transpose(1, 0, 2), logvar.transpose(1, 0, 2)
 
 
-def sequential_lite_encoders(params: Any, x: jax.Array
+# Images per step of the sequential formulation's loop over the batch: a
+# group's 32x32x8 maps for 32 images (1 MB) stay in cache between its layers
+# and their gradients, where at batch 256 (8 MB) every layer streams them from
+# memory (BUILD_NOTES, issue 8 item 3: G = 10 / 100 at batch 256, ~25% faster
+# than the whole batch at once).
+SEQUENTIAL_CHUNK = 32
+
+
+def sequential_lite_encoders(params: Any, x: jax.Array,
+                             chunk: int = SEQUENTIAL_CHUNK
                              ) -> tuple[jax.Array, jax.Array]:
   """The same function as `stacked_lite_encoders`, the groups computed one
-  after another: a lax.map over the groups of each one's LiteEncoder, its
-  layers ordinary convolutions (`stride2.strided_conv`, paired gradients)
-  on the shared images and then on its own [b, h, w, c] maps.
+  after another, and within each group the batch `chunk` images at a time:
+  a lax.map over the groups of a lax.map over the chunks of one LiteEncoder
+  on those images, its layers ordinary convolutions
+  (`stride2.strided_conv`, paired gradients).  Each chunk's forward pass is
+  recomputed in the backward pass (jax.checkpoint) instead of stored, so
+  neither loop writes its activations into stacked buffers: every group's
+  forward and backward work on a few cache-sized maps.  A batch that is not
+  a multiple of `chunk` is padded with blank images whose outputs are
+  dropped (so they add nothing to any gradient).
 
   XLA:CPU runs a grouped convolution far slower than the same groups as
   separate ordinary ones (G = 10, 32x32, 8 -> 8 channels per group: 90 ms
@@ -315,16 +330,43 @@ def sequential_lite_encoders(params: Any, x: jax.Array
   every first layer at once and transposing to group-major was 25-30%
   slower)."""
   batch = x.shape[0]
+  chunk = min(chunk, batch)
+  num_chunks = -(-batch // chunk)
+  # Where the first two layers allow it (4x4 kernels), every group's first
+  # layer reads the same 6x6 windows of the images, built once here, and
+  # hands the second its map in space-to-depth layout (models/s2d_pair.py).
+  first, second = (params[f"Conv_{i}"]["kernel"].shape[1:] for i in (0, 1))
+  paired = s2d_pair.applies(x, first, second)
+  inputs = s2d_pair.first_windows(x) if paired else x
+  padding = ((0, num_chunks * chunk - batch),) + ((0, 0),) * (x.ndim - 1)
+  chunks = jnp.pad(inputs, padding).reshape(num_chunks, chunk,
+                                            *inputs.shape[1:])
 
-  def one_group(group_params: Any) -> tuple[jax.Array, jax.Array]:
-    y = x
-    for i in range(len(LITE_CHANNELS)):
-      layer = group_params[f"Conv_{i}"]
+  @jax.checkpoint
+  def one_chunk(group_params: Any, inputs: jax.Array
+                ) -> tuple[jax.Array, jax.Array]:
+    layers = [group_params[f"Conv_{i}"] for i in range(len(LITE_CHANNELS))]
+    y = inputs
+    if paired:
+      z = s2d_pair.first_layer(inputs, layers[0]["kernel"], layers[0]["bias"])
+      y = nn.relu(s2d_pair.down_of_s2d(z, layers[1]["kernel"])
+                  + layers[1]["bias"])
+      layers = layers[2:]
+    for layer in layers:
       y = nn.relu(stride2.strided_conv(y, layer["kernel"]) + layer["bias"])
-    return _dense_and_heads(group_params, y.reshape(batch, -1))
+    return _dense_and_heads(group_params, y.reshape(chunk, -1))
 
-  mean, logvar = lax.map(one_group, params)                # [G, b, K]
-  return mean.transpose(1, 0, 2), logvar.transpose(1, 0, 2)
+  def all_groups(inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return lax.map(lambda group_params: one_chunk(group_params, inputs),
+                   params)
+
+  mean, logvar = lax.map(all_groups, chunks)        # [chunks, G, chunk, K]
+
+  def batch_major(v: jax.Array) -> jax.Array:
+    return v.transpose(0, 2, 1, 3).reshape(num_chunks * chunk,
+                                           *v.shape[1:2], -1)[:batch]
+
+  return batch_major(mean), batch_major(logvar)
 
 
 class FractionalEncoder(nn.Module):

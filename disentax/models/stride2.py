@@ -84,7 +84,7 @@ def space_to_depth(x: jax.Array) -> jax.Array:
                                             4 * channels)
 
 
-def _contract_rows(a: jax.Array, b: jax.Array) -> jax.Array:
+def contract_rows(a: jax.Array, b: jax.Array) -> jax.Array:
   """a^T b for row-major [n, p] and [n, q] (a sum over the n rows)."""
   return lax.dot_general(a, b, (((0,), (0,)), ((), ())))
 
@@ -145,7 +145,7 @@ def kernel_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   cin, cout = x.shape[-1], dy.shape[-1]
   w = x.shape[2] // 2
   if _few_input_channels(cin, cout):
-    return _from_window_matrix(_contract_rows(
+    return _from_window_matrix(contract_rows(
         _windows(x).reshape(-1, 16 * cin), dy.reshape(-1, cout)))
   z = space_to_depth(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
   z = z.reshape(-1, 4 * cin)                               # rows (b, i, j)
@@ -158,7 +158,7 @@ def kernel_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   shifts = [a * (w + 1) + b for a in (0, 1) for b in (0, 1)]
   shifted = jnp.concatenate(
       [grid[lead - s:lead - s + z.shape[0]] for s in shifts], axis=1)
-  blocks = _contract_rows(z, shifted).reshape(4 * cin, 4, cout)
+  blocks = contract_rows(z, shifted).reshape(4 * cin, 4, cout)
   return _from_window_matrix(blocks.transpose(1, 0, 2))
 
 
