@@ -37,9 +37,11 @@ submission, sections 3.2 and 5.1):
             gradients avoid XLA:CPU's slow batch-grouped and base-dilated
             convolutions (about 10x faster than 'vmap' on CPU);
             'sequential' runs each group's ordinary convolutions one group
-            after another in a lax.map (XLA:CPU's grouped convolutions are
-            several times slower than the same groups as ordinary ones:
-            DEFT dSprites trains ~25% faster than 'stacked');
+            after another in a lax.map, on chunks of the batch, recomputing
+            each chunk's forward pass for its gradients (XLA:CPU's grouped
+            convolutions are several times slower than the same groups as
+            ordinary ones; the fastest on CPU, on par with or faster than a
+            normal encoder of equal size up to G = 100);
             'block_diagonal' computes the grouped convolutions as ordinary
             ones with block-diagonal kernels (G times their arithmetic;
             competitive on CPU only for small G such as DEFT's 2).
@@ -301,43 +303,41 @@ def stacked_lite_encoders(params: Any, x: jax.Array,
   return mean.transpose(1, 0, 2), logvar.transpose(1, 0, 2)
 
 
-# Images per step of the sequential formulation's loop over the batch: a
-# group's 32x32x8 maps for 32 images (1 MB) stay in cache between its layers
-# and their gradients, where at batch 256 (8 MB) every layer streams them from
-# memory (BUILD_NOTES, issue 8 item 3: G = 10 / 100 at batch 256, ~25% faster
-# than the whole batch at once).
+# Images per step of the sequential formulation's loop over the batch: one
+# group's 32x32x8 maps of 32 images (1 MB) stay in cache from its forward
+# through its gradients, where a whole batch of 256 (8 MB) streams every layer
+# from memory (BUILD_NOTES, issue 8 item 3, fifth session).
 SEQUENTIAL_CHUNK = 32
 
 
 def sequential_lite_encoders(params: Any, x: jax.Array,
                              chunk: int = SEQUENTIAL_CHUNK
                              ) -> tuple[jax.Array, jax.Array]:
-  """The same function as `stacked_lite_encoders`, the groups computed one
-  after another, and within each group the batch `chunk` images at a time:
-  a lax.map over the groups of a lax.map over the chunks of one LiteEncoder
-  on those images, its layers ordinary convolutions
-  (`stride2.strided_conv`, paired gradients).  Each chunk's forward pass is
-  recomputed in the backward pass (jax.checkpoint) instead of stored, so
-  neither loop writes its activations into stacked buffers: every group's
-  forward and backward work on a few cache-sized maps.  A batch that is not
-  a multiple of `chunk` is padded with blank images whose outputs are
-  dropped (so they add nothing to any gradient).
+  """The same function as `stacked_lite_encoders`, written as loops that
+  keep each step's maps small: a lax.map over chunks of `chunk` images of a
+  lax.map over the groups of one LiteEncoder on that chunk, its layers
+  ordinary convolutions (XLA:CPU runs a grouped convolution far slower than
+  the same groups as separate ordinary ones: G = 10, 32x32, 8 -> 8 channels
+  per group, 90 ms against 12 ms).
 
-  XLA:CPU runs a grouped convolution far slower than the same groups as
-  separate ordinary ones (G = 10, 32x32, 8 -> 8 channels per group: 90 ms
-  against 12 ms); a loop over the groups compiles once for any G and never
-  holds all groups' activations in one layout-changing copy (computing
-  every first layer at once and transposing to group-major was 25-30%
-  slower)."""
+  - Each (chunk, group) forward pass is recomputed in the backward pass
+    (jax.checkpoint) instead of stored: stored, the loops would write every
+    group's activations into stacked buffers and read them back, which cost
+    more than the recomputation.
+  - Where the first two layers are 4x4, all groups' first layers read one
+    set of image windows, built once per batch, and pass the second layer
+    its map in space-to-depth layout (models/s2d_pair.py); the other layers
+    are `stride2.strided_conv` (paired gradients).
+  - A batch that is not a multiple of `chunk` is padded with blank images
+    whose outputs are dropped (so they add nothing to any gradient).
+
+  One program for any G and batch size."""
   batch = x.shape[0]
   chunk = min(chunk, batch)
   num_chunks = -(-batch // chunk)
-  # Where the first two layers allow it (4x4 kernels), every group's first
-  # layer reads the same 6x6 windows of the images, built once here, and
-  # hands the second its map in space-to-depth layout (models/s2d_pair.py).
   first, second = (params[f"Conv_{i}"]["kernel"].shape[1:] for i in (0, 1))
-  paired = s2d_pair.applies(x, first, second)
-  inputs = s2d_pair.first_windows(x) if paired else x
+  shared_windows = s2d_pair.applies(x, first, second)
+  inputs = s2d_pair.first_windows(x) if shared_windows else x
   padding = ((0, num_chunks * chunk - batch),) + ((0, 0),) * (x.ndim - 1)
   chunks = jnp.pad(inputs, padding).reshape(num_chunks, chunk,
                                             *inputs.shape[1:])
@@ -347,7 +347,7 @@ def sequential_lite_encoders(params: Any, x: jax.Array,
                 ) -> tuple[jax.Array, jax.Array]:
     layers = [group_params[f"Conv_{i}"] for i in range(len(LITE_CHANNELS))]
     y = inputs
-    if paired:
+    if shared_windows:
       z = s2d_pair.first_layer(inputs, layers[0]["kernel"], layers[0]["bias"])
       y = nn.relu(s2d_pair.down_of_s2d(z, layers[1]["kernel"])
                   + layers[1]["bias"])
@@ -363,8 +363,9 @@ def sequential_lite_encoders(params: Any, x: jax.Array,
   mean, logvar = lax.map(all_groups, chunks)        # [chunks, G, chunk, K]
 
   def batch_major(v: jax.Array) -> jax.Array:
-    return v.transpose(0, 2, 1, 3).reshape(num_chunks * chunk,
-                                           *v.shape[1:2], -1)[:batch]
+    num_groups = v.shape[1]
+    return v.transpose(0, 2, 1, 3).reshape(num_chunks * chunk, num_groups,
+                                           -1)[:batch]
 
   return batch_major(mean), batch_major(logvar)
 
@@ -377,7 +378,8 @@ class FractionalEncoder(nn.Module):
   'block_diagonal' compute the same function from the same parameters with
   `stacked_lite_encoders` (grouped convolutions, or ordinary ones with
   block-diagonal kernels), 'sequential' with `sequential_lite_encoders`
-  (ordinary convolutions, one group after another).  Parameters are always
+  (ordinary convolutions, one group after another, on chunks of the
+  batch).  Parameters are always
   created by the nn.vmap-ed module, so all formulations initialise
   identically and read each other's checkpoints.  jax.vmap turns the
   sub-encoders' convolutions into grouped convolutions; 'stacked' replaces
