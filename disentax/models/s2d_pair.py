@@ -8,7 +8,7 @@ that XLA:CPU copies slowly.  Here the first layer writes z directly, so the
 second layer's forward, input gradient and kernel gradient are whole-matrix
 products with shifted rows and the transpose disappears:
 
-  first layer   z = relu(windows6(x) @ K6 + bias) * mask, where the
+  first layer   z = relu(windows(x) @ K6 + bias) * mask, where the
                 6x6 stride-4 windows of x (`first_windows`, built once and
                 shared by every kernel that reads the same images, e.g. the
                 fractional encoder's groups) hold all four output phases of
@@ -18,11 +18,12 @@ products with shifted rows and the transpose disappears:
   second layer  the stride-2 4x4 convolution of the map is a stride-1 2x2
                 one of z: one product z @ [K00 | K01 | K10 | K11] and a
                 sum of its four column blocks shifted by the 2x2 window's
-                offsets (`down_of_s2d`); the gradients reuse the shifted
-                rows of dy (models/stride2.py's kernel_grad does the same).
+                offsets (`down_of_s2d`); both gradients are products with
+                dy's rows at those offsets (`stride2.window_offset_rows`,
+                which stride2's kernel gradient also uses).
 
 Same functions and parameters as two `stride2.down` layers with bias and
-ReLU (tests/test_models.py); used by the fractional encoder's 'sequential'
+ReLU (tests/test_s2d_pair.py); used by the fractional encoder's 'sequential'
 formulation, whose groups' first layers share one image batch.
 """
 
@@ -105,8 +106,17 @@ def _shift_up(rows: jax.Array, shift: int) -> jax.Array:
   return jnp.pad(rows[shift:], ((0, shift), (0, 0))) if shift else rows
 
 
+# The 2x2 window offsets (a, b), in the order of `_blocks`' column blocks and
+# of stride2.window_offset_rows' blocks.
+_OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
 @jax.custom_vjp
 def _down_of_s2d(z: jax.Array, blocks: jax.Array) -> jax.Array:
+  """Output (i, j) = sum over offsets (a, b) of z[i + a, j + b] @ block
+  (a, b): one product for all blocks, then each block's rows shifted up by
+  its offset on z's grid (rows past a row's end or the image's are cropped
+  away)."""
   batch, n, m, _ = z.shape
   cout = blocks.shape[1] // 4
   products = z.reshape(-1, z.shape[-1]) @ blocks
@@ -115,36 +125,22 @@ def _down_of_s2d(z: jax.Array, blocks: jax.Array) -> jax.Array:
   return out.reshape(batch, n, m, cout)[:, :n - 1, :m - 1]
 
 
-_OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))
-
-
 def _down_of_s2d_fwd(z, blocks):
   return _down_of_s2d(z, blocks), (z, blocks)
 
 
 def _down_of_s2d_bwd(residuals, dy):
   z, blocks = residuals
-  _, n, m, cin4 = z.shape
-  cout = dy.shape[-1]
-  # dy on z's grid (zero in the last row and column), then row r of shift
-  # (a, b) is dy's row r - (a m + b): z's cell meets the output its window
-  # position (a, b) feeds.
-  grid = jnp.pad(dy, ((0, 0), (0, 1), (0, 1), (0, 0))).reshape(-1, cout)
-  lead = m + 1
-  grid = jnp.pad(grid, ((lead, 0), (0, 0)))
-  rows = z.shape[0] * n * m
-  shifted = jnp.concatenate(
-      [grid[lead - (a * m + b):lead - (a * m + b) + rows]
-       for a, b in _OFFSETS], axis=1)               # [rows, 4 O]
+  shifted = stride2.window_offset_rows(dy)         # [rows of z, 4 O]
   z_grad = (shifted @ blocks.T).reshape(z.shape)
-  return z_grad, stride2.contract_rows(z.reshape(-1, cin4), shifted)
+  return z_grad, stride2.contract_rows(z.reshape(-1, z.shape[-1]), shifted)
 
 
 _down_of_s2d.defvjp(_down_of_s2d_fwd, _down_of_s2d_bwd)
 
 
 def down_of_s2d(z: jax.Array, kernel: jax.Array) -> jax.Array:
-  """`stride2.down(map, kernel)` [b, 2(n-1)/2, ...] from z, the
-  space-to-depth view of the zero-padded map (`first_layer`'s output):
+  """`stride2.down(map, kernel)` for a 4x4 `kernel`, from z [b, n, m, 4 C],
+  the space-to-depth view of the zero-padded map (`first_layer`'s output):
   [b, n - 1, m - 1, O]."""
   return _down_of_s2d(z, _blocks(kernel))

@@ -143,23 +143,35 @@ def kernel_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   otherwise dy is placed on z's padded grid once and its four shifts are
   gathered as one [rows, 4 Cout] matrix, so all blocks are one product."""
   cin, cout = x.shape[-1], dy.shape[-1]
-  w = x.shape[2] // 2
   if _few_input_channels(cin, cout):
     return _from_window_matrix(contract_rows(
         _windows(x).reshape(-1, 16 * cin), dy.reshape(-1, cout)))
   z = space_to_depth(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
   z = z.reshape(-1, 4 * cin)                               # rows (b, i, j)
-  grid = jnp.pad(dy, ((0, 0), (0, 1), (0, 1), (0, 0))).reshape(-1, cout)
-  # Row r of shift s is grid[r - s] (zero before the start): z's row
-  # (i + a, j + b) meets dy's (i, j) at s = a (W/2 + 1) + b; rows past dy's
-  # edge meet the zero padding.
-  lead = w + 2
-  grid = jnp.pad(grid, ((lead, 0), (0, 0)))
-  shifts = [a * (w + 1) + b for a in (0, 1) for b in (0, 1)]
-  shifted = jnp.concatenate(
-      [grid[lead - s:lead - s + z.shape[0]] for s in shifts], axis=1)
-  blocks = contract_rows(z, shifted).reshape(4 * cin, 4, cout)
+  blocks = contract_rows(z, window_offset_rows(dy)).reshape(4 * cin, 4, cout)
   return _from_window_matrix(blocks.transpose(1, 0, 2))
+
+
+def window_offset_rows(dy: jax.Array) -> jax.Array:
+  """The output cotangent dy [b, h, w, C] of a 2x2 stride-1 convolution of
+  a space-to-depth map z [b, h + 1, w + 1, 4 Cin], as the rows of z's grid
+  (b, i, j) with the four window offsets (a, b) = (0, 0), (0, 1), (1, 0),
+  (1, 1) side by side: block (a, b) of row (i, j) is dy[i - a, j - b] (zero
+  outside dy), the output that z's cell feeds through window position
+  (a, b).  [b (h + 1)(w + 1), 4 C]: z^T times it is the kernel gradient by
+  window position, it times the kernel's blocks transposed is z's
+  gradient."""
+  _, _, width, channels = dy.shape
+  grid = jnp.pad(dy, ((0, 0), (0, 1), (0, 1), (0, 0))).reshape(-1, channels)
+  rows = grid.shape[0]
+  # Block (a, b) of row r is grid[r - s], s = a (w + 1) + b, zero before
+  # the first row; rows of the next image or past dy's edge meet the zero
+  # padding of the last row and column.
+  lead = width + 2
+  grid = jnp.pad(grid, ((lead, 0), (0, 0)))
+  shifts = [a * (width + 1) + b for a in (0, 1) for b in (0, 1)]
+  return jnp.concatenate([grid[lead - s:lead - s + rows] for s in shifts],
+                         axis=1)
 
 
 def _phase_up(y: jax.Array, kernel: jax.Array, groups: int = 1) -> jax.Array:
