@@ -90,7 +90,7 @@ def first_layer(windows: jax.Array, kernel: jax.Array, bias: jax.Array
   cout = kernel.shape[-1]
   rows = windows.reshape(-1, windows.shape[-1]) @ _first_matrix(kernel)
   z = jax.nn.relu(rows + jnp.tile(bias, 4)).reshape(batch, n, m, 4 * cout)
-  return z * _padding_mask(n, m, cout)
+  return z * _padding_mask(n, m, cout).astype(z.dtype)
 
 
 def _blocks(kernel: jax.Array) -> jax.Array:
