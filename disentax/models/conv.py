@@ -338,7 +338,7 @@ def sequential_lite_encoders(params: Any, x: jax.Array,
   first, second = (params[f"Conv_{i}"]["kernel"].shape[1:] for i in (0, 1))
   shared_windows = s2d_pair.applies(x, first, second)
   inputs = s2d_pair.first_windows(x) if shared_windows else x
-  padding = ((0, num_chunks * chunk - batch),) + ((0, 0),) * (x.ndim - 1)
+  padding = [(0, num_chunks * chunk - batch)] + [(0, 0)] * (inputs.ndim - 1)
   chunks = jnp.pad(inputs, padding).reshape(num_chunks, chunk,
                                             *inputs.shape[1:])
 

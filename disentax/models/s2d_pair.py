@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from disentax.models import stride2
 
@@ -71,15 +72,15 @@ def _first_matrix(kernel: jax.Array) -> jax.Array:
   return stacked.reshape(36 * cin, 4 * cout)        # [6, 6, C, r, s, O]
 
 
-def _padding_mask(n: int, m: int, channels: int) -> jax.Array:
-  """[n, m, 4 channels]: 1 where cell (i, j), phase (r, s) is a pixel of
-  the map, 0 where it is the padding around it."""
+def _padding_mask(n: int, m: int, channels: int) -> np.ndarray:
+  """[n, m, 4 channels] (a constant of the shapes): 1 where cell (i, j),
+  phase (r, s) is a pixel of the map, 0 where it is the padding around
+  it."""
   def inside(cells):
-    pixel = 2 * jnp.arange(cells)[:, None] + jnp.arange(2) - 1
+    pixel = 2 * np.arange(cells)[:, None] + np.arange(2) - 1
     return (pixel >= 0) & (pixel < 2 * (cells - 1))   # [cells, 2]
   mask = inside(n)[:, None, :, None] & inside(m)[None, :, None, :]
-  return jnp.repeat(mask.reshape(n, m, 4), channels, axis=-1).astype(
-      jnp.float32)
+  return np.repeat(mask.reshape(n, m, 4), channels, axis=-1)
 
 
 def first_layer(windows: jax.Array, kernel: jax.Array, bias: jax.Array
@@ -95,10 +96,11 @@ def first_layer(windows: jax.Array, kernel: jax.Array, bias: jax.Array
 
 def _blocks(kernel: jax.Array) -> jax.Array:
   """HWIO [4, 4, C, O] -> [4 C, 4 O]: the 2x2 stride-1 kernel on the
-  space-to-depth view, its window offsets (a, b) as column blocks."""
+  space-to-depth view, its window offsets (a, b) as column blocks (the row
+  blocks of `stride2.window_matrix`, side by side)."""
   cin, cout = kernel.shape[2:]
-  return kernel.reshape(2, 2, 2, 2, cin, cout).transpose(
-      1, 3, 4, 0, 2, 5).reshape(4 * cin, 4 * cout)   # rows (r, s, c)
+  by_offset = stride2.window_matrix(kernel).reshape(4, 4 * cin, cout)
+  return by_offset.transpose(1, 0, 2).reshape(4 * cin, 4 * cout)
 
 
 def _shift_up(rows: jax.Array, shift: int) -> jax.Array:

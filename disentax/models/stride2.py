@@ -110,7 +110,7 @@ def _windows(x: jax.Array) -> jax.Array:
                           for b in (0, 1)], axis=-1)
 
 
-def _window_matrix(kernel: jax.Array) -> jax.Array:
+def window_matrix(kernel: jax.Array) -> jax.Array:
   """A 4x4 HWIO kernel as the [16 Cin, Cout] matrix that multiplies
   `_windows` rows."""
   cin, cout = kernel.shape[2:]
@@ -119,7 +119,7 @@ def _window_matrix(kernel: jax.Array) -> jax.Array:
 
 
 def _from_window_matrix(blocks: jax.Array) -> jax.Array:
-  """Inverse of `_window_matrix`: rows (a, b, row, col, c) of `blocks`
+  """Inverse of `window_matrix`: rows (a, b, row, col, c) of `blocks`
   (any shape with 16 Cin x Cout entries) -> HWIO [4, 4, Cin, Cout]."""
   cout = blocks.shape[-1]
   cin = blocks.size // (16 * cout)
@@ -249,7 +249,7 @@ def down(x: jax.Array, kernel: jax.Array) -> jax.Array:
   input's windows (XLA:CPU's convolution of a 1-channel batch of 256
   64x64 images into 80 channels: 56 ms; the product: 32 ms)."""
   if _few_input_channels(*kernel.shape[2:]):
-    return _windows(x) @ _window_matrix(kernel)
+    return _windows(x) @ window_matrix(kernel)
   return xla_strided_conv(x, kernel)
 
 
