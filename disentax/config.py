@@ -61,6 +61,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.lr_decay_factor = 1.0
   config.train.lr_decay_every = 0
   config.train.steps_per_chunk = 500  # steps per host round trip (lax.scan)
+  # Accumulate each step's gradient over this many equal slices of the batch
+  # (a loop; one slice's activations stay in a CPU's cache, see BUILD_NOTES).
+  # The same gradient, noise and metrics as the whole batch up to float
+  # summation order; only for objectives whose loss is a mean of
+  # per-example terms (Objective.per_example_mean).
+  config.train.micro_batches = 1
   config.train.checkpoint_every = 10_000
   config.train.keep_checkpoints = 3
   config.train.progress = True
@@ -129,6 +135,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.batch_size, "train.batch_size", int, minimum=2)
   _require(train.num_steps, "train.num_steps", int, minimum=1)
   _require(train.steps_per_chunk, "train.steps_per_chunk", int, minimum=1)
+  _require(train.micro_batches, "train.micro_batches", int, minimum=1)
   _require(train.checkpoint_every, "train.checkpoint_every", int, minimum=1)
   _require(train.keep_checkpoints, "train.keep_checkpoints", int, minimum=1)
   _require(train.learning_rate, "train.learning_rate", float, minimum=0,

@@ -154,9 +154,29 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   members = make_members(grid, config.first_seed, config.num_seeds)
   metric = make_metric(config.eval.metric)
   battery = make_battery(config.eval.battery)
+  check_micro_batches(config.train, objective)
   member_execution, loop = execution_and_loop(config.train, len(members))
   return Experiment(config, dataset, model, objective, optimizer, members,
                     metric, battery, member_execution, loop)
+
+
+def check_micro_batches(train: ml_collections.ConfigDict,
+                        objective: Objective) -> None:
+  """config.train.micro_batches must divide the batch, and the objective's
+  gradient must be the mean of its slices' (Objective.per_example_mean)."""
+  count = train.micro_batches
+  if count == 1:
+    return
+  if train.batch_size % count:
+    raise ValueError(
+        f"config.train.micro_batches={count} does not divide "
+        f"config.train.batch_size={train.batch_size}; give a divisor of it")
+  if not objective.per_example_mean or objective.update_aux is not None:
+    raise ValueError(
+        f"config.train.micro_batches={count}: objective {objective.name!r} "
+        "is not a mean of per-example terms (or updates state of its own "
+        "from the whole batch), so its gradient is not the mean of its "
+        "slices' gradients; use micro_batches=1")
 
 
 def execution_and_loop(train: ml_collections.ConfigDict, num_members: int

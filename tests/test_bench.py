@@ -169,6 +169,7 @@ def test_torch_step_timing_runs():
 def _fake_timing(config, steps, repeats):
   per_step = {"paired": 0.05, "subpixel": 0.1,
               "transpose": 0.2}[config.model.upsampling]
+  per_step /= config.train.micro_batches
   return train_step.StepTiming(1.0, per_step, "unroll/host")
 
 
@@ -177,19 +178,20 @@ def test_train_step_rows(monkeypatch):
   monkeypatch.setattr(train_step, "time_torch_step",
                       lambda sizes: (0.1, "PyTorch x"))
   rows = train_step.measure(True)
-  _check_rows(rows, "train_step", 3)
-  assert [r.ratio for r in rows] == pytest.approx([0.5, 1.0, 2.0])
-  assert rows[0].target == "<= 0.5x PyTorch"
+  _check_rows(rows, "train_step", 4)
+  assert [r.ratio for r in rows] == pytest.approx([0.5, 1.0, 2.0, 0.125])
+  assert rows[0].target == rows[3].target == "<= 0.5x PyTorch"
   assert rows[1].target == rows[2].target == ""
   assert "paired" in rows[0].case and "sub-pixel" in rows[1].case
   assert "pre-rendered" in rows[0].note and "conv_transpose" in rows[2].case
+  assert "micro_batches=4" in rows[3].case
 
 
 def test_train_step_without_torch_says_how_to_install(monkeypatch):
   monkeypatch.setattr(train_step, "time_train_step", _fake_timing)
   monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
   rows = train_step.measure(True)
-  assert [r.baseline for r in rows] == [None, None, None]
+  assert [r.baseline for r in rows] == [None] * 4
   assert all("pip install -e '.[bench]'" in r.note for r in rows)
 
 

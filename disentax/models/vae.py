@@ -70,8 +70,19 @@ def check_noise_correlation(correlation: float) -> float:
   return float(correlation)
 
 
-def reparameterisation_noise(rng: jax.Array, shape: tuple[int, ...],
-                             dtype=jnp.float32,
+class BatchRows(NamedTuple):
+  """In place of a model's noise key: the key of a whole batch of
+  `batch_size` examples, of which this call sees rows `start` onwards.  The
+  model then draws exactly those rows' noise of the whole batch, so a batch
+  processed in slices (`train.micro_batches`) gets the same noise as in one
+  piece."""
+  key: jax.Array
+  start: jax.Array  # int scalar, may be traced
+  batch_size: int
+
+
+def reparameterisation_noise(rng: jax.Array | BatchRows,
+                             shape: tuple[int, ...], dtype=jnp.float32,
                              correlation: float = 0.0) -> jax.Array:
   """eps ~ N(0, (1 - s) I + s 11^T) over the last axis, i.i.d. elsewhere.
 
@@ -79,7 +90,13 @@ def reparameterisation_noise(rng: jax.Array, shape: tuple[int, ...],
   eps = sqrt(1 - s) n + sqrt(s) c 1 with n that same standard draw and c one
   N(0, 1) scalar per example (from fold_in(rng, 1)), shared by all latents:
   Cov = (1 - s) I + s 11^T (split-encoder paper, 5.1; ablation s = 0.9).
+  `rng` may be `BatchRows`: the rows `shape[0]` from `start` of the whole
+  batch's draw.
   """
+  if isinstance(rng, BatchRows):
+    whole = reparameterisation_noise(rng.key, (rng.batch_size, *shape[1:]),
+                                     dtype, correlation)
+    return jax.lax.dynamic_slice_in_dim(whole, rng.start, shape[0])
   correlation = check_noise_correlation(correlation)
   noise = jax.random.normal(rng, shape, dtype)
   if correlation == 0.0:

@@ -133,4 +133,5 @@ def annealing_test(schedule: str = "exponential", beta_start: float = 71.0,
       name="annealing_test", loss=loss,
       hyperparameters={"factor": factor_grid(factors, factor_names)},
       sample_batch=sample_batch,
-      trace_scores=functools.partial(trace_ifp, threshold=threshold))
+      trace_scores=functools.partial(trace_ifp, threshold=threshold),
+      per_example_mean=True)

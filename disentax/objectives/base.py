@@ -59,6 +59,12 @@ class Objective:
       [M] hyperparameter arrays), e.g. the annealing test's IFP.
   stage(step) -> int: the training stage at a step, for objectives that
       train in stages (DEFT), so traces and reports can show scores per stage.
+  per_example_mean: the loss and every metric are batch means of
+      per-example terms (given the member's hyperparameters, step, aux and
+      control), so a batch's gradient is the mean of its equal slices'
+      gradients: what `train.micro_batches` needs.  Not so for losses of
+      batch statistics (|KL - C| of the mean KL, minibatch TC estimators,
+      covariances, permuted batches).
   """
   name: str
   loss: LossFn  # (output, x, hparams, step, aux=None) -> (loss, metrics)
@@ -71,6 +77,7 @@ class Objective:
   scale_updates: Callable[..., Any] | None = None
   trace_scores: Callable[..., Mapping[str, Any]] | None = None
   stage: Callable[[Any], Any] | None = None
+  per_example_mean: bool = False
 
 
 def hyperparameter_grid(name: str, values: float | Iterable[float], *,

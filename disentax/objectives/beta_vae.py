@@ -34,4 +34,5 @@ def beta_vae(beta: float | Iterable[float] = 1.0,
       name="beta_vae",
       loss=functools.partial(beta_vae_loss,
                              reconstruction=check_reconstruction(reconstruction)),
-      hyperparameters={"beta": hyperparameter_grid("beta", beta, positive=True)})
+      hyperparameters={"beta": hyperparameter_grid("beta", beta, positive=True)},
+      per_example_mean=True)

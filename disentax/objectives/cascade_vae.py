@@ -91,4 +91,5 @@ def cascade_vae_c(beta_low: float | Iterable[float] = 0.1,
       name="cascade_vae_c",
       loss=functools.partial(cascade_vae_loss, stage_steps=stage_steps,
                              reconstruction=reconstruction),
-      hyperparameters={"beta_low": lows, "beta_high": highs})
+      hyperparameters={"beta_low": lows, "beta_high": highs},
+      per_example_mean=True)

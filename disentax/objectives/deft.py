@@ -204,6 +204,7 @@ def deft(base: str = "beta_vae", staged: str = "beta",
       update_aux=(functools.partial(_update_aux, **common)
                   if base_objective.update_aux is not None else None),
       model_control=control,
+      per_example_mean=base_objective.per_example_mean,
       scale_updates=scale_updates if scaling == "update" else None,
       representations=lambda hparams, step: {"": control(hparams, step)},
       stage=functools.partial(deft_stage, boundaries=boundaries))

@@ -78,4 +78,5 @@ def devae(betas: Iterable = (1.0, 10.0, 40.0),
       loss=functools.partial(devae_loss,
                              reconstruction=check_reconstruction(reconstruction)),
       hyperparameters={"betas": beta_grid, "scale": scales},
-      model_control=control, representations=representations)
+      model_control=control, representations=representations,
+      per_example_mean=True)
