@@ -15,7 +15,7 @@ import pytest
 from disentax import bench
 from disentax.bench import Row, format_table
 from disentax.bench import __main__ as cli
-from disentax.bench import data, train_step
+from disentax.bench import data, flops, train_step
 from disentax.experiment import build
 from disentax.models.vae import reparameterisation_noise
 from tests.conftest import run_module
@@ -177,9 +177,20 @@ def test_train_step_rows(monkeypatch):
   monkeypatch.setattr(train_step, "time_train_step", _fake_timing)
   monkeypatch.setattr(train_step, "time_torch_step",
                       lambda sizes: (0.1, "PyTorch x"))
+  monkeypatch.setattr(train_step, "matmul_flops_per_second",
+                      lambda side: 1e11)
   rows = train_step.measure(True)
-  _check_rows(rows, "train_step", 4)
-  assert [r.ratio for r in rows] == pytest.approx([0.5, 1.0, 2.0, 0.125])
+  _check_rows(rows, "train_step", 5)
+  *steps, roofline = rows
+  assert [r.ratio for r in steps] == pytest.approx([0.5, 1.0, 2.0, 0.125])
+  # 32x32 quick sizes: 3 forward passes of batch 16 at 0.05 s per step.
+  step_flops = 3 * 16 * flops.forward_flops(
+      train_step.standard_config(1, 32, 16), 1)
+  assert roofline.unit == "GFLOP/s" and roofline.baseline == 100
+  assert roofline.disentax == pytest.approx(step_flops / 0.05 / 1e9)
+  share = step_flops / 0.1 / 1e11
+  assert f"PyTorch's step reaches {share:.0%}" in roofline.note
+  assert f"would need {2 * share:.0%}" in roofline.note
   assert rows[0].target == rows[3].target == "<= 0.5x PyTorch"
   assert rows[1].target == rows[2].target == ""
   assert "paired" in rows[0].case and "sub-pixel" in rows[1].case
@@ -187,12 +198,19 @@ def test_train_step_rows(monkeypatch):
   assert "micro_batches=4" in rows[3].case
 
 
+def test_matmul_rate_counts_two_flops_per_multiply_add(monkeypatch):
+  monkeypatch.setattr(train_step, "seconds_per_call",
+                      lambda fn, repeats, warmup: 0.5)
+  assert train_step.matmul_flops_per_second(64) == 2 * 64 ** 3 / 0.5
+
+
 def test_train_step_without_torch_says_how_to_install(monkeypatch):
   monkeypatch.setattr(train_step, "time_train_step", _fake_timing)
   monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
   rows = train_step.measure(True)
-  assert [r.baseline for r in rows] == [None] * 4
-  assert all("pip install -e '.[bench]'" in r.note for r in rows)
+  assert [r.baseline for r in rows[:4]] == [None] * 4
+  assert all("pip install -e '.[bench]'" in r.note for r in rows[:4])
+  assert "PyTorch" not in rows[4].note
 
 
 @pytest.mark.slow  # CI time; run with -m slow

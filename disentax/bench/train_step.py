@@ -16,7 +16,11 @@ the same parameters; the backend's default member layout and loop):
 
 and one more of `paired` with the opt-in `train.micro_batches` = 4 (the
 gradient accumulated over slices of the batch: the same gradient and noise,
-one slice's activations in cache).
+one slice's activations in cache).  A last row puts the default step on
+this host's roofline: its model FLOP/s (bench/flops.py: 3 x the forward
+pass's convolutions and products) over the FLOP/s of one large float32
+matrix product in XLA, the fastest thing this CPU does; its note says what
+share PyTorch's step reaches and what share 0.5x PyTorch would need.
 
 disentax renders each batch of dSprites inside its jitted step (as in
 training), so its time includes drawing the data.  PyTorch trains on a pool
@@ -44,7 +48,7 @@ import jax
 import ml_collections
 
 from disentax import train
-from disentax.bench import Row
+from disentax.bench import Row, flops, seconds_per_call
 from disentax.experiment import Experiment, build, member_hparams
 from experiments import beta_vae
 
@@ -61,11 +65,12 @@ class Sizes:
   steps: int = 10         # steps per timed chunk
   repeats: int = 3        # timed chunks; the fastest counts
   torch_warmup: int = 3   # untimed PyTorch steps first
+  matmul_side: int = 4096  # the roofline row's square matrix product
 
 
 FULL = Sizes()
 QUICK = Sizes(image_size=32, batch_size=16, steps=3, repeats=2,
-              torch_warmup=2)
+              torch_warmup=2, matmul_side=512)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +177,38 @@ def time_train_step(config: ml_collections.ConfigDict, steps: int,
   return StepTiming(program.compile_seconds, best, layout_name(program.exp))
 
 
+def matmul_flops_per_second(side: int, repeats: int = 5) -> float:
+  """FLOP/s of one jitted float32 `side` x `side` matrix product on this
+  backend, the fastest of `repeats` calls after a warm-up: the practical
+  ceiling for a train step's convolutions and products."""
+  matrix = jax.random.normal(jax.random.key(0), (side, side))
+  product = jax.jit(lambda m: m @ m)
+  jax.block_until_ready(product(matrix))
+  best = min(seconds_per_call(lambda: product(matrix), 1, warmup=0)
+             for _ in range(repeats))
+  return 2 * side ** 3 / best
+
+
+def roofline_row(sizes: Sizes, step_seconds: float,
+                 torch_seconds: float | None) -> Row:
+  """The default step's model FLOP/s against this host's matrix-product
+  FLOP/s (see the module docstring)."""
+  step_flops = flops.train_step_flops(
+      standard_config(1, sizes.image_size, sizes.batch_size))
+  ceiling = matmul_flops_per_second(sizes.matmul_side)
+  note = (f"{step_flops / 1e9:.2f} GFLOP per step; ceiling: one "
+          f"{sizes.matmul_side}x{sizes.matmul_side} float32 product")
+  if torch_seconds is not None:
+    share = step_flops / torch_seconds / ceiling
+    note += (f"; PyTorch's step reaches {share:.0%} of it, 0.5x PyTorch "
+             f"would need {2 * share:.0%}")
+  return Row(item=ITEM, case="default step's model FLOP/s vs this CPU's "
+                             "matrix-product FLOP/s",
+             disentax=step_flops / step_seconds / 1e9,
+             baseline=ceiling / 1e9, unit="GFLOP/s",
+             baseline_name="XLA float32 matmul", note=note)
+
+
 def time_torch_step(sizes: Sizes, pool: int = 8) -> tuple[float, str]:
   """(seconds per PyTorch step, baseline name) on pre-rendered batches."""
   import torch  # optional dependency; ImportError handled by `measure`
@@ -227,7 +264,7 @@ def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
   except ImportError as error:
     if error.name != "torch":
       raise
-    torch_ms, torch_name = None, ""
+    torch_seconds, torch_ms, torch_name = None, None, ""
     data_note = f"PyTorch not installed: {INSTALL_HINT}"
   rows = []
   for formulation, timing in timings.items():
@@ -247,4 +284,7 @@ def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
             f"of the batch; best of {sizes.repeats} x {sizes.steps} steps; "
             "compile "
             f"{sliced.compile_seconds:.1f} s")))
+  log(ITEM, "this CPU's matrix-product FLOP/s (roofline row)")
+  rows.append(roofline_row(sizes, timings["paired"].seconds_per_step,
+                           torch_seconds))
   return rows
