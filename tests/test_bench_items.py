@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from disentax.bench import Row, compile as compile_item, evaluation
-from disentax.bench import fractional
+from disentax.bench import flops, fractional
 from disentax.models import conv, make_model
-from disentax.models.conv import FRACTIONAL_FORMULATIONS, FractionalEncoder
+from disentax.models.conv import (FRACTIONAL_FORMULATIONS, LITE_CHANNELS,
+                                  FractionalEncoder)
 
 
 def check_rows(rows, item):
@@ -34,6 +35,22 @@ def abstract_count(module, image_shape):
   shapes = jax.eval_shape(module.init, jax.random.key(0),
                           jnp.zeros((1, *image_shape)))
   return fractional.count_params(shapes)
+
+
+def test_encoder_flops_in_closed_form_and_counted_from_the_jaxpr():
+  # One lite sub-encoder on 64x64x1 (Table 1), K = 100 latents: convs
+  # 2 x (32^2 16 8 + 16^2 16 8 8 + 8^2 16 8 16 + 4^2 16 16 16), dense
+  # 2 x 256 x 64, heads 2 x 2 x 64 x 100.
+  lite = fractional.conv_encoder_flops(LITE_CHANNELS, 100, 64)
+  assert lite == 2 * (131_072 + 262_144 + 131_072 + 65_536) + 32_768 + 25_600
+  image = jax.ShapeDtypeStruct((1, 64, 64, 1), jnp.float32)
+  for module, expected in [
+      (FractionalEncoder(1000, 10, fractional.KERNEL_SIZES), 10 * lite),
+      (fractional.NormalEncoder((38, 38, 76, 75), 1000),
+       fractional.conv_encoder_flops((38, 38, 76, 75), 1000, 64))]:
+    params = jax.eval_shape(module.init, jax.random.key(0), image)
+    assert flops.jaxpr_flops(
+        jax.make_jaxpr(module.apply)(params, image)) == expected
 
 
 def test_parameter_counts_in_closed_form_and_matched():
