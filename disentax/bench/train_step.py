@@ -282,8 +282,7 @@ def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
       unit="ms/step", baseline_name=torch_name, target="<= 0.5x PyTorch",
       note=(f"{data_note}; the same gradient from {MICRO_BATCHES} slices "
             f"of the batch; best of {sizes.repeats} x {sizes.steps} steps; "
-            "compile "
-            f"{sliced.compile_seconds:.1f} s")))
+            f"compile {sliced.compile_seconds:.1f} s")))
   log(ITEM, "this CPU's matrix-product FLOP/s (roofline row)")
   rows.append(roofline_row(sizes, timings["paired"].seconds_per_step,
                            torch_seconds))
