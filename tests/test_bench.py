@@ -146,6 +146,20 @@ def test_cli_reports_a_missing_optional_dependency(monkeypatch):
   assert "needs torch" in note and "pip install -e '.[bench]'" in note
 
 
+def test_timings_alternate_and_the_fastest_counts():
+  calls = []
+
+  def fake(name, times):
+    times = iter(times)
+    return lambda: calls.append(name) or next(times)
+
+  best = bench.fastest_in_alternation(
+      [fake("normal", [3.0, 1.0, 2.0]), fake("fractional", [5.0, 6.0, 4.0])],
+      rounds=3)
+  assert best == [1.0, 4.0]
+  assert calls == ["normal", "fractional"] * 3
+
+
 def _check_rows(rows, item, count):
   assert len(rows) == count
   for row in rows:
@@ -160,23 +174,32 @@ TINY = dict(image_size=16, batch_size=4, repeats=1)
 
 def test_torch_step_timing_runs():
   pytest.importorskip("torch")
-  seconds, name = train_step.time_torch_step(
+  timer, name = train_step.torch_step_timer(
       train_step.Sizes(steps=1, torch_warmup=1, **TINY), pool=2)
+  seconds = timer()
   assert math.isfinite(seconds) and seconds > 0
   assert name.startswith("PyTorch ")
 
 
-def _fake_timing(config, steps, repeats):
-  per_step = {"paired": 0.05, "subpixel": 0.1,
-              "transpose": 0.2}[config.model.upsampling]
-  per_step /= config.train.micro_batches
-  return train_step.StepTiming(1.0, per_step, "unroll/host")
+class _FakeProgram:
+  """A compiled train program whose steps take a set time per formulation
+  (divided by the micro-batch count)."""
+  exp = types.SimpleNamespace(member_execution="unroll", loop="host")
+  compile_seconds = 1.0
+
+  def __init__(self, config):
+    self.per_step = {"paired": 0.05, "subpixel": 0.1,
+                     "transpose": 0.2}[config.model.upsampling]
+    self.per_step /= config.train.micro_batches
+
+  def run(self, steps):
+    return self.per_step * steps
 
 
 def test_train_step_rows(monkeypatch):
-  monkeypatch.setattr(train_step, "time_train_step", _fake_timing)
-  monkeypatch.setattr(train_step, "time_torch_step",
-                      lambda sizes: (0.1, "PyTorch x"))
+  monkeypatch.setattr(train_step, "compiled_program", _FakeProgram)
+  monkeypatch.setattr(train_step, "torch_step_timer",
+                      lambda sizes: (lambda: 0.1, "PyTorch x"))
   monkeypatch.setattr(train_step, "matmul_flops_per_second",
                       lambda side: 1e11)
   rows = train_step.measure(True)
@@ -205,7 +228,7 @@ def test_matmul_rate_counts_two_flops_per_multiply_add(monkeypatch):
 
 
 def test_train_step_without_torch_says_how_to_install(monkeypatch):
-  monkeypatch.setattr(train_step, "time_train_step", _fake_timing)
+  monkeypatch.setattr(train_step, "compiled_program", _FakeProgram)
   monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
   rows = train_step.measure(True)
   assert [r.baseline for r in rows[:4]] == [None] * 4

@@ -53,20 +53,6 @@ def test_encoder_flops_in_closed_form_and_counted_from_the_jaxpr():
         jax.make_jaxpr(module.apply)(params, image)) == expected
 
 
-def test_encoders_are_timed_in_alternation_fastest_counts():
-  calls = []
-
-  def fake(name, times):
-    times = iter(times)
-    return lambda: calls.append(name) or next(times)
-
-  best = fractional.fastest_in_alternation(
-      [fake("normal", [3.0, 1.0, 2.0]), fake("fractional", [5.0, 6.0, 4.0])],
-      rounds=3)
-  assert best == [1.0, 4.0]
-  assert calls == ["normal", "fractional"] * 3
-
-
 def test_parameter_counts_in_closed_form_and_matched():
   # DEFT journal Table 1 lite sub-encoder on 64x64x1: convs 136 + 1,032 +
   # 2,064 + 4,112, dense 16,448, heads 2 x 65 per latent.

@@ -23,8 +23,9 @@ benchmark is one new file plus one line here:
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 
@@ -88,3 +89,15 @@ def seconds_per_call(fn: Callable[[], object], repeats: int,
   for _ in range(repeats):
     jax.block_until_ready(fn())
   return (time.perf_counter() - start) / repeats
+
+
+def fastest_in_alternation(passes: Sequence[Callable[[], float]],
+                           rounds: int) -> list[float]:
+  """The fastest of `rounds` timings of each pass, the passes called in
+  turn within every round, so a shared machine's slow spells hit every
+  side of a ratio alike (2-core cloud hosts drift by 1.5x in minutes)."""
+  best = [math.inf] * len(passes)
+  for _ in range(rounds):
+    for i, one_pass in enumerate(passes):
+      best[i] = min(best[i], one_pass())
+  return best

@@ -58,14 +58,14 @@ first layer alone at G = 1000).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from disentax.bench import Row, format_table, seconds_per_call
+from disentax.bench import (Row, fastest_in_alternation, format_table,
+                            seconds_per_call)
 from disentax.models.conv import (FRACTIONAL_FORMULATIONS, LITE_CHANNELS,
                                   LITE_HIDDEN, DOWNSAMPLING,
                                   FractionalEncoder, conv_stack,
@@ -206,18 +206,6 @@ def encoder_pass(module: nn.Module, images: jax.Array
   jax.block_until_ready(step(params, images))
   return (lambda: seconds_per_call(lambda: step(params, images), 1,
                                    warmup=0)), count_params(params)
-
-
-def fastest_in_alternation(passes: Sequence[Callable[[], float]],
-                           rounds: int) -> list[float]:
-  """The fastest of `rounds` timings of each pass, the passes called in
-  turn within every round, so a shared machine's slow spells hit both
-  sides of a ratio alike (this item's hosts drift by 1.5x in minutes)."""
-  best = [math.inf] * len(passes)
-  for _ in range(rounds):
-    for i, one_pass in enumerate(passes):
-      best[i] = min(best[i], one_pass())
-  return best
 
 
 def measure_sizes(sizes: Sizes) -> list[Row]:
