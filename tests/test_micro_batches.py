@@ -23,15 +23,16 @@ def test_batch_rows_draw_exactly_those_rows_of_the_whole_batch(correlation):
 
 
 def _one_member(exp):
+  """(params, optimiser state, hyperparameters) of the first member."""
   state = train.init_state(exp, train.single_device(exp))
-  params = jax.tree.map(lambda leaf: leaf[0], state.params)
-  hparams = jax.tree.map(lambda leaf: leaf[0], member_hparams(exp))
-  return params, hparams
+  first = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)
+  return first(state.params), first(state.opt_state), first(
+      member_hparams(exp))
 
 
 def test_sliced_gradient_is_the_whole_batch_gradient():
   exp = build(tiny_config(objective__beta=(4.0,), num_seeds=1))
-  params, hparams = _one_member(exp)
+  params, _, hparams = _one_member(exp)
   _, x = exp.dataset.sample(jax.random.key(1), 8)
   noise_key = jax.random.key(2)
 
@@ -57,9 +58,7 @@ def test_train_step_with_micro_batches_reports_the_whole_batch_loss():
   for count in (1, 2):
     exp = build(tiny_config(objective__beta=(4.0,), num_seeds=1,
                             train__micro_batches=count))
-    params, hparams = _one_member(exp)
-    state = train.init_state(exp, train.single_device(exp))
-    opt_state = jax.tree.map(lambda leaf: leaf[0], state.opt_state)
+    params, opt_state, hparams = _one_member(exp)
     step = jax.jit(train.make_member_step(exp))
     *_, metrics[count] = step(params, opt_state, None, hparams,
                               jax.random.key(0), jnp.int32(7))

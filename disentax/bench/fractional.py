@@ -241,8 +241,7 @@ def measure_sizes(sizes: Sizes) -> list[Row]:
           baseline_name=f"normal encoder conv {'/'.join(map(str, channels))}",
           target=TARGET,
           note=(f"formulation {formulation}; fastest of {sizes.repeats} "
-                "passes each, in alternation; params "
-                f"{fractional_n:,} vs "
+                f"passes each, in alternation; params {fractional_n:,} vs "
                 f"{normal_n:,}; model FLOPs per image forward "
                 f"{fractional_f / 1e6:,.1f}M vs {normal_f / 1e6:,.1f}M")))
   return rows
