@@ -26,7 +26,6 @@ from typing import ClassVar
 
 import chex
 import numpy as np
-from sklearn import svm
 
 from disentax.metrics import METRICS
 from disentax.metrics.estimators import (RANDOM_STATE, ScoreFn,
@@ -47,6 +46,7 @@ def _fit_svms(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
   the SVM then predicts one class everywhere, so it scores that class's
   frequency, the same for all constant latents.
   """
+  from sklearn import svm  # imported when used: it adds ~2 s to every start
   accuracies = np.empty(x_train.shape[1])
   for j in range(x_train.shape[1]):
     classifier = svm.LinearSVC(C=0.01, class_weight="balanced", dual=True,
