@@ -16,11 +16,14 @@ from disentax import checkpoint, evaluate, report, run_log, train
 from disentax.experiment import build
 from tests.conftest import REPO, run_module, tiny_config
 
-# 400 steps in chunks of 5: long enough to be interrupted mid-run.
-LONG = dict(train__num_steps=400, train__checkpoint_every=200)
+# 100 steps in chunks of 5 (~5 s of stepping at the tests' XLA flags): long
+# enough to be interrupted mid-run, two checkpoints.
+LONG_STEPS = 100
+LONG = dict(train__num_steps=LONG_STEPS,
+            train__checkpoint_every=LONG_STEPS // 2)
 LONG_FLAGS = ("--config=experiments/beta_vae.py:tiny", "--noevaluate",
-              "--config.train.num_steps=400",
-              "--config.train.checkpoint_every=200")
+              f"--config.train.num_steps={LONG_STEPS}",
+              f"--config.train.checkpoint_every={LONG_STEPS // 2}")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def uninterrupted(tmp_path_factory):
 def assert_same_run(workdir, reference):
   state, reference_dir = reference
   manager, step = checkpoint.latest_step_or_fail(workdir)
-  assert step == 400
+  assert step == LONG_STEPS
   resumed = train.restore_members(manager, step, build(tiny_config(**LONG)))
   for name in ("params", "opt_state", "diverged_at"):
     for a, b in zip(jax.tree.leaves(getattr(resumed, name)),
@@ -60,7 +63,7 @@ def test_sigterm_checkpoints_exits_and_the_rerun_equals_an_uninterrupted_run(
   assert process.returncode == train.PREEMPTED_EXIT, stderr
   assert "SIGTERM" in stdout
   _, stopped_at = checkpoint.latest_step_or_fail(workdir)
-  assert 5 <= stopped_at < 400 and stopped_at % 5 == 0
+  assert 5 <= stopped_at < LONG_STEPS and stopped_at % 5 == 0
   assert run_log.read_lines(log)[-1]["step"] == stopped_at
 
   rerun = run_module("disentax.main", f"--workdir={workdir}", *LONG_FLAGS)
@@ -72,12 +75,12 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint_usable(
     tmp_path, uninterrupted):
   workdir = str(tmp_path / "run")
   killed = run_module("disentax.main", f"--workdir={workdir}", *LONG_FLAGS,
-                      check=False, env={train.KILL_DURING_SAVE_ENV: "400"})
+                      check=False, env={train.KILL_DURING_SAVE_ENV: str(LONG_STEPS)})
   assert killed.returncode == -signal.SIGKILL, killed.stderr
   leftovers = os.listdir(checkpoint.checkpoint_dir(workdir))
   assert any("tmp" in name for name in leftovers), leftovers  # mid-save
   _, step = checkpoint.latest_step_or_fail(workdir)
-  assert step == 200
+  assert step == LONG_STEPS // 2
   run_module("disentax.main", f"--workdir={workdir}", *LONG_FLAGS)
   assert_same_run(workdir, uninterrupted)
 
