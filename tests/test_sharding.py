@@ -12,7 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from disentax import checkpoint, results, run_log, sharding, train
+from disentax import (checkpoint, evaluate, results, run_log, sharding,
+                      train)
 from disentax.experiment import build
 from tests.conftest import REPO, run_module, tiny_config
 
@@ -97,7 +98,7 @@ def test_two_processes_train_one_run_that_the_evaluator_reads(tmp_path):
   lines = run_log.read_lines(os.path.join(workdir, run_log.FILENAME))
   assert [line["step"] for line in lines] == [5, 10, 15, 20]
 
-  run_module("disentax.evaluate", f"--workdir={workdir}")
+  evaluate.evaluate(workdir)  # in this process (the CLI: test_cli)
   with open(os.path.join(results.results_dir(workdir), results.JSON_NAME)) as f:
     rows = json.load(f)["rows"]
   assert [(r["seed"], r["hparams"]["beta"], r["status"]) for r in rows] == [
