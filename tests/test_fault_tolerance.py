@@ -75,7 +75,8 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint_usable(
     tmp_path, uninterrupted):
   workdir = str(tmp_path / "run")
   killed = run_module("disentax.main", f"--workdir={workdir}", *LONG_FLAGS,
-                      check=False, env={train.KILL_DURING_SAVE_ENV: str(LONG_STEPS)})
+                      check=False,
+                      env={train.KILL_DURING_SAVE_ENV: str(LONG_STEPS)})
   assert killed.returncode == -signal.SIGKILL, killed.stderr
   leftovers = os.listdir(checkpoint.checkpoint_dir(workdir))
   assert any("tmp" in name for name in leftovers), leftovers  # mid-save
