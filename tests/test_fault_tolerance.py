@@ -9,6 +9,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -116,6 +117,41 @@ def test_a_diverging_member_is_frozen_reported_and_leaves_the_others_alone(
   assert frozen["n_scored"] == 0 and frozen["n_non_finite"] == 2
   text = report.format_markdown(table, metric="mig", threshold=0.1)
   assert "diverged: seed 0 at step 1, seed 1 at step 1" in text
+
+
+def test_all_finite_checks_every_float_leaf_and_ignores_integers():
+  finite = {"w": np.ones((2, 3), np.float32), "b": np.zeros(3, np.float16),
+            "count": np.array([2**31 - 1], np.int32)}
+  assert bool(train.all_finite(finite))
+  assert bool(train.all_finite({"count": np.arange(3)}))  # no float leaf
+  for leaf, bad in (("w", np.inf), ("w", -np.inf), ("b", np.nan)):
+    broken = jax.tree.map(np.copy, finite)
+    broken[leaf].flat[-1] = bad
+    assert not bool(train.all_finite(broken)), (leaf, bad)
+
+
+def test_the_guard_freezes_a_member_whose_new_state_is_not_finite():
+  """A finite loss with a non-finite updated optimiser state still freezes
+  the member: the guard checks every float of the new state."""
+  def member_step(params, opt_state, aux, hparams, key, step):
+    return (params + 1.0, opt_state * hparams, aux,
+            {"loss": jnp.float32(0.5)})
+
+  guarded = jax.jit(train.isolate_divergence(member_step))
+  params, opt_state, step = jnp.zeros(2), jnp.ones(3), jnp.int32(7)
+  healthy = guarded(params, opt_state, None, jnp.int32(-1), 2.0, None, step)
+  np.testing.assert_array_equal(healthy[0], [1.0, 1.0])
+  np.testing.assert_array_equal(healthy[1], [2.0, 2.0, 2.0])
+  assert int(healthy[3]) == -1
+  frozen = guarded(params, opt_state, None, jnp.int32(-1), jnp.inf, None,
+                   step)
+  np.testing.assert_array_equal(frozen[0], params)  # the previous state
+  np.testing.assert_array_equal(frozen[1], opt_state)
+  assert int(frozen[3]) == 7
+  # A frozen member stays frozen, at its first divergence step.
+  again = guarded(params, opt_state, None, jnp.int32(3), 2.0, None, step)
+  np.testing.assert_array_equal(again[0], params)
+  assert int(again[3]) == 3
 
 
 def test_sequential_members_freeze_a_diverging_member_alone(tmp_path):
