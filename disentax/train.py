@@ -310,14 +310,19 @@ def make_train_chunk(exp: Experiment,
     metrics = jax.tree.map(lambda m: m.mean(axis=0), metrics)
     return _state_of(carry), metrics
 
+  # Jitted so that zero_metric_sums' shape query and host_step share one
+  # trace of the step (XLA inlines the nested call).
+  traced_step = jax.jit(step_fn)
+
   @functools.partial(jax.jit, donate_argnums=0)
   def host_step(carry, metric_sums, hparams, keys):
-    carry, metrics = step_fn(carry, None, hparams, keys)
+    carry, metrics = traced_step(carry, None, hparams, keys)
     return carry, jax.tree.map(jnp.add, metric_sums, metrics)
 
   @functools.partial(jax.jit, out_shardings=layout.members)
   def zero_metric_sums(carry, hparams, keys):
-    metric_shapes = jax.eval_shape(step_fn, carry, None, hparams, keys)[1]
+    metric_shapes = jax.eval_shape(traced_step, carry, None, hparams,
+                                   keys)[1]
     return jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
 
   def host_chunk(state: TrainState, hparams, keys, num_steps: int):
@@ -349,6 +354,7 @@ def sequential_chunk(exp: Experiment) -> Callable:
   2-core VM, BUILD_NOTES issue 8 item 2)."""
   member_step = isolate_divergence(make_member_step(exp))
 
+  @jax.jit  # one trace, shared by step_member and zero_metric_sums
   def update(carry, hparams, keys, member):
     """(member's new params, opt_state, aux, diverged_at; its metrics)."""
     *stacked, step = carry
@@ -369,7 +375,7 @@ def sequential_chunk(exp: Experiment) -> Callable:
         metric_sums, metrics)
     return (*stacked, carry[4]), metric_sums
 
-  @jax.jit  # traced once, like make_train_chunk's zero_metric_sums
+  @jax.jit
   def zero_metric_sums(carry, hparams, keys):
     members = carry[3].shape[0]  # diverged_at [M]
     shapes = jax.eval_shape(update, carry, hparams, keys, 0)[1]
