@@ -50,27 +50,23 @@ def test_different_seeds_start_from_different_parameters():
         assert not np.allclose(leaf[a], leaf[b]), "seeds share an init"
 
 
-def test_same_seed_different_beta_shares_init_but_not_training(tmp_path):
-  config = tiny_config(objective__beta=(1.0, 16.0), num_seeds=1,
-                       train__num_steps=5)
-  exp = build(config)
-  init = train.init_state(exp)
-  assert_trees(member_params(init, 0), member_params(init, 1), rtol=0, atol=0)
-  final = train.train(config, str(tmp_path))
+def test_same_seed_different_beta_shares_init_but_not_training(straight_run):
+  # Members 0 and 2 of the tiny run: seed 0 at beta 1 and at beta 4.
+  init = train.init_state(build(tiny_config()))
+  assert_trees(member_params(init, 0), member_params(init, 2), rtol=0, atol=0)
+  final, _ = straight_run
   with pytest.raises(AssertionError):
-    assert_trees(member_params(final, 0), member_params(final, 1), atol=1e-6)
+    assert_trees(member_params(final, 0), member_params(final, 2), atol=1e-6)
 
 
-def test_seed_in_a_vmapped_batch_matches_seed_trained_alone(tmp_path):
-  short = dict(objective__beta=(2.0,), train__num_steps=10,
-               train__checkpoint_every=10)
-  together = train.train(tiny_config(num_seeds=3,
-                                     train__member_execution="vmap", **short),
-                         str(tmp_path / "together"))
-  alone = train.train(tiny_config(num_seeds=1, first_seed=1, **short),
-                      str(tmp_path / "alone"))
+def test_seed_in_a_vmapped_batch_matches_seed_trained_alone(tmp_path,
+                                                            straight_run):
+  # Member 1 of the tiny run (beta 1, seed 1; vmapped with three others).
+  together, _ = straight_run
+  alone = train.train(tiny_config(objective__beta=(1.0,), num_seeds=1,
+                                  first_seed=1), str(tmp_path / "alone"))
   # Vmapping turns convolutions into grouped ones, which XLA may sum in a
-  # different order: equal up to float32 rounding after 10 Adam steps.
+  # different order: equal up to float32 rounding after 20 Adam steps.
   assert_trees(member_params(together, 1), member_params(alone, 0),
                rtol=1e-4, atol=1e-5)
 
@@ -136,12 +132,11 @@ def test_rerun_of_a_finished_run_trains_nothing_and_extending_continues(
   assert_trees(longer.params, straight.params, rtol=0, atol=0)
 
 
-def test_resuming_with_a_different_config_is_refused(tmp_path):
-  train.train(tiny_config(train__num_steps=5), str(tmp_path))
+def test_resuming_with_a_different_config_is_refused(tmp_path, straight_run):
+  shutil.copytree(straight_run[1], tmp_path, dirs_exist_ok=True)
   before = sorted(os.listdir(tmp_path / "checkpoints"))
   with pytest.raises(ValueError, match=r"different config.*objective.beta"):
-    train.train(tiny_config(train__num_steps=5, objective__beta=(2.0,)),
-                str(tmp_path))
+    train.train(tiny_config(objective__beta=(2.0,)), str(tmp_path))
   assert sorted(os.listdir(tmp_path / "checkpoints")) == before
   assert json.load(open(tmp_path / "config.json"))["objective"]["beta"] == [
       1.0, 4.0]
