@@ -10,9 +10,9 @@ cannot give (a file path, a required argument) are skipped with a one-line
 note: each is built with its defaults (plus `image_size` where the builder
 takes one) and any error is reported instead of raised.
 
-Observations are drawn with the evaluation sampler (`sample_uniform_factors`
-where a dataset has one, e.g. `correlated`), so the grid shows the uniform
-grid of factors, not a training bias. Single-channel datasets are drawn in
+Observations are drawn with the evaluation sampler (`sample_uniform_factors`,
+which `correlated` keeps uniform), so the grid shows the uniform grid of
+factors, not a training bias. Single-channel datasets are drawn in
 gray, three-channel ones in colour. Each PNG is (max(4, 0.5 + 0.75 cols)) x
 (1 + 0.75 rows) inches at `DPI`, saved without tight cropping, so its pixel
 size is known from `figure_inches`.
@@ -32,7 +32,7 @@ import math
 import os
 import sys
 import textwrap
-from typing import Callable, Sequence
+from typing import Sequence
 
 import chex
 import jax
@@ -68,19 +68,13 @@ def _as_rgb(observations: np.ndarray) -> np.ndarray:
   return np.clip(observations, 0.0, 1.0)
 
 
-def uniform_sampler(dataset: GroundTruthDataset
-                    ) -> Callable[[jax.Array, int], jax.Array]:
-  """The dataset's evaluation (uniform-grid) factor sampler."""
-  return getattr(dataset, "sample_uniform_factors", dataset.sample_factors)
-
-
 def sample_grid(dataset: GroundTruthDataset, rng: jax.Array,
                 num: int) -> np.ndarray:
   """`num` uniformly sampled observations tiled into one image, uint8
   [rows (H + gap) - gap, cols (W + gap) - gap, 3] (`grid_shape(num)`; gap =
   max(1, H // 16) gray pixels; unused cells gray)."""
   rows, cols = grid_shape(num)
-  factors = uniform_sampler(dataset)(rng, num)
+  factors = dataset.sample_uniform_factors(rng, num)
   chex.assert_shape(factors, (num, dataset.num_factors))
   observations = np.asarray(dataset.observations_from_factors(factors),
                             np.float32)

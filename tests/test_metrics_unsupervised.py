@@ -481,3 +481,25 @@ def test_metrics_needing_a_model_reject_missing_members(name):
 def test_invalid_options_are_rejected(section, match):
   with pytest.raises(ValueError, match=match):
     METRICS.build(section)
+
+
+# --------------------------------------------------------------------------
+# Sampling: metrics draw factors in power-of-two sizes (fewer compiles).
+
+
+def test_draw_sizes_are_powers_of_two_from_the_minimum():
+  assert [sampling.draw_size(n) for n in (1, 60, 4096, 4097, 10_000)] == [
+      4096, 4096, 4096, 8192, 16384]
+
+
+@pytest.mark.parametrize("name", ["dsprites", "triangle", "correlated"])
+def test_metric_draws_equal_a_draw_of_exactly_that_size(name):
+  """The rows come from a larger draw; they must be the same rows a draw
+  of exactly `num` gives (this fails without partitionable threefry)."""
+  from disentax.data import make_dataset
+  dataset = make_dataset({"name": name})
+  sampler = jax.jit(dataset.sample_uniform_factors, static_argnums=1)
+  for num in (60, 4097):
+    np.testing.assert_array_equal(
+        sampling.sample_factors(dataset, KEY, num),
+        np.asarray(sampler(KEY, num)))

@@ -56,6 +56,14 @@ class GroundTruthDataset(abc.ABC):
                for k, size in zip(keys, self.factor_sizes)]
     return jnp.stack(columns, axis=1)
 
+  def sample_uniform_factors(self, rng: jax.Array, num: int) -> jax.Array:
+    """What evaluation draws from: the uniform grid, even where training
+    samples a biased joint (`disentax.data.correlated` overrides
+    `sample_factors` and keeps this).  Rows depend on the key and their
+    index alone, so the first rows of a larger draw equal a smaller draw
+    (metrics rely on it, `sampling.sample_factors`)."""
+    return self.sample_factors(rng, num)
+
   @abc.abstractmethod
   def observations_from_factors(self, factors: jax.Array) -> jax.Array:
     """Observations for factor indices [num, num_factors]: float32
