@@ -126,11 +126,11 @@ def sample_factors(dataset: GroundTruthDataset, rng: jax.Array,
   """`num_points` factor tuples drawn uniformly from the grid.
 
   Every dataset's sampler draws each row from the key and the row's index
-  alone (JAX's default, partitionable threefry), so the first `num_points` rows of a
-  `draw_size(num_points)` draw are exactly the draw of `num_points` (tested
-  per dataset).  The jitted sampler then compiles once per power of two,
-  not once per metric's point count (seven sizes, ~0.65 s each on a 2-core
-  CPU, in one evaluation of the battery)."""
+  alone (JAX's default, partitionable threefry), so the first `num_points`
+  rows of a `draw_size(num_points)` draw are exactly the draw of
+  `num_points` (tested per sampler).  The jitted sampler then compiles
+  once per power of two, not once per metric's point count (seven sizes,
+  ~0.65 s each on a 2-core CPU, in one evaluation of the battery)."""
   drawn = jitted_dataset(dataset)[0](rng, draw_size(num_points))
   factors = np.asarray(drawn)[:num_points]  # a host slice: no compile
   chex.assert_shape(factors, (num_points, dataset.num_factors))
