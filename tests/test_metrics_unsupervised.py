@@ -10,6 +10,7 @@ import pytest
 import scipy.linalg
 import scipy.stats
 
+from disentax.data import make_dataset
 from disentax.metrics import METRICS
 from disentax.metrics import active as active_lib
 from disentax.metrics import elbo as elbo_lib
@@ -496,7 +497,6 @@ def test_draw_sizes_are_powers_of_two_from_the_minimum():
 def test_metric_draws_equal_a_draw_of_exactly_that_size(name):
   """The rows come from a larger draw; they must be the same rows a draw
   of exactly `num` gives (this fails without partitionable threefry)."""
-  from disentax.data import make_dataset
   dataset = make_dataset({"name": name})
   sampler = jax.jit(dataset.sample_uniform_factors, static_argnums=1)
   for num in (60, 4097):
