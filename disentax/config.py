@@ -16,19 +16,13 @@ from typing import Any
 
 import ml_collections
 
-# Keys that change how a run is carried out but not what it computes; they may
-# differ between a run and its resumption and are left out of the config hash.
-# See disentax.experiment.over_members and disentax.train.make_train_chunk.
-MEMBER_EXECUTIONS = ("auto", "vmap", "unroll", "sequential")
-# Above this many members on one CPU device, 'auto' trains them
-# 'sequential' instead of 'unroll' (whose compile time grows with them).
-MANY_UNROLLED_MEMBERS = 16
-TRAIN_LOOPS = ("auto", "scan", "host")
-
 # Sections whose keys belong to the component they name (checked by its
 # registered builder), not to the shared schema.
 COMPONENT_SECTIONS = ("dataset", "model", "objective", "metric", "battery")
 
+# Keys that change how a run is carried out but not what it computes; they may
+# differ between a run and its resumption and are left out of the config hash
+# (e.g. the execution layout, disentax/training/layouts.py).
 BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.checkpoint_every", "train.keep_checkpoints",
                     "train.progress", "train.member_execution", "train.loop",
@@ -71,17 +65,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every = 10_000
   config.train.keep_checkpoints = 3
   config.train.progress = True
-  # How members share the program: 'vmap' (accelerators) or 'unroll' (one
-  # copy per member; several times faster on XLA:CPU), or 'sequential' (one
+  # How members share the program: 'vmap' (accelerators), 'unroll' (one
+  # copy per member; several times faster on XLA:CPU) or 'sequential' (one
   # member's train step compiled once and dispatched per member; one
-  # device, host loop). Same function either way; 'auto' picks vmap off
-  # CPU, and on CPU unroll up to MANY_UNROLLED_MEMBERS members, sequential
-  # above (unrolled compile time grows with the members).
+  # device, host loop); and how steps are looped: 'scan' (one host round
+  # trip per chunk) or 'host' (one dispatch per step; XLA:CPU runs
+  # convolutions inside loops ~20x slower).  Same function either way;
+  # 'auto' is decided in disentax.training.layouts.resolve.
   config.train.member_execution = "auto"
-  # How steps are looped: 'scan' (lax.scan over a chunk, one host round trip
-  # per chunk; accelerators) or 'host' (one dispatch per step; XLA:CPU runs
-  # convolutions inside loops ~20x slower). Same computation either way;
-  # 'auto' picks host on CPU, scan elsewhere.
   config.train.loop = "auto"
   # Devices the members are split over (disentax.sharding): 0 = all devices
   # of all processes; members are padded to a multiple of the count. Same
@@ -164,12 +155,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"config.train.trace_every={train.trace_every} must be a multiple of "
         f"config.train.steps_per_chunk={train.steps_per_chunk} (tracing runs "
         "between chunks); 0 turns tracing off")
-  if train.member_execution not in MEMBER_EXECUTIONS:
-    raise ValueError(f"config.train.member_execution="
-                     f"{train.member_execution!r}; allowed: {MEMBER_EXECUTIONS}")
-  if train.loop not in TRAIN_LOOPS:
-    raise ValueError(f"config.train.loop={train.loop!r}; allowed: "
-                     f"{TRAIN_LOOPS}")
   threshold = config.eval.failure_threshold
   if not 0 < threshold < 1:
     raise ValueError(f"config.eval.failure_threshold={threshold}; must be in "

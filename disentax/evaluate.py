@@ -30,13 +30,13 @@ from disentax import checkpoint, report, results, run_log
 from disentax import config as config_lib
 from disentax.data import make_dataset
 from disentax.experiment import (Experiment, build, make_encode_members,
-                                 member_hparams, over_members,
-                                 representation_controls)
+                                 member_hparams)
 from disentax.metrics import (call_metric, full_battery, is_supervised,
                               make_battery)
 from disentax.metrics.sampling import TrainedMembers
 from disentax.objectives.base import reconstruction_loss
-from disentax.train import restore_members
+from disentax.training.layouts import over_members
+from disentax.training.train_state import restore_members
 
 BATTERIES = ("config", "full", "none")
 TIMINGS_NAME = "timings.json"
@@ -61,27 +61,18 @@ def hyperparameter_groups(exp: Experiment) -> np.ndarray:
   return np.unique(flat, axis=0, return_inverse=True)[1].reshape(-1)
 
 
-def _reconstruction_kind(config: ml_collections.ConfigDict) -> str:
-  """The decoder likelihood the run trained with (its objective's option,
-  or its DEFT base objective's)."""
-  objective = config.objective
-  base = objective.get("base_options", {}) or {}
-  return objective.get("reconstruction", base.get("reconstruction",
-                                                  "bernoulli"))
-
-
 def trained_members(exp: Experiment, params: Any, step: int
                     ) -> TrainedMembers:
   """The members' posterior, reconstruction and decoder functions (with the
   primary representation's control, e.g. DEFT's gate at `step`)."""
-  representations = representation_controls(exp)
-  kind = _reconstruction_kind(exp.config)
+  kind = exp.objective.reconstruction
   decode_takes_control = len(inspect.signature(
       type(exp.model).decode).parameters) > 2  # DeVAE: decode(z, layer)
   noise_key = jax.random.key(exp.config.eval.seed)
 
   def control_of(member_hparams):
-    return representations(member_hparams, jnp.int32(step)).get("")
+    return exp.objective.representations(member_hparams,
+                                         jnp.int32(step)).get("")
 
   def posterior(p, member_hparams, x):
     return exp.model.apply({"params": p}, x, control_of(member_hparams),
@@ -102,7 +93,8 @@ def trained_members(exp: Experiment, params: Any, step: int
 
   def bind(fn: Callable, mapped_input: bool = False) -> Callable:
     all_members = jax.jit(over_members(
-        fn, exp.member_execution, in_axes=(0, 0, 0 if mapped_input else None)))
+        fn, exp.layout.members,
+        in_axes=(0, 0, 0 if mapped_input else None)))
     return lambda x: all_members(params, hparams, x)
 
   return TrainedMembers(posterior_fn=bind(posterior),

@@ -20,11 +20,11 @@ import numpy as np
 import optax
 
 from disentax import config as config_lib
-from disentax.config import MEMBER_EXECUTIONS
 from disentax.data import GroundTruthDataset, make_dataset
 from disentax.metrics import make_battery, make_metric
 from disentax.models import VAE, make_model
 from disentax.objectives import Objective, make_objective
+from disentax.training import layouts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,36 +46,6 @@ class Members:
   def keys(self) -> jax.Array:
     """Per-member root PRNG keys, a function of the seed only."""
     return jax.vmap(jax.random.key)(jnp.asarray(self.seeds, jnp.uint32))
-
-
-def over_members(fn: Callable, execution: str, in_axes: tuple) -> Callable:
-  """`fn` of one member -> `fn` of all members (axis 0 where in_axes is 0).
-
-  'vmap' batches the members into one computation (the fast choice on
-  accelerators).  'unroll' places one copy of `fn` per member in the same
-  compiled program: XLA:CPU runs vmapped (grouped) convolutions several
-  times slower than separate ones, so on CPU this is faster; it computes the
-  same function, member by member.  'sequential' is a train-loop choice
-  (train.make_train_chunk steps one member per dispatch); everywhere else
-  (evaluation, tracing: forward passes, cheap to compile) it unrolls.
-  """
-  if execution == "vmap":
-    return jax.vmap(fn, in_axes=in_axes)
-  if execution not in ("unroll", "sequential"):
-    raise ValueError(f"member execution {execution!r}; allowed: "
-                     f"{MEMBER_EXECUTIONS}")
-
-  def unrolled(*args):
-    mapped = [a for a, axis in zip(args, in_axes) if axis == 0]
-    num_members = jax.tree.leaves(mapped)[0].shape[0]
-    outputs = []
-    for m in range(num_members):
-      member_args = [jax.tree.map(lambda leaf: leaf[m], a) if axis == 0 else a
-                     for a, axis in zip(args, in_axes)]
-      outputs.append(fn(*member_args))
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
-
-  return unrolled
 
 
 # A sequence of learning rates (config.train.learning_rates) is a grid like
@@ -104,8 +74,7 @@ class Experiment:
   members: Members
   metric: Callable  # the evaluation metric, built now so bad options fail early
   battery: dict[str, Callable]  # further metrics (config.eval.battery)
-  member_execution: str  # 'vmap' | 'unroll' | 'sequential' (not 'auto')
-  loop: str              # 'scan' | 'host'  (likewise)
+  layout: layouts.Layout  # how the member step is laid out (no 'auto')
 
   @property
   def method(self) -> str:
@@ -154,77 +123,23 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   members = make_members(grid, config.first_seed, config.num_seeds)
   metric = make_metric(config.eval.metric)
   battery = make_battery(config.eval.battery)
-  check_micro_batches(config.train, objective)
-  member_execution, loop = execution_and_loop(config.train, len(members))
+  layout = layouts.resolve(config.train, len(members), objective)
   return Experiment(config, dataset, model, objective, optimizer, members,
-                    metric, battery, member_execution, loop)
-
-
-def check_micro_batches(train: ml_collections.ConfigDict,
-                        objective: Objective) -> None:
-  """config.train.micro_batches must divide the batch, and the objective's
-  gradient must be the mean of its slices' (Objective.per_example_mean)."""
-  count = train.micro_batches
-  if count == 1:
-    return
-  if train.batch_size % count:
-    raise ValueError(
-        f"config.train.micro_batches={count} does not divide "
-        f"config.train.batch_size={train.batch_size}; give a divisor of it")
-  if not objective.per_example_mean or objective.update_aux is not None:
-    raise ValueError(
-        f"config.train.micro_batches={count}: objective {objective.name!r} "
-        "is not a mean of per-example terms (or updates state of its own "
-        "from the whole batch), so its gradient is not the mean of its "
-        "slices' gradients; use micro_batches=1")
-
-
-def execution_and_loop(train: ml_collections.ConfigDict, num_members: int
-                       ) -> tuple[str, str]:
-  """(member execution, loop) of a config's train section, 'auto' resolved
-  for this backend, the number of members and of devices (see
-  config.MEMBER_EXECUTIONS).  'sequential' needs one device and the host
-  loop; asking for it otherwise is an error."""
-  on_cpu = jax.default_backend() == "cpu"
-  num_devices = train.num_devices or jax.device_count()
-  execution = train.member_execution
-  if execution == "auto":
-    execution = ("vmap" if not on_cpu else
-                 "sequential" if (num_members > config_lib.MANY_UNROLLED_MEMBERS
-                                  and num_devices == 1) else "unroll")
-  loop = train.loop
-  if loop == "auto":
-    loop = "host" if on_cpu or execution == "sequential" else "scan"
-  if execution == "sequential" and (num_devices != 1 or loop != "host"):
-    raise ValueError(
-        f"config.train.member_execution='sequential' steps one member at a "
-        f"time from the host: it needs train.loop 'host' or 'auto' (got "
-        f"{train.loop!r}) and one device (train.num_devices=1; got "
-        f"{train.num_devices}, {num_devices} device(s))")
-  return execution, loop
-
-
-def representation_controls(exp: Experiment) -> Callable:
-  """(member hparams, step) -> {suffix: model control}: the objective's
-  representations, or the plain encoder mean as the primary one ("")."""
-  return (exp.objective.representations
-          or (lambda member_hparams, at_step: {"": None}))
+                    metric, battery, layout)
 
 
 def make_encode_members(exp: Experiment) -> Callable:
   """Jitted (params, hparams, observations [b, ...], step) -> {suffix: mean
   codes [M, b, d]}: every member's representations (the objective's, or the
   plain encoder mean as "") at a training step, in one call."""
-  representations = representation_controls(exp)
-
   def encode_member(params, member_hparams, x, step):
     return {name: exp.model.apply({"params": params}, x, control,
                                   method="encode")[0]
-            for name, control in representations(member_hparams,
-                                                 step).items()}
+            for name, control in exp.objective.representations(
+                member_hparams, step).items()}
 
-  return jax.jit(over_members(encode_member, exp.member_execution,
-                              in_axes=(0, 0, None, None)))
+  return jax.jit(layouts.over_members(encode_member, exp.layout.members,
+                                      in_axes=(0, 0, None, None)))
 
 
 def member_hparams(exp: Experiment) -> dict[str, jax.Array]:

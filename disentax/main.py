@@ -24,7 +24,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from disentax import evaluate, sharding, train
+from disentax import pipeline
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(_REPO, "experiments", "beta_vae.py") + ":cpu"
@@ -54,22 +54,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  distributed = None
   if _DISTRIBUTED.value:
-    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
-                                    _PROCESS_ID.value)
-  try:
-    train.train(_CONFIG.value, _WORKDIR.value)
-  except train.Preempted as stopped:
-    print(stopped, flush=True)
-    sys.exit(train.PREEMPTED_EXIT)
-  if not sharding.is_writer():
-    return
-  if not _EVALUATE.value or not sharding.is_single_process():
-    print(f"trained; evaluate with: python -m disentax.evaluate "
-          f"--workdir={_WORKDIR.value}")
-    return
-  rows, config = evaluate.evaluate(_WORKDIR.value)
-  evaluate.print_summary(rows, config, _WORKDIR.value)
+    distributed = pipeline.Distributed(_COORDINATOR.value,
+                                       _NUM_PROCESSES.value,
+                                       _PROCESS_ID.value)
+  phases = ("train", "evaluate") if _EVALUATE.value else ("train",)
+  outcome = pipeline.run(_CONFIG.value, _WORKDIR.value, phases=phases,
+                         distributed=distributed)
+  sys.exit(outcome.exit_code)
 
 
 if __name__ == "__main__":

@@ -84,8 +84,8 @@ class Tracer:
                                     jnp.int32(step))[""])
     scores = mig_lib.score_members(codes, self._factors, self._factor_sizes,
                                    NUM_BINS)
-    stage = (-1 if self._stage is None
-             else int(self._stage(jnp.int32(step))))
+    stage = self._stage(jnp.int32(step))
+    stage = -1 if stage is None else int(stage)
     point = {"step": np.int64(step), "mig": np.asarray(scores["mig"]),
              "nmi_matrix": np.asarray(scores["nmi_matrix"]),
              "stage": np.full(self._num_members, stage, np.int32)}

@@ -50,17 +50,51 @@ def run_module(module, *args, env=None, check=True):
   return result
 
 
+# Trains tiny_config(**overrides) in argv[1] and SIGKILLs the process once
+# the checkpoint of step argv[2] has been written ("after") or while it is
+# being written ("during").
+_KILL_SCRIPT = """
+import json, os, signal, sys
+from disentax import pipeline
+from tests.conftest import tiny_config
+workdir, kill_at, when = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+def kill(step, manager):
+  if step == kill_at:
+    if when == "after":
+      manager.wait_until_finished()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+pipeline.run(tiny_config(**json.loads(sys.argv[4])), workdir,
+             phases=("train",), on_save=kill)
+"""
+
+
+def run_killed(workdir, kill_at, during_save, **overrides):
+  """Trains tiny_config(**overrides) in a fresh process that SIGKILLs
+  itself at the checkpoint of step `kill_at` (while it is being written
+  with `during_save`, else once it is); returns the finished process."""
+  import json
+  when = "during" if during_save else "after"
+  return subprocess.run(
+      [sys.executable, "-c", _KILL_SCRIPT, workdir, str(kill_at), when,
+       json.dumps(overrides)], cwd=REPO, capture_output=True, text=True,
+      env=dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu"),
+      timeout=600)
+
+
 def short_run(config, tmp_path, num_steps, steps_per_chunk=None,
               learning_rate=1e-3):
   """Trains `config` for num_steps at a test-friendly learning rate, members
   vmapped (one compile for all; the same function as unrolled), one
   checkpoint at the end.  Returns (final state, per-chunk log lines)."""
-  from disentax import run_log, train
+  from disentax import run_log
+  from disentax.training import trainer
   config.train.num_steps = config.train.checkpoint_every = num_steps
   if steps_per_chunk:
     config.train.steps_per_chunk = steps_per_chunk
   config.train.learning_rate = learning_rate
   config.train.member_execution = "vmap"
-  state = train.train(config, str(tmp_path))
+  state = trainer.train(config, str(tmp_path))
   return state, run_log.read_lines(os.path.join(str(tmp_path),
                                                 run_log.FILENAME))

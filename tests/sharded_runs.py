@@ -12,7 +12,7 @@ import sys
 import jax
 import numpy as np
 
-from disentax import train
+from disentax.training import trainer
 from tests.conftest import tiny_config
 
 
@@ -23,7 +23,7 @@ def main(out: str, workdir: str, execution: str, device_counts: str) -> None:
                          train__num_devices=count,
                          train__member_execution=execution,
                          train__learning_rate=1e-3)
-    state = train.train(config, os.path.join(workdir, f"devices{count}"))
+    state = trainer.train(config, os.path.join(workdir, f"devices{count}"))
     for i, leaf in enumerate(jax.tree.leaves(state.params)):
       arrays[f"devices{count}/{i}"] = np.asarray(leaf)
     arrays[f"devices{count}/sharding"] = np.asarray(

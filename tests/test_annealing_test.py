@@ -78,7 +78,7 @@ def test_members_are_factors_times_repeats_and_sample_their_sub_dataset():
       "factor": (1., 4.)}
   objective = annealing()
   member_key = jax.random.key(7)
-  x = objective.sample_batch(DSPRITES, {"factor": jnp.float32(2)}, member_key,
+  x = objective.batch_sampler(DSPRITES, {"factor": jnp.float32(2)}, member_key,
                              jax.random.key(8), 64)
   # The member's sub-dataset: its fixed factors come from its own key.
   from disentax.objectives.annealing_test import BASE_FACTORS_STREAM

@@ -184,7 +184,8 @@ def test_torch_step_timing_runs():
 class _FakeProgram:
   """A compiled train program whose steps take a set time per formulation
   (divided by the micro-batch count)."""
-  exp = types.SimpleNamespace(member_execution="unroll", loop="host")
+  exp = types.SimpleNamespace(
+      layout=types.SimpleNamespace(members="unroll", loop="host"))
   compile_seconds = 1.0
 
   def __init__(self, config):

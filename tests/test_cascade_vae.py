@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import train
+from disentax.training import trainer
 from disentax.experiment import build
 from tests.conftest import short_run
 from disentax.models import VAEOutput
@@ -140,7 +140,7 @@ def test_bad_config_fails_before_compiling_or_writing(tmp_path):
   config = cascade_config.get_config("tiny")
   config.objective.stage_steps = 0
   with pytest.raises(ValueError, match=r"stage_steps=0"):
-    train.train(config, str(tmp_path))
+    trainer.train(config, str(tmp_path))
   assert list(tmp_path.iterdir()) == []
 
 

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from disentax import checkpoint, train
+from disentax import checkpoint
+from disentax.training import trainer
 from disentax import config as config_lib
 from disentax.bench.compile import recorded_compiles
 from disentax.evaluate import evaluate
@@ -152,7 +153,7 @@ def test_train_rejects_bad_value_before_compiling_or_writing(
     key, value, message, tmp_path, no_compilation):
   workdir = tmp_path / "w"
   with pytest.raises(ValueError) as error:
-    train.train(tiny_config(**{key: value}), str(workdir))
+    trainer.train(tiny_config(**{key: value}), str(workdir))
   assert message in str(error.value)
   assert not workdir.exists()
   assert os.listdir(tmp_path) == []
@@ -162,7 +163,7 @@ def test_train_rejects_unknown_key_before_compiling_or_writing(
     tmp_path, no_compilation):
   workdir = tmp_path / "w"
   with pytest.raises(ValueError, match=r"\['train.batchsize'\]"):
-    train.train(with_key(tiny_config(), "train.batchsize", 8), str(workdir))
+    trainer.train(with_key(tiny_config(), "train.batchsize", 8), str(workdir))
   assert not workdir.exists()
 
 

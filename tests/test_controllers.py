@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import checkpoint, train
+from disentax import checkpoint
+from disentax.training import train_state
 from disentax.experiment import build
 from tests.conftest import short_run
 from disentax.models import VAEOutput
@@ -116,10 +117,10 @@ def drive(objective, steps, kls, c_max):
   def one_step(aux, kl, step):
     output = output_with_kl(kl)
     _, metrics = objective.loss(output, X, hparams, step, aux)
-    aux, _ = objective.update_aux(aux, output, hparams, step, KEY)
+    aux, _ = objective.aux.update(aux, output, hparams, step, KEY)
     return aux, metrics
 
-  aux = objective.init_aux(KEY, output_with_kl(jnp.float32(0.0)))
+  aux = objective.aux.init(KEY, output_with_kl(jnp.float32(0.0)))
   history = []
   for t, kl in zip(steps, kls):
     aux, metrics = one_step(aux, jnp.float32(kl), jnp.int32(t))
@@ -210,7 +211,7 @@ def test_control_vae_set_point_schedule(t, c_max):
   objective = control_vae(c_max=c_max)
   _, metrics = objective.loss(
       output_with_kl(jnp.float32(1.0)), X, {"c_max": jnp.float32(c_max)},
-      jnp.int32(t), objective.init_aux(KEY, None))
+      jnp.int32(t), objective.aux.init(KEY, None))
   expected = control_c_reference(t, c_max)
   assert float(metrics["c"]) == pytest.approx(expected, rel=1e-6)
   closed_form = min(c_max, 0.5 + 0.15 * ((t + 1) // 5000))
@@ -237,7 +238,7 @@ def test_dynamic_vae_set_point_schedule(t):
   objective = dynamic_vae(c_max=20.0)
   _, metrics = objective.loss(
       output_with_kl(jnp.float32(1.0)), X, {"c_max": jnp.float32(20.0)},
-      jnp.int32(t), objective.init_aux(KEY, None))
+      jnp.int32(t), objective.aux.init(KEY, None))
   assert float(metrics["c"]) == pytest.approx(dynamic_c_reference(t, 20.0),
                                               rel=2e-6)
 
@@ -256,11 +257,11 @@ def test_vmapped_members_run_independent_controllers():
     def member(aux, kl, c_max):
       output = output_with_kl(kl)
       _, metrics = objective.loss(output, X, {"c_max": c_max}, step, aux)
-      aux, _ = objective.update_aux(aux, output, {"c_max": c_max}, step, KEY)
+      aux, _ = objective.aux.update(aux, output, {"c_max": c_max}, step, KEY)
       return aux, metrics["beta"]
     return jax.vmap(member)(aux, kls, c_max)
 
-  aux = jax.vmap(lambda k: objective.init_aux(k, None))(
+  aux = jax.vmap(lambda k: objective.aux.init(k, None))(
       jax.random.split(KEY, 2))
   betas = []
   for i, t in enumerate(steps):
@@ -278,7 +279,7 @@ def test_the_loss_uses_beta_of_this_step_without_gradient_into_it():
   """loss = recon + beta(t) KL(t) and d loss / d mean = beta(t) * mean (the
   KL's own gradient only: beta is a constant to the optimiser)."""
   objective = dynamic_vae(c_max=20.0)
-  aux = objective.init_aux(KEY, None)
+  aux = objective.aux.init(KEY, None)
   hparams = {"c_max": jnp.float32(20.0)}
 
   def loss_of_mean(mean):
@@ -354,7 +355,7 @@ def test_tiny_run_trains_every_member_and_checkpoints_the_controller(
   manager, step = checkpoint.latest_step_or_fail(str(tmp_path))
   assert step == 40
   exp = build(config)
-  target = jax.eval_shape(lambda: train.init_state(exp))
+  target = jax.eval_shape(lambda: train_state.init_state(exp))
   restored = checkpoint.restore_state(manager, step, target)
   leaves = jax.tree.leaves(final.aux)
   assert leaves and all(leaf.shape[0] == 2 for leaf in leaves)
@@ -363,5 +364,5 @@ def test_tiny_run_trains_every_member_and_checkpoints_the_controller(
     np.testing.assert_array_equal(a, b)
   # The controller moved away from its initial state.
   initial = jax.tree.leaves(jax.vmap(
-      lambda k: exp.objective.init_aux(k, None))(jax.random.split(KEY, 2)))
+      lambda k: exp.objective.aux.init(k, None))(jax.random.split(KEY, 2)))
   assert any(not np.allclose(a, b) for a, b in zip(initial, leaves))

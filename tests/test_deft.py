@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import train
+from disentax.training import train_state, trainer
 from disentax.experiment import build, make_members
 from disentax.models import make_model
 from disentax.models.conv import FractionalEncoder, LiteEncoder
@@ -52,7 +52,7 @@ def gradient_fn(scaled: bool):
   objective = deft_objective()
 
   def grads(params, hparams, step, x):
-    gate = objective.model_control(hparams, step, None)
+    gate = objective.control.for_step(hparams, step, None)
     if not scaled:
       gate = gate._replace(grad_scale=jnp.ones_like(gate.grad_scale))
 
@@ -160,8 +160,8 @@ def test_stages_switch_inside_one_compiled_program(loop):
   config.num_seeds = 1
   config.train.loop, config.train.member_execution = loop, "vmap"
   exp = build(config)
-  chunk = train.make_train_chunk(exp)
-  state = train.init_state(exp)
+  chunk = trainer.make_train_chunk(exp)
+  state = train_state.init_state(exp)
   hparams = {k: jnp.asarray(v) for k, v in exp.members.hparams.items()}
   compiles = []
 
@@ -252,10 +252,11 @@ def test_update_scaling_gives_old_groups_gamma_times_the_adam_update():
        "scaling": "update"}, dataset_size=100,
       num_latents=GROUPS * PER_GROUP, encoder_groups=GROUPS)
   # 'update' mode's gate scales no gradient: the unscaled gradients.
-  assert np.all(by_update_objective.model_control(
+  assert np.all(by_update_objective.control.for_step(
       hparams, step, None).grad_scale == 1.0)
   unscaled = adam_step(gradient_fn(False)(params, hparams, step, x)[0])
-  by_update = by_update_objective.scale_updates(unscaled, hparams, step)
+  by_update = by_update_objective.update_transform(unscaled, hparams, step,
+                                                  None)
   by_gradient = adam_step(gradient_fn(True)(params, hparams, step, x)[0])
   for u, ref, g in zip(jax.tree.leaves(by_update["encoder"]["groups"]),
                        jax.tree.leaves(unscaled["encoder"]["groups"]),

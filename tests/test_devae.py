@@ -53,7 +53,7 @@ def test_layer_choice_probabilities():
                              [1, 0, 0], atol=1e-7)   # s = 0: the plain VAE
   objective = make_objective({"name": "devae", "scale": 2.0},
                              latent_layers=3)
-  draws = jax.vmap(lambda k: objective.model_control(
+  draws = jax.vmap(lambda k: objective.control.for_step(
       {"scale": jnp.float32(2.0)}, 0, k))(
           jax.random.split(jax.random.key(0), 7000))
   np.testing.assert_allclose(np.bincount(draws, minlength=3) / 7000,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import train
+from disentax.training import trainer
 from disentax.experiment import build
 from tests.conftest import short_run
 from disentax.models import VAEOutput
@@ -176,7 +176,7 @@ def test_bad_config_fails_before_compiling_or_writing(tmp_path):
   config = dip_i_config.get_config("tiny")
   config.objective.lambda_od = (1.0, -1.0)
   with pytest.raises(ValueError, match=r"lambda_od.*-1\.0"):
-    train.train(config, str(tmp_path))
+    trainer.train(config, str(tmp_path))
   assert list(tmp_path.iterdir()) == []
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from disentax import evaluate, report, results, train
+from disentax import evaluate, report, results
+from disentax.training import trainer
 from disentax.metrics import METRICS
 from experiments.common import battery
 from tests.conftest import tiny_config
@@ -32,7 +33,7 @@ def evaluated(tmp_path_factory):
   # DCI's trees take 40 s even here (a tree per class and stage); its own
   # tests cover it, and it runs through the same evaluator path as SAP.
   del config.eval.battery["dci"]
-  train.train(config, workdir)
+  trainer.train(config, workdir)
   rows, _ = evaluate.evaluate(workdir)
   return workdir, rows
 

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from disentax import evaluate, train
+from disentax import evaluate
+from disentax.training import trainer
 from disentax.experiment import build
 from tests.conftest import REPO
 
@@ -84,7 +85,7 @@ def test_tiny_preset_trains_and_evaluates(name, tmp_path):
   config.train.num_steps = config.train.checkpoint_every = 5
   config.train.steps_per_chunk = 5
   config.train.member_execution = "vmap"
-  train.train(config, str(tmp_path))
+  trainer.train(config, str(tmp_path))
   rows, _ = evaluate.evaluate(str(tmp_path))
   assert len(rows) == len(build(config).members)
   assert {r["step"] for r in rows} == {5}

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import checkpoint, run_log, train
+from disentax import checkpoint, run_log
+from disentax.training import train_state, trainer
 from disentax.experiment import build
 from disentax.models import VAEOutput
 from disentax.objectives import make_objective
@@ -170,9 +171,9 @@ def test_hand_built_discriminator_beats_chance_on_correlated_z():
   rho = 0.95
   objective = small_objective()
   z = correlated(jax.random.key(6), 4096, rho)
-  aux = objective.init_aux(jax.random.key(0), output_for(z[:1]))
+  aux = objective.aux.init(jax.random.key(0), output_for(z[:1]))
   aux = {**aux, "params": product_discriminator(0.5)}
-  _, metrics = jax.jit(objective.update_aux)(aux, output_for(z), {}, 0,
+  _, metrics = jax.jit(objective.aux.update)(aux, output_for(z), {}, 0,
                                              jax.random.key(7))
   expected = 0.5 * (0.5 + math.asin(rho) / math.pi) + 0.5 * 0.5
   np.testing.assert_allclose(float(metrics["discriminator_accuracy"]),
@@ -187,9 +188,9 @@ def test_one_update_on_correlated_z_lowers_the_discriminator_loss():
   lr 1e-4, b1 0.5, b2 0.9) is below the loss before it."""
   objective = factor_vae(discriminator_width=64, discriminator_depth=2)
   z = correlated(jax.random.key(8), 512, 0.95)
-  aux = objective.init_aux(jax.random.key(0), output_for(z[:1]))
+  aux = objective.aux.init(jax.random.key(0), output_for(z[:1]))
   key = jax.random.key(9)
-  update = jax.jit(objective.update_aux)
+  update = jax.jit(objective.aux.update)
   new_aux, before = update(aux, output_for(z), {}, 0, key)
   _, after = update(new_aux, output_for(z), {}, 1, key)
   assert float(after["discriminator_loss"]) < float(
@@ -206,7 +207,7 @@ def test_trained_discriminator_estimates_the_gaussian_tc():
   rho = 0.9
   objective = factor_vae(discriminator_width=64, discriminator_depth=2,
                          discriminator_learning_rate=1e-3)
-  aux = objective.init_aux(jax.random.key(0),
+  aux = objective.aux.init(jax.random.key(0),
                            output_for(jnp.zeros((1, 2))))
   x = jnp.zeros((20_000, 2, 2, 1))
   test_z = correlated(jax.random.key(99), 20_000, rho)
@@ -218,7 +219,7 @@ def test_trained_discriminator_estimates_the_gaussian_tc():
   def train_steps(aux):
     def body(aux, s):
       z = correlated(jax.random.fold_in(jax.random.key(1), s), 256, rho)
-      aux, metrics = objective.update_aux(
+      aux, metrics = objective.aux.update(
           aux, output_for(z), {}, s, jax.random.fold_in(jax.random.key(2), s))
       return aux, metrics["discriminator_accuracy"]
     return jax.lax.scan(body, aux, jnp.arange(400))
@@ -233,9 +234,9 @@ def test_update_aux_metrics_and_state_under_vmap():
   """Members (vmapped) update their own discriminators with their own keys."""
   objective = factor_vae(discriminator_width=8, discriminator_depth=1)
   z = correlated(jax.random.key(10), 32, 0.9)
-  auxes = jax.vmap(lambda k: objective.init_aux(k, output_for(z[:1])))(
+  auxes = jax.vmap(lambda k: objective.aux.init(k, output_for(z[:1])))(
       jax.random.split(jax.random.key(0), 3))
-  new, metrics = jax.jit(jax.vmap(objective.update_aux,
+  new, metrics = jax.jit(jax.vmap(objective.aux.update,
                                   in_axes=(0, None, None, None, 0)))(
       auxes, output_for(z), {}, 0, jax.random.split(jax.random.key(1), 3))
   assert sorted(metrics) == ["discriminator_accuracy", "discriminator_loss"]
@@ -249,7 +250,7 @@ def test_update_aux_metrics_and_state_under_vmap():
 
 def test_default_discriminator_is_dlib_google_six_by_1000():
   objective = factor_vae()
-  shapes = jax.eval_shape(objective.init_aux, jax.random.key(0),
+  shapes = jax.eval_shape(objective.aux.init, jax.random.key(0),
                           output_for(jnp.zeros((1, 10))))
   kernels = [shapes["params"][f"Dense_{i}"]["kernel"].shape for i in range(7)]
   assert kernels == [(10, 1000)] + [(1000, 1000)] * 5 + [(1000, 2)]
@@ -281,7 +282,7 @@ def test_unknown_config_key_is_rejected():
 def test_configs_build(preset):
   exp = build(factor_vae_experiment.get_config(preset))
   assert exp.method == "factor_vae"
-  assert exp.objective.init_aux is not None
+  assert exp.objective.aux is not None
   if preset == "paper":
     assert exp.objective.hyperparameters == {
         "gamma": (10.0, 20.0, 30.0, 40.0, 50.0, 100.0)}
@@ -312,7 +313,7 @@ def tiny_config():
 def trained(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("factor_vae"))
   config = tiny_config()
-  state = train.train(config, workdir)
+  state = trainer.train(config, workdir)
   return config, workdir, state
 
 
@@ -335,7 +336,7 @@ def test_discriminator_state_is_checkpointed(trained):
   trained one, and its Adam count shows 40 discriminator updates."""
   config, workdir, state = trained
   exp = build(config)
-  target = jax.eval_shape(lambda: train.init_state(exp))
+  target = jax.eval_shape(lambda: train_state.init_state(exp))
   manager, step = checkpoint.latest_step_or_fail(workdir)
   assert step == 40
   restored = checkpoint.restore_state(manager, step, target)

@@ -13,9 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import checkpoint, evaluate, report, run_log, train
+from disentax import checkpoint, evaluate, preemption, report, run_log
+from disentax.training import train_state, trainer
+from disentax.training.step import all_finite, freeze_if_not_finite
+from disentax.training.train_state import MemberState
 from disentax.experiment import build
-from tests.conftest import REPO, run_module, tiny_config
+from tests.conftest import REPO, run_killed, run_module, tiny_config
 
 # 100 steps in chunks of 5 (~5 s of stepping at the tests' XLA flags): long
 # enough to be interrupted mid-run, two checkpoints.
@@ -31,14 +34,14 @@ LONG_FLAGS = ("--config=experiments/beta_vae.py:tiny", "--noevaluate",
 def uninterrupted(tmp_path_factory):
   """The long tiny config trained in one go: (final state, workdir)."""
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  return train.train(tiny_config(**LONG), workdir), workdir
+  return trainer.train(tiny_config(**LONG), workdir), workdir
 
 
 def assert_same_run(workdir, reference):
   state, reference_dir = reference
   manager, step = checkpoint.latest_step_or_fail(workdir)
   assert step == LONG_STEPS
-  resumed = train.restore_members(manager, step, build(tiny_config(**LONG)))
+  resumed = train_state.restore_members(manager, step, build(tiny_config(**LONG)))
   for name in ("params", "opt_state", "diverged_at"):
     for a, b in zip(jax.tree.leaves(getattr(resumed, name)),
                     jax.tree.leaves(getattr(state, name))):
@@ -61,7 +64,7 @@ def test_sigterm_checkpoints_exits_and_the_rerun_equals_an_uninterrupted_run(
     time.sleep(0.02)
   process.send_signal(signal.SIGTERM)  # after the first chunk, mid-run
   stdout, stderr = process.communicate(timeout=300)
-  assert process.returncode == train.PREEMPTED_EXIT, stderr
+  assert process.returncode == preemption.PREEMPTED_EXIT, stderr
   assert "SIGTERM" in stdout
   _, stopped_at = checkpoint.latest_step_or_fail(workdir)
   assert 5 <= stopped_at < LONG_STEPS and stopped_at % 5 == 0
@@ -75,9 +78,7 @@ def test_sigterm_checkpoints_exits_and_the_rerun_equals_an_uninterrupted_run(
 def test_sigkill_during_a_save_leaves_the_previous_checkpoint_usable(
     tmp_path, uninterrupted):
   workdir = str(tmp_path / "run")
-  killed = run_module("disentax.main", f"--workdir={workdir}", *LONG_FLAGS,
-                      check=False,
-                      env={train.KILL_DURING_SAVE_ENV: str(LONG_STEPS)})
+  killed = run_killed(workdir, LONG_STEPS, during_save=True, **LONG)
   assert killed.returncode == -signal.SIGKILL, killed.stderr
   leftovers = os.listdir(checkpoint.checkpoint_dir(workdir))
   assert any("tmp" in name for name in leftovers), leftovers  # mid-save
@@ -92,7 +93,7 @@ def test_a_diverging_member_is_frozen_reported_and_leaves_the_others_alone(
   # Members: (lr 1e-3, seeds 0, 1), then (lr B, seeds 0, 1).
   def run(rates, name):
     config = tiny_config(objective__beta=(1.0,), train__learning_rates=rates)
-    return train.train(config, str(tmp_path / name))
+    return trainer.train(config, str(tmp_path / name))
 
   diverging = run((1e-3, 1e30), "diverging")
   healthy = run((1e-3, 1e-4), "healthy")
@@ -122,46 +123,51 @@ def test_a_diverging_member_is_frozen_reported_and_leaves_the_others_alone(
 def test_all_finite_checks_every_float_leaf_and_ignores_integers():
   finite = {"w": np.ones((2, 3), np.float32), "b": np.zeros(3, np.float16),
             "count": np.array([2**31 - 1], np.int32)}
-  assert bool(train.all_finite(finite))
-  assert bool(train.all_finite({"count": np.arange(3)}))  # no float leaf
+  assert bool(all_finite(finite))
+  assert bool(all_finite({"count": np.arange(3)}))  # no float leaf
   for leaf, bad in (("w", np.inf), ("w", -np.inf), ("b", np.nan)):
     broken = jax.tree.map(np.copy, finite)
     broken[leaf].flat[-1] = bad
-    assert not bool(train.all_finite(broken)), (leaf, bad)
+    assert not bool(all_finite(broken)), (leaf, bad)
 
 
 def test_the_guard_freezes_a_member_whose_new_state_is_not_finite():
   """A finite loss with a non-finite updated optimiser state still freezes
   the member: the guard checks every float of the new state."""
-  def member_step(params, opt_state, aux, hparams, key, step):
-    return (params + 1.0, opt_state * hparams, aux,
-            {"loss": jnp.float32(0.5)})
+  guard = jax.jit(freeze_if_not_finite)
+  at_step = jnp.int32(7)
 
-  guarded = jax.jit(train.isolate_divergence(member_step))
-  params, opt_state, step = jnp.zeros(2), jnp.ones(3), jnp.int32(7)
-  healthy = guarded(params, opt_state, None, jnp.int32(-1), 2.0, None, step)
-  np.testing.assert_array_equal(healthy[0], [1.0, 1.0])
-  np.testing.assert_array_equal(healthy[1], [2.0, 2.0, 2.0])
-  assert int(healthy[3]) == -1
-  frozen = guarded(params, opt_state, None, jnp.int32(-1), jnp.inf, None,
-                   step)
-  np.testing.assert_array_equal(frozen[0], params)  # the previous state
-  np.testing.assert_array_equal(frozen[1], opt_state)
-  assert int(frozen[3]) == 7
+  def member(diverged_at, scale=1.0):
+    return MemberState(params=jnp.zeros(2) + (scale != 1.0),
+                       opt_state=jnp.ones(3) * scale, aux=None,
+                       diverged_at=jnp.int32(diverged_at))
+
+  old, loss = member(-1), jnp.float32(0.5)
+  healthy = guard(old, member(-1, scale=2.0), loss, at_step)
+  np.testing.assert_array_equal(healthy.params, [1.0, 1.0])
+  np.testing.assert_array_equal(healthy.opt_state, [2.0, 2.0, 2.0])
+  assert int(healthy.diverged_at) == -1
+  frozen = guard(old, member(-1, scale=jnp.inf), loss, at_step)
+  np.testing.assert_array_equal(frozen.params, old.params)  # the previous
+  np.testing.assert_array_equal(frozen.opt_state, old.opt_state)
+  assert int(frozen.diverged_at) == 7
+  # A non-finite loss alone freezes it too.
+  assert int(guard(old, member(-1, scale=2.0), jnp.float32(jnp.nan),
+                   at_step).diverged_at) == 7
   # A frozen member stays frozen, at its first divergence step.
-  again = guarded(params, opt_state, None, jnp.int32(3), 2.0, None, step)
-  np.testing.assert_array_equal(again[0], params)
-  assert int(again[3]) == 3
+  again = guard(member(3), member(3, scale=2.0), loss, at_step)
+  np.testing.assert_array_equal(again.params, old.params)
+  assert int(again.diverged_at) == 3
 
 
 def test_sequential_members_freeze_a_diverging_member_alone(tmp_path):
-  # As above, one member's step per dispatch (train.sequential_chunk).
+  # As above, one member's step per dispatch (layout 'sequential').
   def run(rates, name):
     config = tiny_config(objective__beta=(1.0,), train__learning_rates=rates,
                          train__num_steps=5, train__checkpoint_every=5,
                          train__member_execution="sequential",
                          train__loop="host")
-    return train.train(config, str(tmp_path / name))
+    return trainer.train(config, str(tmp_path / name))
 
   diverging = run((1e-3, 1e30), "diverging")
   healthy = run((1e-3, 1e-4), "healthy")
@@ -182,8 +188,8 @@ def test_a_checkpoint_from_before_divergence_tracking_restores_and_resumes(
   from disentax import config as config_lib
   config = tiny_config(train__num_steps=5, train__checkpoint_every=5)
   exp = build(config)
-  state = train.init_state(exp)
-  meta = train.checkpoint_meta(exp)
+  state = train_state.init_state(exp)
+  meta = trainer.checkpoint_meta(exp)
   for key in ("learning_rates", "num_devices"):
     del meta["config"]["train"][key]
   manager = checkpoint.make_manager(str(tmp_path))
@@ -196,11 +202,11 @@ def test_a_checkpoint_from_before_divergence_tracking_restores_and_resumes(
   manager, step = checkpoint.latest_step_or_fail(str(tmp_path))
   saved = build(config_lib.from_dict(checkpoint.restore_meta(manager,
                                                              step)["config"]))
-  restored = train.restore_members(manager, step, saved)
+  restored = train_state.restore_members(manager, step, saved)
   np.testing.assert_array_equal(restored.diverged_at, [-1] * 4)
   for a, b in zip(jax.tree.leaves(restored.params),
                   jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)
-  resumed = train.train(tiny_config(train__num_steps=10,
+  resumed = trainer.train(tiny_config(train__num_steps=10,
                                     train__checkpoint_every=5), str(tmp_path))
   assert int(resumed.step) == 10

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import train
 from disentax.experiment import build, member_hparams
+from disentax.training import layouts, train_state
+from disentax.training.step import make_member_step
 from disentax.models.vae import BatchRows, reparameterisation_noise
 from tests.conftest import tiny_config
 
@@ -23,16 +24,16 @@ def test_batch_rows_draw_exactly_those_rows_of_the_whole_batch(correlation):
 
 
 def _one_member(exp):
-  """(params, optimiser state, hyperparameters) of the first member."""
-  state = train.init_state(exp, train.single_device(exp))
+  """(member state, hyperparameters) of the first member."""
+  state = train_state.init_state(exp, train_state.single_device(exp))
   first = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)
-  return first(state.params), first(state.opt_state), first(
-      member_hparams(exp))
+  return first(state.members), first(member_hparams(exp))
 
 
 def test_sliced_gradient_is_the_whole_batch_gradient():
   exp = build(tiny_config(objective__beta=(4.0,), num_seeds=1))
-  params, _, hparams = _one_member(exp)
+  member, hparams = _one_member(exp)
+  params = member.params
   _, x = exp.dataset.sample(jax.random.key(1), 8)
   noise_key = jax.random.key(2)
 
@@ -43,7 +44,8 @@ def test_sliced_gradient_is_the_whole_batch_gradient():
 
   whole, (whole_metrics, _) = jax.jit(jax.grad(loss_fn, has_aux=True))(
       params, x, noise_key)
-  sliced, metrics = jax.jit(train.sliced_gradient, static_argnums=(0, 4))(
+  sliced, metrics, _ = jax.jit(layouts.sliced_gradient,
+                               static_argnums=(0, 4))(
       loss_fn, params, x, noise_key, 4)
   for a, b in zip(jax.tree.leaves(sliced), jax.tree.leaves(whole)):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
@@ -58,10 +60,11 @@ def test_train_step_with_micro_batches_reports_the_whole_batch_loss():
   for count in (1, 2):
     exp = build(tiny_config(objective__beta=(4.0,), num_seeds=1,
                             train__micro_batches=count))
-    params, opt_state, hparams = _one_member(exp)
-    step = jax.jit(train.make_member_step(exp))
-    *_, metrics[count] = step(params, opt_state, None, hparams,
-                              jax.random.key(0), jnp.int32(7))
+    member, hparams = _one_member(exp)
+    member_step = jax.jit(make_member_step(
+        exp, layouts.batch_gradient(exp.layout.micro_batches)))
+    _, metrics[count] = member_step(member, hparams, jax.random.key(0),
+                                    jnp.int32(7))
   for name in ("loss", "recon", "kl"):
     np.testing.assert_allclose(metrics[2][name], metrics[1][name], rtol=1e-5)
 

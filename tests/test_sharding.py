@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from disentax import (checkpoint, evaluate, results, run_log, sharding,
-                      train)
+from disentax import checkpoint, evaluate, results, run_log, sharding
+from disentax.training import train_state, trainer
 from disentax.experiment import build
 from tests.conftest import REPO, run_module, tiny_config
 
@@ -62,7 +62,7 @@ def test_six_seeds_on_four_devices_match_one_device(tmp_path):
   # process as the 6 real members.
   config = tiny_config(objective__beta=(1.0,), num_seeds=6)
   manager, step = checkpoint.latest_step_or_fail(str(tmp_path / "devices4"))
-  restored = train.restore_members(manager, step, build(config))
+  restored = train_state.restore_members(manager, step, build(config))
   for leaf, (_, on_four) in zip(jax.tree.leaves(restored.params), pairs):
     np.testing.assert_array_equal(leaf, on_four)
 
@@ -104,8 +104,8 @@ def test_two_processes_train_one_run_that_the_evaluator_reads(tmp_path):
   assert [(r["seed"], r["hparams"]["beta"], r["status"]) for r in rows] == [
       (0, 1.0, "ok"), (1, 1.0, "ok"), (0, 4.0, "ok"), (1, 4.0, "ok")]
   manager, step = checkpoint.latest_step_or_fail(workdir)
-  together = train.restore_members(manager, step, build(tiny_config()))
-  alone = train.train(tiny_config(), str(tmp_path / "alone"))
+  together = train_state.restore_members(manager, step, build(tiny_config()))
+  alone = trainer.train(tiny_config(), str(tmp_path / "alone"))
   for a, b in zip(jax.tree.leaves(together.params),
                   jax.tree.leaves(alone.params)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -227,19 +227,20 @@ def test_plan_builds_every_config_first(tmp_path):
 
 @pytest.fixture
 def fake_training(monkeypatch):
-  from disentax import evaluate, train
+  from disentax import evaluate, preemption
+  from disentax.training import trainer
   calls = []
 
-  def fake_train(config, workdir):
+  def fake_train(config, workdir, **unused):
     calls.append(("train", config.objective.beta, workdir))
     if config.objective.beta == (4.0,):
-      raise train.Preempted(workdir, 10)
+      raise preemption.Preempted(workdir, 10)
 
   def fake_evaluate(workdir):
     calls.append(("evaluate", workdir))
     return [], None
 
-  monkeypatch.setattr(train, "train", fake_train)
+  monkeypatch.setattr(trainer, "train", fake_train)
   monkeypatch.setattr(evaluate, "evaluate", fake_evaluate)
   monkeypatch.setattr(evaluate, "print_summary", lambda *args: None)
   return calls

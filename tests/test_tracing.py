@@ -4,7 +4,8 @@ carry DEFT's stage, and survive a restart unchanged."""
 import numpy as np
 import pytest
 
-from disentax import evaluate, tracing, train
+from disentax import evaluate, tracing
+from disentax.training import trainer
 from experiments import deft
 
 
@@ -21,7 +22,7 @@ def _tiny_traced_deft(num_steps=20):
 @pytest.fixture(scope="module")
 def traced_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("traced"))
-  train.train(_tiny_traced_deft(), workdir)
+  trainer.train(_tiny_traced_deft(), workdir)
   return workdir
 
 
@@ -56,10 +57,10 @@ def test_last_trace_point_equals_the_evaluation(traced_run):
 def test_resumed_run_keeps_the_same_trace(traced_run, tmp_path):
   """Train 10 steps, then resume to 20: the series equals the uninterrupted
   run's, with no point duplicated."""
-  train.train(_tiny_traced_deft(num_steps=10), str(tmp_path))
+  trainer.train(_tiny_traced_deft(num_steps=10), str(tmp_path))
   first = tracing.read_trace(str(tmp_path))
   np.testing.assert_array_equal(first["step"], [0, 5, 10])
-  train.train(_tiny_traced_deft(num_steps=20), str(tmp_path))
+  trainer.train(_tiny_traced_deft(num_steps=20), str(tmp_path))
   resumed, whole = tracing.read_trace(str(tmp_path)), tracing.read_trace(
       traced_run)
   for name in ("step", "mig", "nmi_matrix", "stage"):

@@ -10,17 +10,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import checkpoint, run_log, train
-from disentax import config as config_lib
-from disentax.experiment import build, execution_and_loop, over_members
-from tests.conftest import run_module, tiny_config
+from disentax import checkpoint, run_log
+from disentax.experiment import build
+from disentax.training import layouts, train_state, trainer
+from disentax.training.layouts import over_members
+from tests.conftest import run_killed, run_module, tiny_config
 
 
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
   """The tiny config trained once, uninterrupted: (final state, workdir)."""
   workdir = str(tmp_path_factory.mktemp("straight"))
-  return train.train(tiny_config(), workdir), workdir
+  return trainer.train(tiny_config(), workdir), workdir
 
 
 def member_params(state, member):
@@ -41,7 +42,7 @@ def test_members_are_hparam_major_product_of_grid_and_seeds():
 
 
 def test_different_seeds_start_from_different_parameters():
-  state = train.init_state(build(tiny_config(objective__beta=(1.0,),
+  state = train_state.init_state(build(tiny_config(objective__beta=(1.0,),
                                              num_seeds=3)))
   kernels = [leaf for leaf in jax.tree.leaves(state.params) if leaf.ndim > 2]
   for leaf in kernels:
@@ -52,7 +53,7 @@ def test_different_seeds_start_from_different_parameters():
 
 def test_same_seed_different_beta_shares_init_but_not_training(straight_run):
   # Members 0 and 2 of the tiny run: seed 0 at beta 1 and at beta 4.
-  init = train.init_state(build(tiny_config()))
+  init = train_state.init_state(build(tiny_config()))
   assert_trees(member_params(init, 0), member_params(init, 2), rtol=0, atol=0)
   final, _ = straight_run
   with pytest.raises(AssertionError):
@@ -63,7 +64,7 @@ def test_seed_in_a_vmapped_batch_matches_seed_trained_alone(tmp_path,
                                                             straight_run):
   # Member 1 of the tiny run (beta 1, seed 1; vmapped with three others).
   together, _ = straight_run
-  alone = train.train(tiny_config(objective__beta=(1.0,), num_seeds=1,
+  alone = trainer.train(tiny_config(objective__beta=(1.0,), num_seeds=1,
                                   first_seed=1), str(tmp_path / "alone"))
   # Vmapping turns convolutions into grouped ones, which XLA may sum in a
   # different order: equal up to float32 rounding after 20 Adam steps.
@@ -73,7 +74,7 @@ def test_seed_in_a_vmapped_batch_matches_seed_trained_alone(tmp_path,
 
 def test_two_runs_of_one_config_are_identical(tmp_path, straight_run):
   first, first_dir = straight_run
-  second = train.train(tiny_config(), str(tmp_path / "b"))
+  second = trainer.train(tiny_config(), str(tmp_path / "b"))
   assert_trees(first.params, second.params, rtol=0, atol=0)
   lines_a = run_log.read_lines(os.path.join(first_dir, run_log.FILENAME))
   lines_b = run_log.read_lines(str(tmp_path / "b" / run_log.FILENAME))
@@ -83,7 +84,7 @@ def test_two_runs_of_one_config_are_identical(tmp_path, straight_run):
 
 
 def test_training_reduces_the_loss_of_every_member(tmp_path):
-  train.train(tiny_config(train__num_steps=60, train__checkpoint_every=60,
+  trainer.train(tiny_config(train__num_steps=60, train__checkpoint_every=60,
                           train__learning_rate=1e-3), str(tmp_path))
   lines = run_log.read_lines(str(tmp_path / run_log.FILENAME))
   first, last = np.array(lines[0]["loss"]), np.array(lines[-1]["loss"])
@@ -100,8 +101,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path,
   workdir = str(tmp_path / "killed")
   args = ("--config=experiments/beta_vae.py:tiny", f"--workdir={workdir}",
           "--noevaluate")
-  killed = run_module("disentax.main", *args, check=False,
-                      env={train.KILL_AFTER_STEP_ENV: "10"})
+  killed = run_killed(workdir, 10, during_save=False)
   assert killed.returncode == -9, killed.stderr
   manager, step = checkpoint.latest_step_or_fail(workdir)
   assert step == 10
@@ -112,7 +112,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path,
   manager, step = checkpoint.latest_step_or_fail(workdir)
   assert step == 20
   resumed = checkpoint.restore_state(
-      manager, step, jax.eval_shape(lambda: train.init_state(exp)))
+      manager, step, jax.eval_shape(lambda: train_state.init_state(exp)))
   assert_trees(resumed.params, uninterrupted.params, rtol=0, atol=0)
   assert_trees(resumed.opt_state, uninterrupted.opt_state, rtol=0, atol=0)
   # The log describes one history: each chunk once, as in a straight run.
@@ -123,11 +123,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path,
 def test_rerun_of_a_finished_run_trains_nothing_and_extending_continues(
     tmp_path, straight_run):
   shutil.copytree(straight_run[1], tmp_path, dirs_exist_ok=True)
-  again = train.train(tiny_config(), str(tmp_path))
+  again = trainer.train(tiny_config(), str(tmp_path))
   assert int(again.step) == 20
-  longer = train.train(tiny_config(train__num_steps=30), str(tmp_path))
+  longer = trainer.train(tiny_config(train__num_steps=30), str(tmp_path))
   assert int(longer.step) == 30
-  straight = train.train(tiny_config(train__num_steps=30),
+  straight = trainer.train(tiny_config(train__num_steps=30),
                          str(tmp_path / "straight"))
   assert_trees(longer.params, straight.params, rtol=0, atol=0)
 
@@ -136,7 +136,7 @@ def test_resuming_with_a_different_config_is_refused(tmp_path, straight_run):
   shutil.copytree(straight_run[1], tmp_path, dirs_exist_ok=True)
   before = sorted(os.listdir(tmp_path / "checkpoints"))
   with pytest.raises(ValueError, match=r"different config.*objective.beta"):
-    train.train(tiny_config(objective__beta=(2.0,)), str(tmp_path))
+    trainer.train(tiny_config(objective__beta=(2.0,)), str(tmp_path))
   assert sorted(os.listdir(tmp_path / "checkpoints")) == before
   assert json.load(open(tmp_path / "config.json"))["objective"]["beta"] == [
       1.0, 4.0]
@@ -146,7 +146,7 @@ def test_cpu_execution_mode_computes_the_same_training(tmp_path):
   """unroll/host (the cpu preset's layout) vs the default vmap/scan."""
   # One beta x 2 seeds, one chunk: XLA:CPU runs the scan reference slowly.
   def run(execution, loop):
-    return train.train(tiny_config(objective__beta=(4.0,), train__num_steps=5,
+    return trainer.train(tiny_config(objective__beta=(4.0,), train__num_steps=5,
                                    train__checkpoint_every=5,
                                    train__member_execution=execution,
                                    train__loop=loop),
@@ -164,7 +164,7 @@ def test_sequential_members_train_as_vmapped_ones(tmp_path):
   checks unrolled members against vmapped ones.)"""
   def run(execution):
     workdir = str(tmp_path / execution)
-    state = train.train(tiny_config(
+    state = trainer.train(tiny_config(
         objective__beta=(1.0, 4.0), num_seeds=2, train__num_steps=4,
         train__steps_per_chunk=2, train__checkpoint_every=4,
         train__member_execution=execution, train__loop="host"), workdir)
@@ -203,8 +203,10 @@ def test_auto_member_execution_by_backend_members_and_devices(monkeypatch):
     options = {"member_execution": "auto", "loop": "auto", **train_options}
     section = tiny_config(**{f"train__{k}": v for k, v in
                              options.items()}).train
-    return execution_and_loop(section, num_members)
-  limit = config_lib.MANY_UNROLLED_MEMBERS
+    layout = layouts.resolve(section, num_members,
+                             build(tiny_config()).objective)
+    return layout.members, layout.loop
+  limit = layouts.MANY_UNROLLED_MEMBERS
   if jax.default_backend() == "cpu" and jax.device_count() == 1:
     assert resolved(limit) == ("unroll", "host")
     assert resolved(limit + 1) == ("sequential", "host")
@@ -220,10 +222,10 @@ def test_auto_member_execution_by_backend_members_and_devices(monkeypatch):
 
 def test_many_unrolled_members_get_a_compile_heads_up():
   def advice(execution, seeds):
-    return train.compile_advice(build(tiny_config(
-        objective__beta=(4.0,), num_seeds=seeds,
-        train__member_execution=execution)))
-  limit = config_lib.MANY_UNROLLED_MEMBERS
+    exp = build(tiny_config(objective__beta=(4.0,), num_seeds=seeds,
+                            train__member_execution=execution))
+    return layouts.compile_advice(exp.layout, len(exp.members))
+  limit = layouts.MANY_UNROLLED_MEMBERS
   assert advice("unroll", limit) is None
   assert advice("vmap", limit + 1) is None
   assert advice("sequential", limit + 1) is None

@@ -1,7 +1,7 @@
 """Item 6: compile time per program, and proof of no recompilation across
 DEFT stages and hyperparameter values.
 
-For each config, the train chunk (`disentax.train.make_train_chunk`, the
+For each config, the train chunk (`training.trainer.make_train_chunk`, the
 program `python -m disentax.main` runs) is built and called: once to
 compile, then again for the steady-state time.  XLA's own compile events
 (`jax.monitoring`, "/jax/core/compile/backend_compile_duration", one per
@@ -51,7 +51,7 @@ import ml_collections
 import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 
-from disentax import train
+from disentax.training import train_state, trainer
 from disentax.bench import Row, format_table
 from disentax.experiment import Experiment, build
 from experiments import beta_vae, deft
@@ -132,15 +132,15 @@ FULL_DEFT = QUICK_DEFT + (("deft cpu", lambda: deft.get_config("cpu"), 150),)
 
 def chunk_inputs(exp: Experiment) -> tuple:
   """(chunk, state, hparams, keys) of a freshly built experiment."""
-  chunk = train.make_train_chunk(exp)
-  state = train.init_state(exp)
+  chunk = trainer.make_train_chunk(exp)
+  state = train_state.init_state(exp)
   hparams = {k: jnp.asarray(v) for k, v in exp.members.hparams.items()}
   return chunk, state, hparams, exp.members.keys()
 
 
-def run_chunk(chunk: Callable, state: train.TrainState,
+def run_chunk(chunk: Callable, state: train_state.TrainState,
               hparams: dict[str, jax.Array], keys: jax.Array,
-              num_steps: int) -> tuple[train.TrainState, Any, float]:
+              num_steps: int) -> tuple[train_state.TrainState, Any, float]:
   """(new state, metrics as numpy, wall seconds) of one chunk."""
   start = time.perf_counter()
   state, metrics = chunk(state, hparams, keys, num_steps)
@@ -161,7 +161,7 @@ def first_chunk(name: str, exp: Experiment, num_steps: int) -> tuple:
   row = Row(
       item="compile",
       case=(f"{name}: train chunk, {len(exp.members)} members, "
-            f"{exp.member_execution}/{exp.loop}"),
+            f"{exp.layout.members}/{exp.layout.loop}"),
       disentax=sum(log.backend), baseline=None, unit="s (XLA compile)",
       note=(f"{len(log.backend)} programs ({log.cache_hits} loaded from "
             f"the persistent cache), largest "
@@ -178,9 +178,9 @@ def lowered_chunk(config: ml_collections.ConfigDict, num_steps: int) -> str:
   config = ml_collections.ConfigDict(config.to_dict())
   config.train.loop = "scan"
   exp = build(config)
-  chunk = train.make_train_chunk(exp)
-  layout = train.single_device(exp)
-  state = train.abstract_state(exp, layout)
+  chunk = trainer.make_train_chunk(exp)
+  layout = train_state.single_device(exp)
+  state = train_state.abstract_state(exp, layout)
   hparams = {k: jnp.asarray(v) for k, v in exp.members.hparams.items()}
   return chunk.lower(state, hparams, exp.members.keys(), num_steps).as_text()
 

@@ -30,13 +30,13 @@ from typing import Callable
 import jax
 import numpy as np
 
-from disentax import train
+from disentax.training import step, train_state
 from disentax.bench import Row
 from disentax.bench.train_step import (compiled_program, log, standard_config,
                                        time_train_step)
 from disentax.data import GroundTruthDataset
 from disentax.data.file_datasets import cars3d_npz
-from disentax.experiment import over_members
+from disentax.training.layouts import over_members
 
 ITEM = "data"
 FILE_FACTOR_SIZES = (4, 24, 8)  # a Cars3D-shaped sub-grid, 768 images
@@ -62,10 +62,10 @@ QUICK = Sizes(seeds=(1,), image_size=32, batch_size=16, calls=10, steps=2,
 def make_sampler(dataset: GroundTruthDataset, batch_size: int,
                  member_execution: str) -> Callable:
   """Jitted (member keys [N], step) -> observations [N, batch, ...], drawn
-  as `train.make_member_step` draws a member's batch."""
+  as `training.step.make_member_step` draws a member's batch."""
 
   def member_batch(key, step):
-    _, run_key = train.split_member_key(key)
+    _, run_key = train_state.split_member_key(key)
     data_key, _, _ = jax.random.split(jax.random.fold_in(run_key, step), 3)
     return dataset.sample(data_key, batch_size)[1]
 
@@ -124,14 +124,14 @@ def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
       for name, dataset in sources:
         log(ITEM, f"{n} seed(s): sampler, {name}")
         produced = images_per_second(
-            make_sampler(dataset, batch, exp.member_execution), keys, batch,
+            make_sampler(dataset, batch, exp.layout.members), keys, batch,
             sizes.calls, sizes.repeats)
         rows.append(Row(
             item=ITEM, case=(f"{name}, {n} seed{'s' if n > 1 else ''} x "
                              f"batch {batch}, {side}x{side}x1"),
             disentax=produced, baseline=consumed, unit="images/s",
             baseline_name=f"train step ({timing.layout})",
-            note=(f"sampler jitted alone ({exp.member_execution}), best of "
+            note=(f"sampler jitted alone ({exp.layout.members}), best of "
                   f"{sizes.repeats} x {sizes.calls} calls; consumption: "
                   f"{n} x {batch} / dSprites step time, best of "
                   f"{sizes.repeats} x {sizes.steps} steps")))

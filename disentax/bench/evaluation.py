@@ -39,7 +39,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import jax
 from absl import logging
 
-from disentax import train
+from disentax.training import trainer
 from disentax.bench import Row, format_table
 from disentax.evaluate import trained_members
 from disentax.experiment import member_hparams
@@ -97,7 +97,7 @@ def train_members(preset: str, members: int, steps: int, workdir: str
   config.train.trace_every = 0
   config.train.progress = False
   config.eval.battery = {}
-  train.train(config, workdir)
+  trainer.train(config, workdir)
 
 
 @contextlib.contextmanager

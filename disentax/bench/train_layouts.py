@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from disentax import train
+from disentax.training import train_state, trainer
 from disentax.experiment import build
 from experiments import beta_vae
 
@@ -45,8 +45,8 @@ def time_train_step(num_seeds: int, member_execution: str, loop: str,
   config.train.loop = loop
   config.model.upsampling = upsampling
   exp = build(config)
-  chunk = train.make_train_chunk(exp)
-  state = train.init_state(exp)
+  chunk = trainer.make_train_chunk(exp)
+  state = train_state.init_state(exp)
   hparams = {k: jnp.asarray(v) for k, v in exp.members.hparams.items()}
   keys = exp.members.keys()
   start = time.perf_counter()

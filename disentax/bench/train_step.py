@@ -50,7 +50,7 @@ from typing import Callable
 import jax
 import ml_collections
 
-from disentax import train
+from disentax.training import train_state, trainer
 from disentax.bench import (Row, fastest_in_alternation, flops,
                             seconds_per_call)
 from disentax.experiment import Experiment, build, member_hparams
@@ -131,7 +131,7 @@ def standard_config(num_seeds: int = 1, image_size: int = 64,
 
 
 def layout_name(exp: Experiment) -> str:
-  return f"{exp.member_execution}/{exp.loop}"
+  return f"{exp.layout.members}/{exp.layout.loop}"
 
 
 @dataclasses.dataclass
@@ -140,7 +140,7 @@ class Program:
   chunk donates the state it is given)."""
   exp: Experiment
   chunk: Callable
-  state: train.TrainState
+  state: train_state.TrainState
   hparams: dict[str, jax.Array]
   keys: jax.Array
   compile_seconds: float
@@ -160,14 +160,15 @@ _PROGRAMS: dict[str, Program] = {}
 
 
 def compiled_program(config: ml_collections.ConfigDict) -> Program:
-  """The real train program of `config` (`train.make_train_chunk`, data
+  """The real train program of `config` (`trainer.make_train_chunk`, data
   drawn inside the step), compiled by running one step; cached."""
   key = config.to_json_best_effort(sort_keys=True)
   if key not in _PROGRAMS:
     start = time.perf_counter()
     exp = build(config)
-    program = Program(exp, train.make_train_chunk(exp), train.init_state(exp),
-                      member_hparams(exp), exp.members.keys(), 0.0)
+    program = Program(exp, trainer.make_train_chunk(exp),
+                      train_state.init_state(exp), member_hparams(exp),
+                      exp.members.keys(), 0.0)
     program.run(1)
     program.compile_seconds = time.perf_counter() - start
     _PROGRAMS[key] = program

@@ -59,13 +59,14 @@ def annealed_vae(c_max: float | Iterable[float] = 5.0,
   `iteration_threshold`: steps over which C rises from 0 to c_max (>= 1).
   Defaults: gamma and iteration_threshold of dlib-google, c_max of the DEFT
   journal's Table 3 (dSprites)."""
+  reconstruction = check_reconstruction(reconstruction)
   return Objective(
-      name="annealed_vae",
+      name="annealed_vae", reconstruction=reconstruction,
       loss=functools.partial(
           annealed_vae_loss,
           iteration_threshold=check_steps("iteration_threshold",
                                           iteration_threshold),
-          reconstruction=check_reconstruction(reconstruction)),
+          reconstruction=reconstruction),
       hyperparameters={
           "c_max": hyperparameter_grid("c_max", c_max, positive=True),
           "gamma": hyperparameter_grid("gamma", gamma, positive=True)})

@@ -130,8 +130,8 @@ def annealing_test(schedule: str = "exponential", beta_start: float = 71.0,
                                              batch_size)[1]
 
   return Objective(
-      name="annealing_test", loss=loss,
+      name="annealing_test", loss=loss, reconstruction=reconstruction,
       hyperparameters={"factor": factor_grid(factors, factor_names)},
-      sample_batch=sample_batch,
+      batch_sampler=sample_batch,
       trace_scores=functools.partial(trace_ifp, threshold=threshold),
       per_example_mean=True)

@@ -1,19 +1,33 @@
-"""What every objective shares: its spec, and the terms all VAEs use.
+"""What every objective shares: its contract, and the terms all VAEs use.
 
 An objective is a pure loss `loss(output, x, hparams, step, aux) -> (loss,
 metrics)`.  `hparams` holds this member's hyperparameters as scalars; the
-trainer vmaps over members, so one compiled program trains a whole
+trainer maps over members, so one compiled program trains a whole
 hyperparameter grid x seeds.  `hyperparameters` lists the grid values of each
 hyperparameter (the trainer takes their Cartesian product with the seeds).
+Everything that varies over steps is data in the compiled program, never a
+recompile.
 
-Objectives that carry state of their own between steps (a FactorVAE
-discriminator and its optimiser, a PI controller's beta and integral) give
-`init_aux(key, probe_output) -> aux` and `update_aux(aux, output, hparams,
-step, key) -> (aux, metrics)`.  The trainer keeps `aux` per member inside the
-train state (so it is vmapped, checkpointed and resumed like the parameters),
-passes it to `loss`, and calls `update_aux` after the VAE update with the
-step's (gradient-stopped) output.  Everything that varies over steps is data
-in the compiled program, never a recompile.
+The contract is a small required core (`name`, `loss`, `hyperparameters`,
+`per_example_mean`, `reconstruction`) plus typed optional capabilities, each
+`None` when an objective does not have it:
+
+  aux               `AuxState`: state of its own carried between steps per
+                    member (a FactorVAE discriminator and its optimiser, a
+                    PI controller), kept in the train state like the
+                    parameters (checkpointed, resumed, frozen on divergence).
+  control           `StagedControl`: steers the model per step (DEFT's stage
+                    gate, DeVAE's layer) and says which representations
+                    evaluation scores.
+  batch_sampler     the member's training batch, when it is not a uniform
+                    draw from the dataset (the annealing test's one-factor
+                    sub-datasets).
+  update_transform  rescales the optimiser's parameter updates through the
+                    model's parameter groups (DEFT's smaller learning rate
+                    for old groups).
+
+The trainer and the evaluator only ever ask for these; no objective knows
+another objective's internals or addresses parameters by path.
 """
 
 from __future__ import annotations
@@ -30,54 +44,92 @@ import optax
 from disentax.models import VAEOutput
 
 Metrics = dict[str, jax.Array]
+Hparams = Mapping[str, jax.Array]
+# (output, x, hparams, step, aux) -> (loss, metrics)
 LossFn = Callable[..., tuple[jax.Array, Metrics]]
-InitAux = Callable[[jax.Array, VAEOutput], Any]
-UpdateAux = Callable[[Any, VAEOutput, Mapping[str, jax.Array], jax.Array,
-                      jax.Array], tuple[Any, Metrics]]
+# What a model's forward pass takes as `control` (models.vae.ModelControl).
+ModelControl = Any
 
 RECONSTRUCTIONS = ("bernoulli", "gaussian")
 
 
 @dataclasses.dataclass(frozen=True)
-class Objective:
-  """A training method.  Beyond its loss, an objective may steer the model
-  and the data of each member, always as pure functions of the member's
-  hyperparameters and the traced step:
+class AuxState:
+  """An objective's own per-member state.
 
-  model_control(hparams, step, key) -> the model's `control` for this step
-      (e.g. DEFT's LatentGate of the current stage, DeVAE's layer index).
+  init(key, probe_output) -> aux: the initial state (probe_output: the
+      model's output on one blank observation, for shapes).
+  update(aux, output, hparams, step, key) -> (aux, metrics): called after
+      the parameter update with the step's gradient-stopped output.
+  """
+  init: Callable[[jax.Array, VAEOutput], Any]
+  update: Callable[[Any, VAEOutput, Hparams, jax.Array, jax.Array],
+                   tuple[Any, Metrics]]
+
+
+@dataclasses.dataclass(frozen=True)
+class StagedControl:
+  """How an objective steers the model, as pure functions of the member's
+  hyperparameters and the traced step.
+
+  for_step(hparams, step, key) -> the model's `control` for a training step
+      (e.g. DEFT's LatentGate of the current stage, DeVAE's layer drawn from
+      `key`).
   representations(hparams, step) -> {suffix: control}: the representations
       evaluation scores at a checkpoint of `step` (metric names get the
-      suffix; "" is the primary one).  Default: the plain encoder mean.
-  sample_batch(dataset, hparams, member_key, key, batch_size) -> x: the
-      member's training batch, when it is not a uniform draw from the dataset
-      (e.g. the annealing test's one-factor sub-datasets).
-  scale_updates(updates, hparams, step) -> updates: rescales the optimiser's
-      parameter updates (e.g. DEFT's smaller learning rate for old groups).
-  trace_scores(lines, hparams) -> {name: [M] values}: scores read off the
-      training curves (the run's metrics.jsonl lines; hparams: the members'
-      [M] hyperparameter arrays), e.g. the annealing test's IFP.
+      suffix; "" is the primary one).
   stage(step) -> int: the training stage at a step, for objectives that
-      train in stages (DEFT), so traces and reports can show scores per stage.
+      train in stages (DEFT), so traces and reports can show scores per
+      stage; None otherwise.
+  """
+  for_step: Callable[[Hparams, jax.Array, jax.Array | None], ModelControl]
+  representations: Callable[[Hparams, jax.Array], Mapping[str, ModelControl]]
+  stage: Callable[[jax.Array], jax.Array] | None = None
+
+
+# (dataset, hparams, member_key, key, batch_size) -> observations
+BatchSampler = Callable[..., jax.Array]
+# (updates, hparams, step, model) -> updates
+UpdateTransform = Callable[[Any, Hparams, jax.Array, Any], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """A training method (module docstring).
+
   per_example_mean: the loss and every metric are batch means of
       per-example terms (given the member's hyperparameters, step, aux and
       control), so a batch's gradient is the mean of its equal slices'
       gradients: what `train.micro_batches` needs.  Not so for losses of
       batch statistics (|KL - C| of the mean KL, minibatch TC estimators,
       covariances, permuted batches).
+  reconstruction: the decoder likelihood the loss uses ('bernoulli' or
+      'gaussian'), which evaluation uses for the ELBO's reconstruction term.
   """
   name: str
-  loss: LossFn  # (output, x, hparams, step, aux=None) -> (loss, metrics)
+  loss: LossFn
   hyperparameters: Mapping[str, tuple]
-  init_aux: InitAux | None = None
-  update_aux: UpdateAux | None = None
-  model_control: Callable[..., Any] | None = None
-  representations: Callable[..., Mapping[str, Any]] | None = None
-  sample_batch: Callable[..., jax.Array] | None = None
-  scale_updates: Callable[..., Any] | None = None
-  trace_scores: Callable[..., Mapping[str, Any]] | None = None
-  stage: Callable[[Any], Any] | None = None
   per_example_mean: bool = False
+  reconstruction: str = "bernoulli"
+  aux: AuxState | None = None
+  control: StagedControl | None = None
+  batch_sampler: BatchSampler | None = None
+  update_transform: UpdateTransform | None = None
+  trace_scores: Callable[..., Mapping[str, Any]] | None = None
+
+  def representations(self, hparams: Hparams, step: jax.Array
+                      ) -> Mapping[str, ModelControl]:
+    """{suffix: model control} of the representations to score at `step`:
+    the objective's, or the plain encoder mean as the primary one ("")."""
+    if self.control is None:
+      return {"": None}
+    return self.control.representations(hparams, step)
+
+  def stage(self, step: jax.Array) -> jax.Array | None:
+    """The training stage at `step`, None for objectives without stages."""
+    if self.control is None or self.control.stage is None:
+      return None
+    return self.control.stage(step)
 
 
 def hyperparameter_grid(name: str, values: float | Iterable[float], *,

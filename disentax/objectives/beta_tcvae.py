@@ -86,11 +86,12 @@ def beta_tcvae(alpha: float | Iterable[float] = 1.0,
   check_estimator(estimator, dataset_size)
   if form not in FORMS:
     raise ValueError(f"config.objective.form={form!r}; allowed: {FORMS}")
+  reconstruction = check_reconstruction(reconstruction)
   return Objective(
-      name="beta_tcvae",
+      name="beta_tcvae", reconstruction=reconstruction,
       loss=functools.partial(
           beta_tcvae_loss, estimator=estimator, dataset_size=dataset_size,
-          form=form, reconstruction=check_reconstruction(reconstruction)),
+          form=form, reconstruction=reconstruction),
       hyperparameters={
           name: hyperparameter_grid(name, value, non_negative=True)
           for name, value in (("alpha", alpha), ("beta", beta),

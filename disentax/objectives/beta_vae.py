@@ -30,9 +30,9 @@ def beta_vae_loss(output: VAEOutput, x: jax.Array,
 def beta_vae(beta: float | Iterable[float] = 1.0,
              reconstruction: str = "bernoulli") -> Objective:
   """`beta`: one value or the grid of values to sweep (each > 0)."""
+  reconstruction = check_reconstruction(reconstruction)
   return Objective(
-      name="beta_vae",
-      loss=functools.partial(beta_vae_loss,
-                             reconstruction=check_reconstruction(reconstruction)),
+      name="beta_vae", reconstruction=reconstruction,
+      loss=functools.partial(beta_vae_loss, reconstruction=reconstruction),
       hyperparameters={"beta": hyperparameter_grid("beta", beta, positive=True)},
       per_example_mean=True)

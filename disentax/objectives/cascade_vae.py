@@ -88,7 +88,7 @@ def cascade_vae_c(beta_low: float | Iterable[float] = 0.1,
         f"beta_high) pair(s) {inverted} not allowed; beta_low (the weight of "
         "opened latents) must be <= beta_high")
   return Objective(
-      name="cascade_vae_c",
+      name="cascade_vae_c", reconstruction=reconstruction,
       loss=functools.partial(cascade_vae_loss, stage_steps=stage_steps,
                              reconstruction=reconstruction),
       hyperparameters={"beta_low": lows, "beta_high": highs},

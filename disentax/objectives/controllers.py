@@ -9,8 +9,8 @@ objectives/base.py), vmapped, checkpointed and resumed with the parameters.
 Timing follows the references (Shao et al.'s ControlVAE and DynamicVAE
 code): at step t the controller reads the KL of this step's batch (a
 gradient-stopped copy), outputs beta(t), and the loss uses that beta(t).  So
-`loss` advances the controller to get beta(t) and `update_aux` stores the very
-same advance (a pure function of the same aux, output and step); the state in
+`loss` advances the controller to get beta(t) and the aux update stores the
+very same advance (a pure function of the same aux, output and step); the state in
 the train state after step t is the controller after seeing KL(t).
 
 Both controllers store their *unclamped* output W(t) and return
@@ -27,8 +27,9 @@ import jax
 import jax.numpy as jnp
 
 from disentax.models import VAEOutput
-from disentax.objectives.base import (Objective, check_finite, check_steps,
-                                      gaussian_kl, hyperparameter_grid,
+from disentax.objectives.base import (AuxState, Objective, check_finite,
+                                      check_steps, gaussian_kl,
+                                      hyperparameter_grid,
                                       reconstruction_loss)
 
 Metrics = dict[str, jax.Array]
@@ -139,7 +140,7 @@ def controlled_beta_objective(name: str, hyperparameters: Mapping[str, Any],
                               reconstruction: str) -> Objective:
   """recon + beta(t) * KL with beta(t) from a controller kept in `aux`.
 
-  `advance` must be pure: `loss` and `update_aux` both call it with the same
+  `advance` must be pure: `loss` and the aux update both call it with the same
   aux, (gradient-stopped) KL and step, so the beta the loss uses is the beta
   stored.  The controller never receives a gradient.
   """
@@ -148,7 +149,7 @@ def controlled_beta_objective(name: str, hyperparameters: Mapping[str, Any],
            step: jax.Array, aux: Any) -> tuple[jax.Array, Metrics]:
     if aux is None:
       raise ValueError(f"{name}: the loss needs the controller state (aux); "
-                       "train it with disentax.train, which keeps it")
+                       "train it with disentax.training, which keeps it")
     recon = reconstruction_loss(output.logits, x, reconstruction).mean()
     kl = batch_kl(output)
     _, metrics = advance(aux, jax.lax.stop_gradient(kl), hparams, step)
@@ -169,7 +170,8 @@ def controlled_beta_objective(name: str, hyperparameters: Mapping[str, Any],
     return aux, {}
 
   return Objective(name=name, loss=loss, hyperparameters=hyperparameters,
-                   init_aux=init_aux, update_aux=update_aux)
+                   reconstruction=reconstruction,
+                   aux=AuxState(init=init_aux, update=update_aux))
 
 
 # --------------------------------------------------------------------------

@@ -44,8 +44,8 @@ import numpy as np
 from disentax import schedules
 from disentax.models import LatentGate, VAEOutput
 from disentax.objectives import OBJECTIVES
-from disentax.objectives.base import (Objective, hyperparameter_grid,
-                                      sequence_grid)
+from disentax.objectives.base import (AuxState, Objective, StagedControl,
+                                      hyperparameter_grid, sequence_grid)
 
 # Objectives DEFT cannot wrap: they steer the model or the data themselves.
 NOT_A_BASE = ("deft", "devae", "annealing_test")
@@ -119,7 +119,7 @@ def deft_loss(output: VAEOutput, x: jax.Array,
 def _update_aux(aux, output, hparams, step, key, *, base: Objective,
                 staged: str, boundaries: tuple[int, ...]):
   stage = deft_stage(step, boundaries)
-  return base.update_aux(aux, output, _staged_hparams(hparams, stage, staged),
+  return base.aux.update(aux, output, _staged_hparams(hparams, stage, staged),
                          step, key)
 
 
@@ -191,20 +191,25 @@ def deft(base: str = "beta_vae", staged: str = "beta",
     return deft_gate(deft_stage(step, boundaries), gamma, num_latents,
                      num_groups)
 
-  def scale_updates(updates, hparams, step):
+  def scale_updates(updates, hparams, step, model):
+    del model
     return scale_old_group_updates(updates, deft_stage(step, boundaries),
                                    hparams["gamma"])
 
   common = dict(base=base_objective, staged=staged, boundaries=boundaries)
+  aux = None
+  if base_objective.aux is not None:
+    aux = AuxState(init=base_objective.aux.init,
+                   update=functools.partial(_update_aux, **common))
   return Objective(
       name="deft" if base == "beta_vae" else f"deft_{base}",
       loss=functools.partial(deft_loss, **common),
       hyperparameters=hyperparameters,
-      init_aux=base_objective.init_aux,
-      update_aux=(functools.partial(_update_aux, **common)
-                  if base_objective.update_aux is not None else None),
-      model_control=control,
       per_example_mean=base_objective.per_example_mean,
-      scale_updates=scale_updates if scaling == "update" else None,
-      representations=lambda hparams, step: {"": control(hparams, step)},
-      stage=functools.partial(deft_stage, boundaries=boundaries))
+      reconstruction=base_objective.reconstruction,
+      aux=aux,
+      control=StagedControl(
+          for_step=control,
+          representations=lambda hparams, step: {"": control(hparams, step)},
+          stage=functools.partial(deft_stage, boundaries=boundaries)),
+      update_transform=scale_updates if scaling == "update" else None)

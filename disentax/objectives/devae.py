@@ -22,7 +22,8 @@ import jax.numpy as jnp
 
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES
-from disentax.objectives.base import (Objective, check_reconstruction,
+from disentax.objectives.base import (Objective, StagedControl,
+                                      check_reconstruction,
                                       hyperparameter_grid, sequence_grid)
 from disentax.objectives.beta_vae import beta_vae_loss
 
@@ -73,10 +74,11 @@ def devae(betas: Iterable = (1.0, 10.0, 40.0),
     layers = {f"_layer{i}": jnp.int32(i) for i in range(latent_layers)}
     return {"": jnp.int32(latent_layers - 1), **layers}
 
+  reconstruction = check_reconstruction(reconstruction)
   return Objective(
-      name="devae",
-      loss=functools.partial(devae_loss,
-                             reconstruction=check_reconstruction(reconstruction)),
+      name="devae", reconstruction=reconstruction,
+      loss=functools.partial(devae_loss, reconstruction=reconstruction),
       hyperparameters={"betas": beta_grid, "scale": scales},
-      model_control=control, representations=representations,
+      control=StagedControl(for_step=control,
+                            representations=representations),
       per_example_mean=True)

@@ -71,10 +71,11 @@ def dip_vae_loss(output: VAEOutput, x: jax.Array,
 
 def _dip_vae(kind: str, lambda_od, lambda_d_factor,
              reconstruction: str) -> Objective:
+  reconstruction = check_reconstruction(reconstruction)
   return Objective(
-      name=f"dip_vae_{kind}",
+      name=f"dip_vae_{kind}", reconstruction=reconstruction,
       loss=functools.partial(dip_vae_loss, kind=kind,
-                             reconstruction=check_reconstruction(reconstruction)),
+                             reconstruction=reconstruction),
       hyperparameters={
           "lambda_od": hyperparameter_grid("lambda_od", lambda_od,
                                            non_negative=True),

@@ -18,9 +18,9 @@ only where the discriminator is more than 1 - 1e-6 sure, where the clipped
 version has no gradient.)
 
 The discriminator's parameters and Adam state are this objective's `aux`
-state: `loss` reads them (the VAE update does not change them) and
-`update_aux` takes one Adam step on the step's gradient-stopped z, with the
-step's key for the permutation.  Both updates see the same pre-step
+state: `loss` reads them (the VAE update does not change them) and the aux
+update (`update_discriminator`) takes one Adam step on the step's
+gradient-stopped z, with the step's key for the permutation.  Both updates see the same pre-step
 parameters, like dlib-google's single grouped train op, and both live in the
 one pure, vmapped member step.
 """
@@ -37,7 +37,8 @@ import optax
 
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES
-from disentax.objectives.base import (Objective, check_reconstruction,
+from disentax.objectives.base import (AuxState, Objective,
+                                      check_reconstruction,
                                       gaussian_kl, hyperparameter_grid,
                                       reconstruction_loss)
 
@@ -179,16 +180,18 @@ def factor_vae(gamma: float | Iterable[float] = 10.0,
                                 depth=discriminator_depth)
   optimizer = optax.adam(discriminator_learning_rate, b1=discriminator_b1,
                          b2=discriminator_b2)
+  reconstruction = check_reconstruction(reconstruction)
   return Objective(
-      name="factor_vae",
+      name="factor_vae", reconstruction=reconstruction,
       loss=functools.partial(
           factor_vae_loss, discriminator=discriminator,
-          reconstruction=check_reconstruction(reconstruction)),
+          reconstruction=reconstruction),
       hyperparameters={
           "gamma": hyperparameter_grid("gamma", gamma, non_negative=True)},
-      init_aux=functools.partial(init_discriminator,
+      aux=AuxState(
+          init=functools.partial(init_discriminator,
                                  discriminator=discriminator,
                                  optimizer=optimizer),
-      update_aux=functools.partial(update_discriminator,
+          update=functools.partial(update_discriminator,
                                    discriminator=discriminator,
-                                   optimizer=optimizer))
+                                   optimizer=optimizer)))

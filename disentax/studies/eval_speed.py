@@ -58,7 +58,7 @@ from disentax.experiment import (Experiment, build, make_encode_members,
                                  member_hparams)
 from disentax.metrics import METRICS, call_metric, make_battery, needs_members
 from disentax.studies import reference_pipeline as reference
-from disentax.train import restore_members
+from disentax.training.train_state import restore_members
 
 # Reference metric -> the disentax metric names that score the same thing,
 # first registered one wins (several disentax modules are still being
@@ -149,14 +149,12 @@ def seed_representations(exp: Experiment, params: Any,
   """One function per member, numpy observations [b, ...] -> numpy codes
   [b, d]: the member's primary encoder mean, as a dlib evaluation process of
   that seed would load it."""
-  representations = (exp.objective.representations
-                     or (lambda member_hparams, at_step: {"": None}))
   at_step = jnp.int32(step)
 
   @jax.jit
   def encode_one(p: Any, h: Mapping[str, jax.Array],
                  x: jax.Array) -> jax.Array:
-    control = representations(h, at_step).get("")
+    control = exp.objective.representations(h, at_step).get("")
     return exp.model.apply({"params": p}, x, control, method="encode")[0]
 
   num = jax.tree.leaves(params)[0].shape[0]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import signal
 import socket
 import traceback
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import ml_collections
 
 from disentax import config as config_lib
-from disentax import run_log, sharding
+from disentax import preemption, run_log, sharding
 from disentax.sweep.plan import Job, job_config, job_workdir, load_jobs
 
 JOB_NAME = "job.json"
@@ -24,7 +23,6 @@ JOB_NAME = "job.json"
 RECORDED_STATES = ("running", "done", "failed", "preempted", "interrupted",
                    "trained")
 PHASES = ("all", "train", "evaluate")
-EXIT_PREEMPTED, EXIT_INTERRUPTED = 143, 130  # 128 + SIGTERM (= train.PREEMPTED_EXIT) / SIGINT
 
 
 def _now() -> str:
@@ -71,10 +69,6 @@ def planned_config(job: Job) -> ml_collections.ConfigDict:
         f"experiment file changed after planning; restore it, or plan the "
         f"sweep into a new root")
   return config
-
-
-class _Terminated(Exception):
-  """SIGTERM during evaluation (a preemption or the time limit)."""
 
 
 def _job_index(job: int | None, num_jobs: int) -> int:
@@ -126,67 +120,47 @@ def run_job(root: str, job: int | None = None, *, distributed: bool = False,
                      f"{previous.get('state', 'not started')}, not trained; "
                      f"--phase=evaluate follows a finished --phase=train")
 
-  import jax  # pylint: disable=g-import-not-at-top
-  if distributed:  # before anything touches the devices
-    sharding.initialize_distributed()  # auto-detects the SLURM job step
-  writer = sharding.is_writer()
-  single = sharding.is_single_process()
-  if phase == "evaluate" and not single:
-    raise ValueError("--phase=evaluate runs in one process; launch it with "
-                     "one task (srun --ntasks=1)")
-  if phase == "all" and not single:
-    raise ValueError(f"{jax.process_count()} processes: run --phase=train "
-                     f"here, then --phase=evaluate as one task")
-
+  from disentax import pipeline  # pylint: disable=g-import-not-at-top
   record = {"job": the_job.index, "name": the_job.name, "phase": phase,
-            "host": host, "pid": os.getpid(), "processes": jax.process_count(),
-            "started": _now(), "attempt": int(previous.get("attempt", 0)) + 1}
+            "host": host, "pid": os.getpid(),
+            "attempt": int(previous.get("attempt", 0)) + 1}
 
   def write_state(state: str, **extra: Any) -> None:
-    if writer:
+    # Process 0 writes; before the runtime is up (a config that fails to
+    # load) every process would fail alike, and each may say so.
+    if "processes" not in record or sharding.is_writer():
       run_log.write_json(job_file(workdir), {**record, "state": state,
                                              **extra})
 
-  from disentax import evaluate, train  # pylint: disable=g-import-not-at-top
-  write_state("running")
-  last_seed = the_job.first_seed + the_job.num_seeds - 1
-  print(f"job {the_job.index}/{len(jobs)}: {the_job.name} ({the_job.config}, "
-        f"seeds {the_job.first_seed}..{last_seed}) in {workdir}", flush=True)
+  def started() -> None:  # the runtime (and the process count) is known
+    import jax  # pylint: disable=g-import-not-at-top
+    record.update(processes=jax.process_count(), started=_now())
+    write_state("running")
+    last_seed = the_job.first_seed + the_job.num_seeds - 1
+    print(f"job {the_job.index}/{len(jobs)}: {the_job.name} "
+          f"({the_job.config}, seeds {the_job.first_seed}..{last_seed}) in "
+          f"{workdir}", flush=True)
+
+  phases = {"all": ("train", "evaluate"), "train": ("train",),
+            "evaluate": ("evaluate",)}[phase]
   try:
     config = planned_config(the_job)
-    if phase in ("all", "train"):
-      train.train(config, workdir)
-    if phase == "train":
-      write_state("trained", finished=_now())
-      return 0
-
-    def terminated(signum, frame):
-      raise _Terminated()
-
-    previous_handler = signal.signal(signal.SIGTERM, terminated)
-    try:
-      rows, evaluated_config = evaluate.evaluate(workdir)
-    finally:
-      signal.signal(signal.SIGTERM, previous_handler)
-  except train.Preempted as e:
-    write_state("preempted", step=int(e.step), finished=_now())
-    print(f"job {the_job.index}: {e}", flush=True)
-    return EXIT_PREEMPTED
-  except _Terminated:
-    write_state("interrupted", finished=_now(), error="SIGTERM during "
-                "evaluation")
-    return EXIT_PREEMPTED
+    outcome = pipeline.run(
+        config, workdir, phases=phases, on_start=started,
+        distributed=pipeline.Distributed() if distributed else None)
   except KeyboardInterrupt:
     write_state("interrupted", finished=_now(), error="KeyboardInterrupt")
-    return EXIT_INTERRUPTED
+    return preemption.INTERRUPTED_EXIT
   except Exception as e:  # pylint: disable=broad-except
     write_state("failed", finished=_now(), error=f"{type(e).__name__}: {e}",
                 traceback=traceback.format_exc())
     traceback.print_exc()
     return 1
-  write_state("done", finished=_now())
-  try:
-    evaluate.print_summary(rows, evaluated_config, workdir)
-  except Exception as e:  # pylint: disable=broad-except
-    print(f"(no summary table: {type(e).__name__}: {e})", flush=True)
-  return 0
+  if outcome.ending == "preempted":
+    write_state("preempted", step=outcome.step, finished=_now())
+  elif outcome.ending == "interrupted":
+    write_state("interrupted", finished=_now(),
+                error="SIGTERM during evaluation")
+  else:  # done, or trained (evaluation left to --phase=evaluate)
+    write_state(outcome.ending, finished=_now())
+  return outcome.exit_code

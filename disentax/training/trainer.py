@@ -1,0 +1,177 @@
+"""The training loop: every member of a config, chunk after chunk.
+
+`train(config, workdir)` builds the experiment, resumes from the workdir's
+latest checkpoint (or initialises every member from its seed), and runs
+chunks of steps (`layouts.train_chunk` of the member step), waking up
+between chunks to log, trace, checkpoint and show progress.  A SIGTERM
+checkpoints after the current chunk and raises `preemption.Preempted`.
+Everything is validated before anything compiles or is written.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm import tqdm
+
+from disentax import checkpoint
+from disentax import config as config_lib
+from disentax import preemption, run_log, sharding, tracing
+from disentax.experiment import Experiment, build
+from disentax.training import layouts
+from disentax.training.step import make_member_step
+from disentax.training.train_state import (TrainState, init_state,
+                                           member_inputs, restore_members,
+                                           single_device, unpadded)
+
+# Called after each checkpoint save has been issued (it may still be being
+# written): (step, checkpoint manager).
+OnSave = Callable[[int, ocp.CheckpointManager], None]
+
+
+def make_train_chunk(exp: Experiment,
+                     devices: sharding.MemberLayout | None = None
+                     ) -> Callable:
+  """(state, hparams, keys, num_steps) -> (state, chunk-mean metrics [M]):
+  the member step of `exp` laid out as its config says, members split over
+  `devices` (default: one device)."""
+  devices = devices or single_device(exp)
+  member_step = make_member_step(
+      exp, layouts.batch_gradient(exp.layout.micro_batches))
+  chunk = layouts.train_chunk(member_step, exp.layout, devices)
+
+  def train_chunk(state: TrainState, hparams, keys, num_steps: int):
+    members, step, metrics = chunk(state.members, hparams, keys, state.step,
+                                   num_steps)
+    return TrainState.of(step, members), metrics
+
+  return train_chunk
+
+
+def checkpoint_meta(exp: Experiment) -> dict[str, Any]:
+  return {"config": config_lib.to_dict(exp.config),
+          "config_hash": config_lib.config_hash(exp.config),
+          "method": exp.method, "dataset": exp.dataset.name,
+          "members": exp.members.table()}
+
+
+def _check_same_run(saved: dict[str, Any], current: dict[str, Any],
+                    workdir: str) -> None:
+  saved_id, current_id = (
+      config_lib.identity(config_lib.with_defaults(saved["config"])),
+      config_lib.identity(current["config"]))
+  if saved_id != current_id:
+    differing = sorted(_diff_keys(saved_id, current_id))
+    raise ValueError(
+        f"{workdir} holds a run of a different config (differing keys: "
+        f"{differing}); resume it with its own config or use a new --workdir")
+
+
+def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+  keys = []
+  for key in set(a) | set(b):
+    if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+      keys += _diff_keys(a[key], b[key], f"{prefix}{key}.")
+    elif a.get(key) != b.get(key):
+      keys.append(prefix + key)
+  return keys
+
+
+def _report_divergence(exp: Experiment, before: np.ndarray,
+                       after: np.ndarray) -> None:
+  for m in np.flatnonzero((before < 0) & (after >= 0)):
+    row = exp.members.table()[m]
+    print(f"member {m} (seed {row['seed']}, {row['hparams']}) diverged at "
+          f"step {after[m]}: frozen, the others continue", flush=True)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *,
+          on_save: OnSave | None = None) -> TrainState:
+  """Trains all members of `config` in `workdir`, resuming if it has a
+  checkpoint, and returns their final state.
+
+  Members are split over `config.train.num_devices` devices (0: all of
+  every process).  On SIGTERM the run checkpoints after the current chunk
+  and raises `preemption.Preempted`; rerunning resumes.  `on_save` is
+  called after each checkpoint save is issued (tests use it to kill the
+  process at a chosen point)."""
+  exp = build(config)
+  devices = sharding.member_layout(len(exp.members), config.train.num_devices)
+  writer = sharding.is_writer()
+  meta = checkpoint_meta(exp)
+  manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
+  latest = manager.latest_step()
+  if latest is not None:
+    _check_same_run(checkpoint.restore_meta(manager, latest), meta, workdir)
+
+  if latest is None:
+    state = init_state(exp, devices)
+  else:  # restored straight into the layout; no initialisation to discard
+    state = restore_members(manager, latest, exp, devices)
+    if writer:
+      print(f"resuming {workdir} from step {latest}", flush=True)
+  start = int(state.step)
+  log = tracer = None
+  if writer:
+    log = run_log.RunLog(os.path.join(workdir, run_log.FILENAME),
+                         resume_step=start)
+    run_log.write_json(os.path.join(workdir, "config.json"), meta["config"])
+    if config.train.trace_every:
+      tracer = tracing.Tracer(exp, workdir, start)
+  tracing_on = bool(config.train.trace_every)
+  if tracing_on and start == 0:  # the untrained models, the series' origin
+    host_params = sharding.to_host(state.params, devices)
+    if tracer is not None:
+      tracer(host_params, 0)
+
+  train_chunk = make_train_chunk(exp, devices)
+  advice = layouts.compile_advice(exp.layout, len(exp.members))
+  if advice and writer and start < config.train.num_steps:
+    print(advice, flush=True)
+  hparams, keys = member_inputs(exp, devices)
+  diverged = sharding.to_host(state.diverged_at, devices)
+  total, chunk = config.train.num_steps, config.train.steps_per_chunk
+  on_devices = (f" on {devices.num_devices} devices"
+                if devices.num_devices > 1 else "")
+  with tqdm(total=total, initial=start, unit="step",
+            desc=f"{exp.method} x {len(exp.members)} members{on_devices}",
+            disable=not (config.train.progress and writer)) as progress, \
+      preemption.SigtermFlag() as sigterm:
+    step = start
+    while step < total:
+      num_steps = min(chunk, total - step)
+      state, metrics = train_chunk(state, hparams, keys, num_steps)
+      step += num_steps
+      metrics = sharding.to_host(metrics, devices)
+      now_diverged = sharding.to_host(state.diverged_at, devices)
+      postfix = dict(loss=f"{np.nanmean(metrics['loss']):.2f}",
+                     kl=f"{np.nanmean(metrics['kl']):.2f}")
+      if np.any(now_diverged >= 0):
+        postfix["diverged"] = int(np.sum(now_diverged >= 0))
+      if tracing_on and step % config.train.trace_every == 0:
+        host_params = sharding.to_host(state.params, devices)
+        if tracer is not None:
+          point = tracer(host_params, step)
+          postfix["mig"] = f"{np.nanmedian(point['mig']):.2f}"
+      if writer:
+        log.append(step, metrics)
+        _report_divergence(exp, diverged, now_diverged)
+      diverged = now_diverged
+      progress.update(num_steps)
+      progress.set_postfix(**postfix)
+      stop = sharding.any_process(sigterm.received)
+      if step % config.train.checkpoint_every == 0 or step == total or stop:
+        checkpoint.save(manager, step, state, meta)
+        if on_save is not None:
+          on_save(step, manager)
+      if stop and step < total:
+        manager.wait_until_finished()
+        manager.close()
+        raise preemption.Preempted(workdir, step)
+  manager.wait_until_finished()
+  manager.close()
+  return unpadded(state, devices)
