@@ -37,9 +37,11 @@ from disentax.metrics import (call_metric, full_battery, is_supervised,
 from disentax.metrics.sampling import TrainedMembers
 from disentax.objectives.base import reconstruction_loss
 from disentax.train import restore_members
+from disentax.workdir import (RESULTS_CSV_NAME, RESULTS_JSON_NAME,
+                              results_dir, run_log_path, timings_path,
+                              traversals_dir, write_json)
 
 BATTERIES = ("config", "full", "none")
-TIMINGS_NAME = "timings.json"
 TRAVERSAL_STEPS = 10
 TRAVERSAL_RANGE = 2.0  # latent values from -2 to 2 prior standard deviations
 
@@ -170,8 +172,8 @@ def evaluate(workdir: str, battery: str = "config",
     print(f"  {metric_name}: {timings[metric_name]:.1f} s", flush=True)
   trace_scores = {}
   if exp.objective.trace_scores is not None:
-    lines = [line for line in run_log.read_lines(
-        os.path.join(workdir, run_log.FILENAME)) if line["step"] <= step]
+    lines = [line for line in run_log.read_lines(run_log_path(workdir))
+             if line["step"] <= step]
     trace_scores = exp.objective.trace_scores(lines, exp.members.hparams)
   rows = results.make_rows(
       method=meta["method"], dataset=meta["dataset"],
@@ -182,9 +184,8 @@ def evaluate(workdir: str, battery: str = "config",
   results.write(workdir, rows, factor_names=exp.dataset.factor_names)
   results.write_arrays(workdir, {k: v for k, v in scores.items()
                                  if np.ndim(v) > 1})
-  run_log.write_json(os.path.join(results.results_dir(workdir), TIMINGS_NAME),
-                     {"step": step, "members": len(exp.members),
-                      "seconds": timings})
+  write_json(timings_path(workdir), {"step": step, "members": len(exp.members),
+                                     "seconds": timings})
   if exp.config.eval.traversals if traversals is None else traversals:
     write_traversals(workdir, exp, members, representation(""), rows)
   return rows, exp.config
@@ -219,7 +220,7 @@ def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
             "worst": scored[0]}
   _, x = exp.dataset.sample(jax.random.key(exp.config.eval.seed), 1)
   codes = np.asarray(representation_fn(x))[:, 0]  # [M, d]
-  directory = os.path.join(results.results_dir(workdir), "traversals")
+  directory = traversals_dir(workdir)
   os.makedirs(directory, exist_ok=True)
   paths = []
   for label, (value, member) in chosen.items():
@@ -259,8 +260,8 @@ def print_summary(rows: list[dict[str, Any]],
   if config.eval.nmi_table:
     print(report.format_nmi_matrices(rows, results.read_arrays(workdir),
                                      factor_names))
-  print(f"results: {results.results_dir(workdir)}/"
-        f"{{{results.JSON_NAME},{results.CSV_NAME}}}")
+  print(f"results: {results_dir(workdir)}/"
+        f"{{{RESULTS_JSON_NAME},{RESULTS_CSV_NAME}}}")
 
 
 def main(argv):

@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from disentax import report  # noqa: E402
+from disentax.workdir import ARRAYS_NAME, RESULTS_DIR, TRACE_NAME  # noqa: E402
 
 DPI = 100
 Row = dict[str, Any]
@@ -552,7 +553,7 @@ def write_figures(workdirs: Sequence[str], out_dir: str, *,
     base = os.path.join(out_dir, tag)
     trace = run.trace
     if trace is None:
-      note(f"{tag}: no {report.TRACE_NAME} in {run.workdir} (training-time "
+      note(f"{tag}: no {TRACE_NAME} in {run.workdir} (training-time "
            f"tracing was off): no NMI-over-training or MIG-per-stage figure")
     else:
       if "nmi_matrix" in trace:
@@ -564,7 +565,7 @@ def write_figures(workdirs: Sequence[str], out_dir: str, *,
               trace, labels, f"{base}_nmi_over_training{suffix}.png",
               members=members, title=f"NMI over training, {label}"))
       else:
-        note(f"{tag}: {report.TRACE_NAME} has no nmi_matrix: no "
+        note(f"{tag}: {TRACE_NAME} has no nmi_matrix: no "
              f"NMI-over-training figure")
       if "stage" in trace and "mig" in trace and (trace["stage"] >= 0).any():
         paths.append(mig_per_stage(trace, run.rows,
@@ -577,8 +578,8 @@ def write_figures(workdirs: Sequence[str], out_dir: str, *,
       paths.append(nmi_matrix_figure(run.arrays, run.rows, labels,
                                      f"{base}_nmi_matrix.png"))
     else:
-      note(f"{tag}: no nmi_matrix in results/arrays.npz (evaluate with MIG): "
-           f"no NMI-matrix figure")
+      note(f"{tag}: no nmi_matrix in {RESULTS_DIR}/{ARRAYS_NAME} (evaluate "
+           f"with MIG): no NMI-matrix figure")
     if any("ifp" in (r.get("metrics") or {}) and "factor" in r["hparams"]
            for r in run.rows):
       paths.append(ifp_distributions(run.rows, run.factor_names or [],

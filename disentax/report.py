@@ -43,12 +43,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from disentax import run_log
-from disentax.results import (ARRAYS_NAME, JSON_NAME, RESULTS_DIR,
-                              SCHEMA_VERSION)
+from disentax.results import SCHEMA_VERSION
+from disentax.workdir import (RESULTS_DIR, RESULTS_JSON_NAME, arrays_path,
+                              read_json, results_dir, results_json_path,
+                              trace_path)
 
 STATUSES = ("ok", "non_finite", "diverged")
-TRACE_NAME = "trace.npz"
 # What run_report writes into its output directory.
 MARKDOWN_NAME, CSV_NAME, LATEX_NAME = "report.md", "report.csv", "report.tex"
 GROUPS_CSV_NAME, FIGURES_DIR = "report_groups.csv", "figures"
@@ -61,16 +61,11 @@ Entry = dict[str, Any]
 # Reading a workdir's results files.
 
 
-def results_file(workdir: str) -> str:
-  """Where the evaluation job of `workdir` writes its rows."""
-  return os.path.join(workdir, RESULTS_DIR, JSON_NAME)
-
-
 def _read_results(workdir: str) -> dict[str, Any]:
   """The parsed, schema-checked results.json of `workdir`."""
-  path = results_file(workdir)
-  data = run_log.read_json(path, "evaluate the run first with `python -m "
-                           f"disentax.evaluate --workdir={workdir}`")
+  path = results_json_path(workdir)
+  data = read_json(path, "evaluate the run first with `python -m "
+                   f"disentax.evaluate --workdir={workdir}`")
   if not isinstance(data, dict) or "rows" not in data:
     raise ValueError(
         f"{path} is not a results file (expected an object with "
@@ -124,7 +119,7 @@ def load_trace(workdir: str) -> dict[str, np.ndarray] | None:
   objectives without stages), factor_names str [F].  Shapes are checked
   against each other so a figure never plots misaligned axes.
   """
-  path = os.path.join(workdir, TRACE_NAME)
+  path = trace_path(workdir)
   if not os.path.isfile(path):
     return None
   with np.load(path, allow_pickle=False) as data:
@@ -150,7 +145,7 @@ def load_trace(workdir: str) -> dict[str, np.ndarray] | None:
 def load_arrays(workdir: str) -> dict[str, np.ndarray] | None:
   """`WORKDIR/results/arrays.npz` (per-member arrays, member axis first),
   or None if the evaluation wrote none."""
-  path = os.path.join(workdir, RESULTS_DIR, ARRAYS_NAME)
+  path = arrays_path(workdir)
   if not os.path.isfile(path):
     return None
   with np.load(path, allow_pickle=False) as data:
@@ -193,7 +188,7 @@ def find_workdirs(sweep_root: str) -> list[str]:
     raise ValueError(f"sweep root {sweep_root} is not a directory")
   found = []
   for path, dirnames, _ in os.walk(sweep_root):
-    if os.path.isfile(results_file(path)):
+    if os.path.isfile(results_json_path(path)):
       found.append(path)
       dirnames[:] = []
     else:
@@ -213,7 +208,7 @@ def resolve_workdirs(workdirs: Sequence[str],
     under = find_workdirs(sweep_root)
     if not under:
       raise ValueError(
-          f"no directory under {sweep_root} holds {RESULTS_DIR}/{JSON_NAME}; "
+          f"no directory under {sweep_root} holds {RESULTS_DIR}/{RESULTS_JSON_NAME}; "
           f"evaluate each run first with `python -m disentax.evaluate "
           f"--workdir=RUN`")
     found += under
@@ -821,7 +816,7 @@ def main(argv: Sequence[str]) -> None:
     workdirs = resolve_workdirs(flag_values.workdirs or [],
                                 flag_values.sweep_root)
     out = flag_values.out or (
-        os.path.join(flag_values.workdirs[0], RESULTS_DIR)
+        results_dir(flag_values.workdirs[0])
         if flag_values.workdirs and flag_values.workdirs[0]
         else os.path.join(flag_values.sweep_root, "report"))
     markdown, paths = run_report(

@@ -36,20 +36,15 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from disentax.run_log import write_json
+from disentax.workdir import (arrays_path, results_csv_path, results_dir,
+                              results_json_path, write_json, write_npz,
+                              write_text)
 
 SCHEMA_VERSION = 1
-RESULTS_DIR = "results"
-JSON_NAME, CSV_NAME = "results.json", "results.csv"
-
-
-def results_dir(workdir: str) -> str:
-  return os.path.join(workdir, RESULTS_DIR)
 
 
 def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
@@ -86,6 +81,8 @@ def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
 
 
 def flatten(row: Mapping[str, Any]) -> dict[str, Any]:
+  """A row as one CSV line: hparams as "hp.<name>" (a sequence joined by
+  "/"), metrics as "metric.<name>" (null empty)."""
   flat = {k: v for k, v in row.items() if k not in ("hparams", "metrics")}
   flat.update({f"hp.{k}": ("/".join(f"{x:g}" for x in v)
                             if isinstance(v, (list, tuple)) else v)
@@ -95,22 +92,26 @@ def flatten(row: Mapping[str, Any]) -> dict[str, Any]:
   return flat
 
 
-ARRAYS_NAME = "arrays.npz"
+def csv_text(flat_rows: Sequence[Mapping[str, Any]]) -> str:
+  """CSV of flattened rows; the columns are every key, in first-seen order
+  (a metric only some rows have is an empty cell in the others)."""
+  columns = list(dict.fromkeys(k for r in flat_rows for k in r))
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, columns)
+  writer.writeheader()
+  writer.writerows(flat_rows)
+  return buffer.getvalue()
 
 
 def write_arrays(workdir: str, arrays: Mapping[str, np.ndarray]) -> str:
-  """Writes the per-member arrays atomically; returns the file's path."""
-  directory = results_dir(workdir)
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, ARRAYS_NAME)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-  os.replace(tmp, path)
+  """Writes the per-member arrays; returns the file's path."""
+  path = arrays_path(workdir)
+  write_npz(path, arrays)
   return path
 
 
 def read_arrays(workdir: str) -> dict[str, np.ndarray]:
-  with np.load(os.path.join(results_dir(workdir), ARRAYS_NAME)) as data:
+  with np.load(arrays_path(workdir)) as data:
     return {k: data[k] for k in data.files}
 
 
@@ -119,19 +120,9 @@ def write(workdir: str, rows: Sequence[Mapping[str, Any]],
   """Writes results.json (with the dataset's factor names, so reports can
   label factors without the model) and results.csv; returns the results
   directory."""
-  directory = results_dir(workdir)
   document = {"schema_version": SCHEMA_VERSION, "rows": list(rows)}
   if factor_names is not None:
     document["factor_names"] = list(factor_names)
-  write_json(os.path.join(directory, JSON_NAME), document)
-  flat = [flatten(r) for r in rows]
-  columns = list(dict.fromkeys(k for r in flat for k in r))
-  buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, columns)
-  writer.writeheader()
-  writer.writerows(flat)
-  tmp = os.path.join(directory, CSV_NAME + ".tmp")
-  with open(tmp, "w", newline="") as f:
-    f.write(buffer.getvalue())
-  os.replace(tmp, os.path.join(directory, CSV_NAME))
-  return directory
+  write_json(results_json_path(workdir), document)
+  write_text(results_csv_path(workdir), csv_text([flatten(r) for r in rows]))
+  return results_dir(workdir)

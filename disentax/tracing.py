@@ -32,13 +32,9 @@ import numpy as np
 from disentax.experiment import Experiment, make_encode_members, member_hparams
 from disentax.metrics import mig as mig_lib
 from disentax.metrics.sampling import sample_factors
+from disentax.workdir import trace_path, write_npz
 
-TRACE_NAME = "trace.npz"
 NUM_BINS = 20  # dlib's MIG discretisation, as the evaluator's default
-
-
-def trace_path(workdir: str) -> str:
-  return os.path.join(workdir, TRACE_NAME)
 
 
 def read_trace(workdir: str) -> dict[str, np.ndarray]:
@@ -53,7 +49,7 @@ class Tracer:
   def __init__(self, exp: Experiment, workdir: str, resume_step: int):
     train = exp.config.train
     self.every = int(train.trace_every)
-    self.path = trace_path(workdir)
+    self.workdir = workdir
     self._dataset = exp.dataset
     self._factor_sizes = tuple(int(s) for s in exp.dataset.factor_sizes)
     self._stage = exp.objective.stage
@@ -70,8 +66,9 @@ class Tracer:
 
   def _kept_records(self, resume_step: int) -> dict[str, list[Any]]:
     records = {"step": [], "mig": [], "nmi_matrix": [], "stage": []}
-    if self.every and os.path.isfile(self.path):
-      with np.load(self.path) as old:
+    path = trace_path(self.workdir)
+    if self.every and os.path.isfile(path):
+      with np.load(path) as old:
         keep = old["step"] <= resume_step
         for name in records:
           records[name] = list(old[name][keep])
@@ -97,6 +94,4 @@ class Tracer:
   def _write(self) -> None:
     arrays = {k: np.stack(v) for k, v in self._records.items()}
     arrays["factor_names"] = np.asarray(self._dataset.factor_names)
-    tmp = self.path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, self.path)
+    write_npz(trace_path(self.workdir), arrays)

@@ -30,6 +30,7 @@ from disentax import run_log, sharding, tracing
 from disentax.experiment import (LEARNING_RATE, Experiment, build,
                                  over_members)
 from disentax.models.vae import BatchRows
+from disentax.workdir import config_path, run_log_path, write_json
 
 # Test hook: SIGKILL this process right after the checkpoint of this step has
 # been written, to prove that a killed run resumes exactly.
@@ -495,9 +496,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   start = int(state.step)
   log = tracer = None
   if writer:
-    log = run_log.RunLog(os.path.join(workdir, run_log.FILENAME),
-                         resume_step=start)
-    run_log.write_json(os.path.join(workdir, "config.json"), meta["config"])
+    log = run_log.RunLog(run_log_path(workdir), resume_step=start)
+    write_json(config_path(workdir), meta["config"])
     if config.train.trace_every:
       tracer = tracing.Tracer(exp, workdir, start)
   tracing_on = bool(config.train.trace_every)

@@ -56,11 +56,11 @@ def short_run(config, tmp_path, num_steps, steps_per_chunk=None,
   vmapped (one compile for all; the same function as unrolled), one
   checkpoint at the end.  Returns (final state, per-chunk log lines)."""
   from disentax import run_log, train
+  from disentax.workdir import run_log_path
   config.train.num_steps = config.train.checkpoint_every = num_steps
   if steps_per_chunk:
     config.train.steps_per_chunk = steps_per_chunk
   config.train.learning_rate = learning_rate
   config.train.member_execution = "vmap"
   state = train.train(config, str(tmp_path))
-  return state, run_log.read_lines(os.path.join(str(tmp_path),
-                                                run_log.FILENAME))
+  return state, run_log.read_lines(run_log_path(str(tmp_path)))

@@ -55,7 +55,7 @@ def test_every_metric_scores_every_member(evaluated):
   assert arrays["sap_matrix"].shape == (4, NUM_LATENTS, 5)
   assert arrays["udr_matrix"].shape == (4, 4)
   timings = json.load(open(os.path.join(workdir, "results",
-                                        evaluate.TIMINGS_NAME)))
+                                        "timings.json")))
   assert set(timings["seconds"]) == {"mig", *battery()} - {"dci"}
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from disentax import checkpoint, evaluate, report, run_log, train
 from disentax.experiment import build
+from disentax.workdir import checkpoint_dir, run_log_path
 from tests.conftest import REPO, run_module, tiny_config
 
 # 100 steps in chunks of 5 (~5 s of stepping at the tests' XLA flags): long
@@ -43,14 +44,14 @@ def assert_same_run(workdir, reference):
     for a, b in zip(jax.tree.leaves(getattr(resumed, name)),
                     jax.tree.leaves(getattr(state, name))):
       np.testing.assert_array_equal(a, b)
-  assert (run_log.read_lines(os.path.join(workdir, run_log.FILENAME)) ==
-          run_log.read_lines(os.path.join(reference_dir, run_log.FILENAME)))
+  assert (run_log.read_lines(run_log_path(workdir)) ==
+          run_log.read_lines(run_log_path(reference_dir)))
 
 
 def test_sigterm_checkpoints_exits_and_the_rerun_equals_an_uninterrupted_run(
     tmp_path, uninterrupted):
   workdir = str(tmp_path / "run")
-  log = os.path.join(workdir, run_log.FILENAME)
+  log = run_log_path(workdir)
   process = subprocess.Popen(
       [sys.executable, "-m", "disentax.main", f"--workdir={workdir}",
        *LONG_FLAGS], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -79,7 +80,7 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint_usable(
                       check=False,
                       env={train.KILL_DURING_SAVE_ENV: str(LONG_STEPS)})
   assert killed.returncode == -signal.SIGKILL, killed.stderr
-  leftovers = os.listdir(checkpoint.checkpoint_dir(workdir))
+  leftovers = os.listdir(checkpoint_dir(workdir))
   assert any("tmp" in name for name in leftovers), leftovers  # mid-save
   _, step = checkpoint.latest_step_or_fail(workdir)
   assert step == LONG_STEPS // 2

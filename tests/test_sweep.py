@@ -15,6 +15,7 @@ import ml_collections
 import pytest
 
 from disentax import report, results, sweep
+from disentax.workdir import job_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "experiments/beta_vae.py:tiny"
@@ -54,7 +55,7 @@ def set_state(root, job, state, **extra):
             "host": socket.gethostname(), "pid": os.getpid(),
             "started": "2024-01-01T00:00:00+00:00", **extra}
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, sweep.JOB_NAME), "w") as f:
+  with open(job_path(workdir), "w") as f:
     json.dump(record, f)
   return workdir
 

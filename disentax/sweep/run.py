@@ -15,10 +15,9 @@ from typing import Any
 import ml_collections
 
 from disentax import config as config_lib
-from disentax import run_log, sharding
+from disentax import sharding
 from disentax.sweep.plan import Job, job_config, job_workdir, load_jobs
-
-JOB_NAME = "job.json"
+from disentax.workdir import job_path, write_json
 
 # What job.json records (`status` counts it in status.STATES).
 RECORDED_STATES = ("running", "done", "failed", "preempted", "interrupted",
@@ -32,13 +31,9 @@ def _now() -> str:
       timespec="seconds")
 
 
-def job_file(workdir: str) -> str:
-  return os.path.join(workdir, JOB_NAME)
-
-
 def read_job_file(workdir: str) -> dict[str, Any] | None:
   """WORKDIR/job.json, or None when the job never started there."""
-  path = job_file(workdir)
+  path = job_path(workdir)
   if not os.path.isfile(path):
     return None
   with open(path) as f:
@@ -144,8 +139,7 @@ def run_job(root: str, job: int | None = None, *, distributed: bool = False,
 
   def write_state(state: str, **extra: Any) -> None:
     if writer:
-      run_log.write_json(job_file(workdir), {**record, "state": state,
-                                             **extra})
+      write_json(job_path(workdir), {**record, "state": state, **extra})
 
   from disentax import evaluate, train  # pylint: disable=g-import-not-at-top
   write_state("running")
