@@ -258,7 +258,7 @@ def print_summary(rows: list[dict[str, Any]],
   if any("ifp" in (row.get("metrics") or {}) for row in rows):
     print(report.ifp_table(rows, factor_names))
   if config.eval.nmi_table:
-    print(report.format_nmi_matrices(rows, results.read_arrays(workdir),
+    print(report.format_nmi_matrices(rows, results.load_arrays(workdir),
                                      factor_names))
   print(f"results: {results_dir(workdir)}/"
         f"{{{RESULTS_JSON_NAME},{RESULTS_CSV_NAME}}}")

@@ -14,7 +14,7 @@ Machine Learning 2022): what a failure-rate table alone does not show.
     (Fig. 10);
   * `write_figures`: every figure the given workdirs have inputs for.
 
-Only results files are read (`disentax.report.load_run`), never a model.
+Only results files are read (`disentax.results.load_run`), never a model.
 Every figure has a title, axis labels and (with several series) a legend,
 and a size fixed by its content as documented per function, saved at
 `DPI` without tight cropping, so its pixel size is predictable.  Sizes are
@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from disentax import report  # noqa: E402
+from disentax import report, results  # noqa: E402
 from disentax.workdir import ARRAYS_NAME, RESULTS_DIR, TRACE_NAME  # noqa: E402
 
 DPI = 100
@@ -542,7 +542,7 @@ def write_figures(workdirs: Sequence[str], out_dir: str, *,
   results/arrays.npz), TAG_ifp.png (annealing-test rows).
   """
   note = note or _stderr
-  runs = [report.load_run(w) for w in workdirs]
+  runs = [results.load_run(w) for w in workdirs]
   rows = [row for run in runs for row in run.rows]
   paths = []
   for name in report.metric_names(report.select_rows(rows, step)):

@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from disentax import config as config_lib
-from disentax import ifp, report
+from disentax import ifp, results
 from disentax.data import make_dataset
 from disentax.workdir import config_path, write_text
 
@@ -86,7 +86,7 @@ def propose(workdir: str, quantile: float = 0.1
   with open(config_path(workdir)) as f:
     config = config_lib.from_dict(json.load(f))
   factor_names = make_dataset(config.dataset).factor_names
-  samples = ifp_samples(report.load_rows([workdir]), factor_names)
+  samples = ifp_samples(results.load_rows([workdir]), factor_names)
   return ifp.propose_stages(samples, quantile=quantile), samples
 
 

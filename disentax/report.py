@@ -34,7 +34,6 @@ layout), report_groups.csv (per group) and OUT/figures/*.png.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
 import os
 import statistics
@@ -43,185 +42,15 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from disentax.results import SCHEMA_VERSION
-from disentax.workdir import (RESULTS_DIR, RESULTS_JSON_NAME, arrays_path,
-                              read_json, results_dir, results_json_path,
-                              trace_path)
-
-STATUSES = ("ok", "non_finite", "diverged")
+from disentax.results import (STATUSES, RunResults, load_run,
+                              resolve_workdirs)
+from disentax.workdir import results_dir
 # What run_report writes into its output directory.
 MARKDOWN_NAME, CSV_NAME, LATEX_NAME = "report.md", "report.csv", "report.tex"
 GROUPS_CSV_NAME, FIGURES_DIR = "report_groups.csv", "figures"
 
 Row = dict[str, Any]
 Entry = dict[str, Any]
-
-
-# --------------------------------------------------------------------------
-# Reading a workdir's results files.
-
-
-def _read_results(workdir: str) -> dict[str, Any]:
-  """The parsed, schema-checked results.json of `workdir`."""
-  path = results_json_path(workdir)
-  data = read_json(path, "evaluate the run first with `python -m "
-                   f"disentax.evaluate --workdir={workdir}`")
-  if not isinstance(data, dict) or "rows" not in data:
-    raise ValueError(
-        f"{path} is not a results file (expected an object with "
-        f"'schema_version' and 'rows')")
-  version = data.get("schema_version")
-  if version != SCHEMA_VERSION:
-    raise ValueError(
-        f"{path} has schema_version {version!r}; this disentax reads "
-        f"schema_version {SCHEMA_VERSION} only")
-  for i, row in enumerate(data["rows"]):
-    row_version = row.get("schema_version", SCHEMA_VERSION)
-    if row_version != SCHEMA_VERSION:
-      raise ValueError(
-          f"{path}: row {i} has schema_version {row_version!r}; expected "
-          f"{SCHEMA_VERSION}")
-  names = data.get("factor_names")
-  if names is not None and (not isinstance(names, list)
-                            or not all(isinstance(n, str) for n in names)):
-    raise ValueError(f"{path}: factor_names must be a list of strings, got "
-                     f"{names!r}")
-  return data
-
-
-def load_rows(workdirs: Sequence[str]) -> list[Row]:
-  """All results rows of `workdirs`, concatenated in the given order.
-
-  Raises:
-    FileNotFoundError: a workdir has no results file yet (the message says
-      which path, and how to produce it).
-    ValueError: a file is not a results file of a known schema version.
-  """
-  if isinstance(workdirs, str):
-    workdirs = [workdirs]
-  if not workdirs:
-    raise ValueError("load_rows: no workdirs given")
-  rows: list[Row] = []
-  for workdir in workdirs:
-    rows.extend(_read_results(workdir)["rows"])
-  return rows
-
-
-TRACE_SHAPES = {"step": "T", "mig": "T,M", "nmi_matrix": "T,M,d,F",
-                "stage": "T,M", "factor_names": "F"}
-
-
-def load_trace(workdir: str) -> dict[str, np.ndarray] | None:
-  """`WORKDIR/trace.npz` (training-time metric trace), or None if absent.
-
-  Arrays (each optional but `step`): step int [T], mig float [T, M],
-  nmi_matrix float [T, M, d, F], stage int [T, M] (DEFT stage index, -1 for
-  objectives without stages), factor_names str [F].  Shapes are checked
-  against each other so a figure never plots misaligned axes.
-  """
-  path = trace_path(workdir)
-  if not os.path.isfile(path):
-    return None
-  with np.load(path, allow_pickle=False) as data:
-    trace = {k: data[k] for k in data.files}
-  if "step" not in trace:
-    raise ValueError(f"{path}: no 'step' array (has {sorted(trace)})")
-  sizes: dict[str, int] = {}
-  for name, axes in TRACE_SHAPES.items():
-    if name not in trace:
-      continue
-    shape = trace[name].shape
-    axes = axes.split(",")
-    if len(shape) != len(axes):
-      raise ValueError(f"{path}: {name} has shape {shape}; expected "
-                       f"[{', '.join(axes)}]")
-    for axis, size in zip(axes, shape):
-      if sizes.setdefault(axis, size) != size:
-        raise ValueError(f"{path}: {name} has {axis}={size} but another "
-                         f"array has {axis}={sizes[axis]}")
-  return trace
-
-
-def load_arrays(workdir: str) -> dict[str, np.ndarray] | None:
-  """`WORKDIR/results/arrays.npz` (per-member arrays, member axis first),
-  or None if the evaluation wrote none."""
-  path = arrays_path(workdir)
-  if not os.path.isfile(path):
-    return None
-  with np.load(path, allow_pickle=False) as data:
-    return {k: data[k] for k in data.files}
-
-
-@dataclasses.dataclass
-class RunResults:
-  """Everything the report reads from one workdir (no model)."""
-  workdir: str
-  rows: list[Row]
-  factor_names: list[str] | None  # results.json, else trace.npz, else None
-  arrays: dict[str, np.ndarray] | None
-  trace: dict[str, np.ndarray] | None
-
-  def factor_labels(self, num_factors: int) -> list[str]:
-    """The factor names when known and of the right length, else c0, c1..."""
-    if self.factor_names and len(self.factor_names) == num_factors:
-      return list(self.factor_names)
-    return [f"c{k}" for k in range(num_factors)]
-
-
-def load_run(workdir: str) -> RunResults:
-  """Reads the results, arrays and trace of one workdir (see module doc)."""
-  data = _read_results(workdir)
-  trace = load_trace(workdir)
-  names = data.get("factor_names")
-  if names is None and trace is not None and "factor_names" in trace:
-    names = [str(n) for n in trace["factor_names"]]
-  return RunResults(workdir=workdir, rows=list(data["rows"]),
-                    factor_names=names, arrays=load_arrays(workdir),
-                    trace=trace)
-
-
-def find_workdirs(sweep_root: str) -> list[str]:
-  """Every directory under `sweep_root` (itself included) holding
-  results/results.json, in sorted path order; not descending into a found
-  workdir (its checkpoints can be large trees)."""
-  if not os.path.isdir(sweep_root):
-    raise ValueError(f"sweep root {sweep_root} is not a directory")
-  found = []
-  for path, dirnames, _ in os.walk(sweep_root):
-    if os.path.isfile(results_json_path(path)):
-      found.append(path)
-      dirnames[:] = []
-    else:
-      dirnames.sort()
-  return found
-
-
-def resolve_workdirs(workdirs: Sequence[str],
-                     sweep_root: str | None = None) -> list[str]:
-  """The explicit `workdirs` then those found under `sweep_root`, each once.
-
-  Raises:
-    ValueError: nothing to report on, or a sweep root without results.
-  """
-  found = [w for w in workdirs if w]
-  if sweep_root:
-    under = find_workdirs(sweep_root)
-    if not under:
-      raise ValueError(
-          f"no directory under {sweep_root} holds {RESULTS_DIR}/{RESULTS_JSON_NAME}; "
-          f"evaluate each run first with `python -m disentax.evaluate "
-          f"--workdir=RUN`")
-    found += under
-  if not found:
-    raise ValueError("no workdirs given; pass --workdirs=A,B,... or "
-                     "--sweep_root=DIR")
-  unique, seen = [], set()
-  for workdir in found:
-    key = os.path.realpath(workdir)
-    if key not in seen:
-      seen.add(key)
-      unique.append(workdir)
-  return unique
 
 
 def metric_names(rows: Iterable[Row]) -> list[str]:

@@ -22,7 +22,6 @@ uninterrupted run.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
@@ -32,15 +31,10 @@ import numpy as np
 from disentax.experiment import Experiment, make_encode_members, member_hparams
 from disentax.metrics import mig as mig_lib
 from disentax.metrics.sampling import sample_factors
+from disentax.results import load_trace
 from disentax.workdir import trace_path, write_npz
 
 NUM_BINS = 20  # dlib's MIG discretisation, as the evaluator's default
-
-
-def read_trace(workdir: str) -> dict[str, np.ndarray]:
-  """The trace arrays of a workdir (FileNotFoundError if it was not traced)."""
-  with np.load(trace_path(workdir)) as data:
-    return {k: data[k] for k in data.files}
 
 
 class Tracer:
@@ -66,12 +60,11 @@ class Tracer:
 
   def _kept_records(self, resume_step: int) -> dict[str, list[Any]]:
     records = {"step": [], "mig": [], "nmi_matrix": [], "stage": []}
-    path = trace_path(self.workdir)
-    if self.every and os.path.isfile(path):
-      with np.load(path) as old:
-        keep = old["step"] <= resume_step
-        for name in records:
-          records[name] = list(old[name][keep])
+    old = load_trace(self.workdir) if self.every else None
+    if old is not None:
+      keep = old["step"] <= resume_step
+      for name in records:
+        records[name] = list(old[name][keep])
     return records
 
   def __call__(self, params: Any, step: int) -> dict[str, np.ndarray]:

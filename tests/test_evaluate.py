@@ -51,7 +51,7 @@ def test_every_metric_scores_every_member(evaluated):
     assert all(v is not None and math.isfinite(v)
                for v in row["metrics"].values())
     assert 0 <= row["metrics"]["active_latents"] <= NUM_LATENTS
-  arrays = results.read_arrays(workdir)
+  arrays = results.load_arrays(workdir)
   assert arrays["sap_matrix"].shape == (4, NUM_LATENTS, 5)
   assert arrays["udr_matrix"].shape == (4, 4)
   timings = json.load(open(os.path.join(workdir, "results",
@@ -61,7 +61,7 @@ def test_every_metric_scores_every_member(evaluated):
 
 def test_udr_compares_seeds_within_a_beta(evaluated):
   """Members 0,1 share beta 1, members 2,3 beta 4 (hyperparameter-major)."""
-  udr = results.read_arrays(evaluated[0])["udr_matrix"]
+  udr = results.load_arrays(evaluated[0])["udr_matrix"]
   within = [(0, 1), (1, 0), (2, 3), (3, 2)]
   across = [(i, j) for i in range(4) for j in range(4)
             if i != j and (i, j) not in within]

@@ -8,15 +8,14 @@ import os
 import numpy as np
 import pytest
 
-from disentax import figures, report
-from tests.test_report import (DEFT_MIG, DEFT_STAGES, EXPECTED_FIGURES,
-                               FACTORS, make_sweep, png_size)
+from disentax import figures, results
+from tests.synthetic_runs import (DEFT_MIG, DEFT_STAGES, EXPECTED_FIGURES,
+                                  FACTORS, png_size)
 
 
 @pytest.fixture(scope="module")
-def drawn(tmp_path_factory):
-  root = str(tmp_path_factory.mktemp("sweep"))
-  workdirs = make_sweep(root)
+def drawn(synthetic_sweep):
+  root, workdirs = synthetic_sweep
   out = os.path.join(root, "figures")
   notes = []
   paths = figures.write_figures(workdirs, out, metric="mig", threshold=0.1,
@@ -43,7 +42,7 @@ def test_write_figures_notes_what_it_skipped(drawn):
 
 def test_write_figures_without_trace_or_arrays(drawn, tmp_path):
   rows = [dict(r, metrics={"mig": r["metrics"]["mig"]})
-          for r in report.load_rows([drawn[0][0]])]
+          for r in results.load_rows([drawn[0][0]])]
   bare = tmp_path / "bare"
   os.makedirs(bare / "results")
   with open(bare / "results" / "results.json", "w") as f:
@@ -57,7 +56,7 @@ def test_write_figures_without_trace_or_arrays(drawn, tmp_path):
 
 
 def test_metric_distributions_two_datasets(drawn, tmp_path):
-  rows = report.load_rows(drawn[0])
+  rows = results.load_rows(drawn[0])
   other = [dict(r, dataset="cars3d") for r in rows
            if r["method"] == "beta_vae"]
   path = figures.metric_distributions(rows + other, "reconstruction_error",
@@ -81,7 +80,7 @@ def test_nmi_top2_known_values():
 
 
 def test_stage_end_values_and_median_member(drawn):
-  trace = report.load_trace(drawn[0][1])
+  trace = results.load_trace(drawn[0][1])
   mig = trace["mig"]
   ends = figures.stage_end_values(trace["stage"], mig, [0, 1, 2])
   assert sorted(ends) == sorted(set(DEFT_STAGES))
@@ -96,17 +95,17 @@ def test_stage_end_values_and_median_member(drawn):
 
 
 def test_mig_per_stage_needs_stages(drawn, tmp_path):
-  trace = report.load_trace(drawn[0][0])  # beta_vae: stage -1
+  trace = results.load_trace(drawn[0][0])  # beta_vae: stage -1
   with pytest.raises(ValueError, match="no DEFT stage"):
     figures.mig_per_stage(trace, None, str(tmp_path / "x.png"))
-  deft = report.load_trace(drawn[0][1])
+  deft = results.load_trace(drawn[0][1])
   path = figures.mig_per_stage(deft, None, str(tmp_path / "stages.png"))
   assert png_size(path) == (800, 450)
 
 
 def test_nmi_figures_check_factor_names(drawn, tmp_path):
   # (Both are drawn, at their documented sizes, in test_write_figures_sizes.)
-  run = report.load_run(drawn[0][1])
+  run = results.load_run(drawn[0][1])
   with pytest.raises(ValueError, match="2 factor names"):
     figures.nmi_over_training(run.trace, ["a", "b"], str(tmp_path / "x.png"))
   with pytest.raises(ValueError, match="2 factor names"):

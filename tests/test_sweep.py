@@ -375,7 +375,7 @@ def test_merge_done_jobs_and_list_missing(tmp_path):
 
   # The report over the sweep root finds the same two workdirs (nothing
   # merge wrote looks like a run) and writes the same table.
-  workdirs = report.find_workdirs(root)
+  workdirs = results.find_workdirs(root)
   assert workdirs == [sweep.job_workdir(root, j) for j in jobs[:2]]
   again = str(tmp_path / "again")
   report.run_report(workdirs, again, figures=False)
@@ -535,5 +535,5 @@ def test_local_launcher_runs_tiny_sweep_then_merge(tmp_path):
               (jobs[1].name, 4.0, 0, 10), (jobs[1].name, 4.0, 1, 10)]
   assert all(0 <= r["metrics"]["mig"] <= 1 for r in merged["rows"])
   assert "## Jobs merged: 2 of 2" in merged["markdown"]
-  assert report.find_workdirs(root) == [sweep.job_workdir(root, j)
+  assert results.find_workdirs(root) == [sweep.job_workdir(root, j)
                                         for j in jobs]

@@ -49,7 +49,7 @@ def merge(root: str, out: str | None = None, *, metric: str = "mig",
       missing.append({"index": entry["index"], "name": entry["name"],
                       "state": entry["state"], "detail": detail})
       continue
-    job_rows = report.load_rows([entry["workdir"]])
+    job_rows = results.load_rows([entry["workdir"]])
     rows += [{"job": entry["name"], **row} for row in job_rows]
     merged.append(entry["name"])
     workdirs.append(entry["workdir"])
