@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from disentax import checkpoint, report, results, run_log
+from disentax import checkpoint, results, run_log
 from disentax import config as config_lib
 from disentax.data import make_dataset
 from disentax.experiment import (Experiment, build, make_encode_members,
@@ -36,6 +36,7 @@ from disentax.metrics import (call_metric, full_battery, is_supervised,
                               make_battery)
 from disentax.metrics.sampling import TrainedMembers
 from disentax.objectives.base import reconstruction_loss
+from disentax.reporting import pictures, render, tables
 from disentax.train import restore_members
 from disentax.workdir import (RESULTS_CSV_NAME, RESULTS_JSON_NAME,
                               results_dir, run_log_path, timings_path,
@@ -208,7 +209,6 @@ def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
                      ) -> list[str]:
   """Traversal grids of the best, median and worst finite member by the
   primary metric, each around the code of one fixed observation."""
-  from disentax import figures  # matplotlib only when pictures are drawn
   metric = exp.config.eval.metric.name
   scored = sorted((row["metrics"][metric], row["member"]) for row in rows
                   if row["status"] == "ok"
@@ -231,7 +231,7 @@ def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
     images = images.reshape(d, TRAVERSAL_STEPS, *images.shape[1:])
     seed = rows[member]["seed"]
     path = os.path.join(directory, f"{label}_member{member}_seed{seed}.png")
-    figures.traversal_figure(
+    pictures.traversal_figure(
         images, path, title=f"{exp.method} on {exp.dataset.name}: {label} "
         f"{metric} {value:.3f} (member {member}, seed {seed}); latent "
         f"values {-TRAVERSAL_RANGE:g}..{TRAVERSAL_RANGE:g}")
@@ -248,18 +248,19 @@ def print_summary(rows: list[dict[str, Any]],
   if threshold is None:
     threshold = config.eval.failure_threshold
   metric = config.eval.metric.name
-  if metric in report.metric_names(rows):
-    table = report.failure_rate_table(rows, metric=metric,
+  if metric in tables.metric_names(rows):
+    table = tables.failure_rate_table(rows, metric=metric,
                                       threshold=threshold)
-    print(report.format_markdown(table, metric=metric, threshold=threshold))
-  if len(report.metric_names(rows)) > 1:
-    print(report.metric_summary(rows))
+    print(render.format_markdown(table, metric=metric, threshold=threshold))
+  if len(tables.metric_names(rows)) > 1:
+    print(render.format_metric_summary(tables.metric_summary(rows)))
   factor_names = make_dataset(config.dataset).factor_names
   if any("ifp" in (row.get("metrics") or {}) for row in rows):
-    print(report.ifp_table(rows, factor_names))
+    print(render.format_ifp_table(tables.ifp_summary(rows), factor_names))
   if config.eval.nmi_table:
-    print(report.format_nmi_matrices(rows, results.load_arrays(workdir),
-                                     factor_names))
+    print(render.format_nmi_matrices(
+        tables.nmi_matrix_means(rows, results.load_arrays(workdir)),
+        factor_names))
   print(f"results: {results_dir(workdir)}/"
         f"{{{RESULTS_JSON_NAME},{RESULTS_CSV_NAME}}}")
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from disentax import evaluate, report, results, train
+from disentax import evaluate, results, train
 from disentax.metrics import METRICS
+from disentax.reporting import report
 from experiments.common import battery
 from tests.conftest import tiny_config
 
@@ -93,7 +94,7 @@ def test_traversals_of_best_median_worst(evaluated):
   assert f"best_member{best['member']}_seed{best['seed']}.png" in names
   for name in names:
     with Image.open(os.path.join(directory, name)) as image:
-      # figures.traversal_figure: (1.5 + 0.75 steps) x (1 + 0.75 d) inches
+      # pictures.traversal_figure: (1.5 + 0.75 steps) x (1 + 0.75 d) inches
       # at 100 dpi; 10 steps, 10 latents.
       assert image.size == (900, 850)
 

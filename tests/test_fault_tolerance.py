@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import checkpoint, evaluate, report, run_log, train
+from disentax import checkpoint, evaluate, run_log, train
 from disentax.experiment import build
+from disentax.reporting import render, tables
 from disentax.workdir import checkpoint_dir, run_log_path
 from tests.conftest import REPO, run_module, tiny_config
 
@@ -112,11 +113,11 @@ def test_a_diverging_member_is_frozen_reported_and_leaves_the_others_alone(
                               traversals=False)
   assert [r["status"] for r in rows] == ["ok", "ok", "diverged", "diverged"]
   assert [r["diverged_at_step"] for r in rows] == [None, None, 1, 1]
-  table = report.failure_rate_table(rows, metric="mig", threshold=0.1)
+  table = tables.failure_rate_table(rows, metric="mig", threshold=0.1)
   frozen = max(table, key=lambda e: e["hparams"]["learning_rate"])
   assert frozen["diverged_seeds"] == {0: 1, 1: 1}
   assert frozen["n_scored"] == 0 and frozen["n_non_finite"] == 2
-  text = report.format_markdown(table, metric="mig", threshold=0.1)
+  text = render.format_markdown(table, metric="mig", threshold=0.1)
   assert "diverged: seed 0 at step 1, seed 1 at step 1" in text
 
 

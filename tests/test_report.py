@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from disentax import report, results
+from disentax import results
+from disentax.reporting import render, report, tables
 from tests.synthetic_runs import (BVAE_MIG, DEFT_MIG, EXPECTED_FIGURES,
                                   METRICS, ROWS, make_row, png_size,
                                   write_workdir)
@@ -20,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_failure_rate_known_values():
-  [entry] = report.failure_rate_table(ROWS, metric="mig", threshold=0.1)
+  [entry] = tables.failure_rate_table(ROWS, metric="mig", threshold=0.1)
   assert entry["method"] == "beta_vae" and entry["dataset"] == "dsprites"
   assert entry["hparams"] == {"beta": 4.0}
   assert entry["n_seeds"] == 4
@@ -40,15 +41,16 @@ def test_failure_rate_known_values():
 
 
 def test_nan_metric_counts_as_non_finite():
-  rows = [make_row(0, 0.5), make_row(1, float("nan")), make_row(2, float("inf"))]
-  [entry] = report.failure_rate_table(rows)
+  rows = [make_row(0, 0.5), make_row(1, float("nan")),
+          make_row(2, float("inf"))]
+  [entry] = tables.failure_rate_table(rows)
   assert entry["n_scored"] == 1 and entry["n_failed"] == 0
   assert entry["non_finite_seeds"] == [1, 2]
   assert entry["failure_rate"] == 0.0
 
 
 def test_threshold_is_strict():
-  [entry] = report.failure_rate_table([make_row(0, 0.1), make_row(1, 0.0999)],
+  [entry] = tables.failure_rate_table([make_row(0, 0.1), make_row(1, 0.0999)],
                                       threshold=0.1)
   assert entry["failed_seeds"] == [1]
 
@@ -56,7 +58,7 @@ def test_threshold_is_strict():
 def test_groups_by_beta_sorted():
   rows = ([make_row(s, 0.5, beta=16.0) for s in range(3)]
           + [make_row(s, 0.01 * s, beta=1.0) for s in range(5)])
-  table = report.failure_rate_table(rows)
+  table = tables.failure_rate_table(rows)
   assert [e["hparams"]["beta"] for e in table] == [1.0, 16.0]
   low, high = table
   assert (low["n_seeds"], low["n_failed"], low["failure_rate"]) == (5, 5, 100)
@@ -65,50 +67,52 @@ def test_groups_by_beta_sorted():
 
 
 def test_groups_sorted_by_method_then_dataset():
-  rows = [make_row(0, 0.5, method="factor_vae"), make_row(0, 0.5, dataset="cars3d"),
-          make_row(0, 0.5)]
-  table = report.failure_rate_table(rows)
+  rows = [make_row(0, 0.5, method="factor_vae"),
+          make_row(0, 0.5, dataset="cars3d"), make_row(0, 0.5)]
+  table = tables.failure_rate_table(rows)
   assert [(e["method"], e["dataset"]) for e in table] == [
       ("beta_vae", "cars3d"), ("beta_vae", "dsprites"),
       ("factor_vae", "dsprites")]
 
 
 def test_each_seed_counts_once_latest_step():
-  rows = [make_row(0, 0.01, step=100), make_row(0, 0.5, step=200), make_row(1, 0.3)]
-  [entry] = report.failure_rate_table(rows)
+  rows = [make_row(0, 0.01, step=100), make_row(0, 0.5, step=200),
+          make_row(1, 0.3)]
+  [entry] = tables.failure_rate_table(rows)
   assert entry["n_seeds"] == 2 and entry["n_failed"] == 0
   assert entry["steps"] == [200, 1000]
-  [at_100] = report.failure_rate_table(rows, step=100)
+  [at_100] = tables.failure_rate_table(rows, step=100)
   assert at_100["n_seeds"] == 1 and at_100["failed_seeds"] == [0]
 
 
 def test_duplicate_seed_at_same_step_is_an_error():
   with pytest.raises(ValueError, match="two results rows for seed 0"):
-    report.failure_rate_table([make_row(0, 0.5), make_row(0, 0.4)])
+    tables.failure_rate_table([make_row(0, 0.5), make_row(0, 0.4)])
 
 
 def test_missing_metric_is_an_error():
   with pytest.raises(ValueError, match="metric 'dci' missing"):
-    report.failure_rate_table(ROWS, metric="dci")
+    tables.failure_rate_table(ROWS, metric="dci")
 
 
 def test_unknown_status_is_an_error():
   with pytest.raises(ValueError, match="unknown status 'exploded'"):
-    report.failure_rate_table([make_row(0, 0.5, status="exploded")])
+    tables.failure_rate_table([make_row(0, 0.5, status="exploded")])
 
 
 def test_all_non_finite_group():
-  [entry] = report.failure_rate_table(
-      [make_row(0, None, status="non_finite"), make_row(1, None, status="non_finite")])
+  [entry] = tables.failure_rate_table(
+      [make_row(0, None, status="non_finite"),
+       make_row(1, None, status="non_finite")])
   assert entry["n_scored"] == 0 and entry["failure_rate"] is None
   assert entry["mean"] is None and entry["non_finite_seeds"] == [0, 1]
-  text = report.format_markdown([entry], "mig", 0.1)
+  text = render.format_markdown([entry], "mig", 0.1)
   assert "| 0/0 | n/a | n/a | n/a | n/a | 2 (seeds 0, 1) |" in text
 
 
 def test_markdown_contains_threshold_and_values():
-  table = report.failure_rate_table(ROWS + [make_row(0, 0.4, beta=16.0)])
-  text = report.format_markdown(table, "mig", 0.1)
+  table = tables.failure_rate_table(ROWS + [make_row(0, 0.4, beta=16.0)])
+  text = render.format_markdown(table, "mig", 0.1)
   assert "failure = MIG < 0.1" in text
   assert "5 seeds in 2 groups, 4 scored, 1 failed, 1 non-finite" in text
   assert ("| method | dataset | hyperparameters | seeds | failed | failure % "
@@ -120,15 +124,15 @@ def test_markdown_contains_threshold_and_values():
 
 
 def test_format_hparams():
-  assert report.format_hparams({"gamma": 10.0, "beta": 4.0}) == (
+  assert tables.format_hparams({"gamma": 10.0, "beta": 4.0}) == (
       "beta=4, gamma=10")
-  assert report.format_hparams({"beta": 0.5}) == "beta=0.5"
-  assert report.format_hparams({}) == "-"
+  assert tables.format_hparams({"beta": 0.5}) == "beta=0.5"
+  assert tables.format_hparams({}) == "-"
 
 
 def test_write_csv(tmp_path):
   path = tmp_path / "report.csv"
-  report.write_csv(report.failure_rate_table(ROWS), str(path))
+  render.write_csv(tables.failure_rate_table(ROWS), str(path))
   with open(path) as f:
     [row] = list(csv.DictReader(f))
   assert row["hparams"] == "beta=4"
@@ -183,32 +187,34 @@ def test_cli_missing_results_fails_clearly(tmp_path):
 
 def test_pivot_rows_are_methods_columns_datasets():
   rows = (ROWS + [make_row(s, 0.5, dataset="cars3d") for s in range(2)]
-          + [make_row(s, 0.01, method="deft", dataset="cars3d") for s in range(3)])
-  table = report.failure_rate_table(rows)
-  datasets, pivot = report.pivot_by_dataset(table)
+          + [make_row(s, 0.01, method="deft", dataset="cars3d")
+             for s in range(3)])
+  table = tables.failure_rate_table(rows)
+  datasets, pivot = tables.pivot_by_dataset(table)
   assert datasets == ["cars3d", "dsprites"]
   assert [(r["method"], sorted(r["cells"])) for r in pivot] == [
       ("beta_vae", ["cars3d", "dsprites"]), ("deft", ["cars3d"])]
-  text = report.format_pivot_markdown(table, "mig", 0.1)
+  text = render.format_pivot_markdown(table, "mig", 0.1)
   assert "| method | hyperparameters | cars3d | dsprites |" in text
   assert ("| beta_vae | beta=4 | 0.0 (0/2) | 33.3 (1/3; 1 non-finite) |"
           in text)
   assert "| deft | beta=4 | 100.0 (3/3) | - |" in text  # not run: "-"
   assert "2-4 seeds per cell" in text
-  latex = report.format_pivot_latex(table, "mig", 0.1)
+  latex = render.format_pivot_latex(table, "mig", 0.1)
   assert "deft & beta=4 & 100.0 (3/3) & -- \\\\" in latex
 
 
 def test_pivot_all_non_finite_cell_is_not_hidden():
-  table = report.failure_rate_table(
-      [make_row(0, None, status="non_finite"), make_row(1, None, status="non_finite")])
-  text = report.format_pivot_markdown(table, "mig", 0.1)
+  table = tables.failure_rate_table(
+      [make_row(0, None, status="non_finite"),
+       make_row(1, None, status="non_finite")])
+  text = render.format_pivot_markdown(table, "mig", 0.1)
   assert "| beta_vae | beta=4 | n/a (0/0; 2 non-finite) |" in text
   assert "beta_vae (beta=4) on dsprites: seeds 0, 1" in text
 
 
 def test_latex_escape():
-  assert report.latex_escape("beta_vae 50% a&b <0.1> {x}") == (
+  assert render.latex_escape("beta_vae 50% a&b <0.1> {x}") == (
       r"beta\_vae 50\% a\&b \textless{}0.1\textgreater{} \{x\}")
 
 
@@ -318,8 +324,8 @@ def test_report_figures_are_pngs_of_fixed_size(written):
 
 
 def test_report_at_step(synthetic_sweep, tmp_path):
-  markdown, paths = report.run_report(synthetic_sweep[1], str(tmp_path), step=500,
-                                      figures=False)
+  markdown, paths = report.run_report(synthetic_sweep[1], str(tmp_path),
+                                      step=500, figures=False)
   assert "(at step 500)" in markdown
   assert "| beta_vae | beta=4 | 0.0 (0/1) |" in markdown
   assert "| deft |" not in markdown  # deft has no row at step 500
@@ -344,7 +350,8 @@ def test_no_workdirs_is_an_error(tmp_path):
     report.run_report([], str(tmp_path))
 
 
-def test_workdir_without_results_says_how_to_make_them(synthetic_sweep, tmp_path):
+def test_workdir_without_results_says_how_to_make_them(synthetic_sweep,
+                                                       tmp_path):
   empty = str(tmp_path / "fresh_run")
   os.makedirs(empty)
   with pytest.raises(FileNotFoundError,
@@ -393,8 +400,12 @@ def test_metric_summary_medians_and_ranges():
             "status": status, "metrics": {"mig": mig, "dci": dci}}
   rows = [row(0, 0.1, 0.5), row(1, 0.3, None, "non_finite"), row(2, 0.2, 0.7),
           row(3, 0.4, 0.6)]
-  text = report.metric_summary(rows)
+  summary = tables.metric_summary(rows)
+  text = render.format_metric_summary(summary)
   # mig over 4 finite seeds: median 0.25, 10% = 0.13, 90% = 0.37 (linear).
   assert "| m | d | beta=1 | mig | 0.25 | 0.13 | 0.37 | 4/4 |" in text
   # dci over its 3 finite seeds; the null one is counted, not dropped.
   assert "| m | d | beta=1 | dci | 0.6 | 0.52 | 0.68 | 3/4 |" in text
+  assert [(e["metric"], e["n_finite"], e["n_seeds"]) for e in summary] == [
+      ("dci", 3, 4), ("mig", 4, 4)]
+  assert summary[1]["median"] == pytest.approx(0.25)

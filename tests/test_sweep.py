@@ -14,7 +14,8 @@ import time
 import ml_collections
 import pytest
 
-from disentax import report, results, sweep
+from disentax import results, sweep
+from disentax.reporting import report
 from disentax.workdir import job_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

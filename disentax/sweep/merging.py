@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from disentax import report, results
+from disentax import results
+from disentax.reporting.report import MARKDOWN_NAME, run_report
 from disentax.sweep.plan import plan_path
 from disentax.sweep.status import job_states
 from disentax.workdir import (RESULTS_CSV_NAME, RESULTS_DIR,
@@ -24,7 +25,7 @@ def merge(root: str, out: str | None = None, *, metric: str = "mig",
   """Merges every done job's results into OUT (default ROOT/merged):
   results.json ({"schema_version", "rows" (each with its "job"), "jobs",
   "missing"}), results.csv (a `job` column, then the results.csv columns)
-  and the `disentax.report` report over the done jobs' workdirs (the same
+  and the report (`run_report`) over the done jobs' workdirs (the same
   workdirs `python -m disentax.report --sweep_root=ROOT` finds), with the
   jobs not merged listed at the end of report.md.
 
@@ -68,15 +69,15 @@ def merge(root: str, out: str | None = None, *, metric: str = "mig",
   csv_path = os.path.join(out, RESULTS_CSV_NAME)
   write_text(csv_path, results.csv_text(flat))
 
-  markdown, paths = report.run_report(workdirs, out, metric=metric,
-                                      threshold=threshold, figures=figures)
+  markdown, paths = run_report(workdirs, out, metric=metric,
+                               threshold=threshold, figures=figures)
   section = f"\n## Jobs merged: {len(merged)} of {len(merged) + len(missing)}\n"
   if missing:
     section += ("\nNot merged (not done, so not in the tables above):\n\n"
                 + "".join(f"- {m['index']} {m['name']}: {m['state']} "
                           f"({m['detail']})\n" for m in missing))
   markdown += section
-  with open(os.path.join(out, report.MARKDOWN_NAME), "w") as f:
+  with open(os.path.join(out, MARKDOWN_NAME), "w") as f:
     f.write(markdown)
   return {"rows": rows, "merged": merged, "missing": missing,
           "paths": [json_path, csv_path, *paths], "markdown": markdown}
