@@ -18,7 +18,8 @@ Every other module asks this one for a path, so the layout is read and
 written in one place (old workdirs keep reading as long as these names
 stay).  The writers replace a file atomically: a crash leaves the old file
 or the new one, never half of one, which is what lets a preempted job be
-rerun over its own workdir.
+rerun over its own workdir (files outside a workdir that must never be
+half-written, such as a sweep's plan, use them too).
 """
 
 from __future__ import annotations
