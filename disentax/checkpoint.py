@@ -13,11 +13,7 @@ from typing import Any
 
 import orbax.checkpoint as ocp
 
-CHECKPOINT_DIR = "checkpoints"
-
-
-def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+from disentax.workdir import checkpoint_dir
 
 
 def make_manager(workdir: str, keep: int = 3,

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from disentax import checkpoint, report, results, run_log
+from disentax import checkpoint, results, run_log
 from disentax import config as config_lib
 from disentax.data import make_dataset
 from disentax.experiment import (Experiment, build, make_encode_members,
@@ -35,11 +35,14 @@ from disentax.metrics import (call_metric, full_battery, is_supervised,
                               make_battery)
 from disentax.metrics.sampling import TrainedMembers
 from disentax.objectives.base import reconstruction_loss
+from disentax.reporting import pictures, render, tables
 from disentax.training.layouts import over_members
 from disentax.training.train_state import restore_members
+from disentax.workdir import (RESULTS_CSV_NAME, RESULTS_JSON_NAME,
+                              results_dir, run_log_path, timings_path,
+                              traversals_dir, write_json)
 
 BATTERIES = ("config", "full", "none")
-TIMINGS_NAME = "timings.json"
 TRAVERSAL_STEPS = 10
 TRAVERSAL_RANGE = 2.0  # latent values from -2 to 2 prior standard deviations
 
@@ -162,8 +165,8 @@ def evaluate(workdir: str, battery: str = "config",
     print(f"  {metric_name}: {timings[metric_name]:.1f} s", flush=True)
   trace_scores = {}
   if exp.objective.trace_scores is not None:
-    lines = [line for line in run_log.read_lines(
-        os.path.join(workdir, run_log.FILENAME)) if line["step"] <= step]
+    lines = [line for line in run_log.read_lines(run_log_path(workdir))
+             if line["step"] <= step]
     trace_scores = exp.objective.trace_scores(lines, exp.members.hparams)
   rows = results.make_rows(
       method=meta["method"], dataset=meta["dataset"],
@@ -174,9 +177,8 @@ def evaluate(workdir: str, battery: str = "config",
   results.write(workdir, rows, factor_names=exp.dataset.factor_names)
   results.write_arrays(workdir, {k: v for k, v in scores.items()
                                  if np.ndim(v) > 1})
-  run_log.write_json(os.path.join(results.results_dir(workdir), TIMINGS_NAME),
-                     {"step": step, "members": len(exp.members),
-                      "seconds": timings})
+  write_json(timings_path(workdir), {"step": step, "members": len(exp.members),
+                                     "seconds": timings})
   if exp.config.eval.traversals if traversals is None else traversals:
     write_traversals(workdir, exp, members, representation(""), rows)
   return rows, exp.config
@@ -199,7 +201,6 @@ def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
                      ) -> list[str]:
   """Traversal grids of the best, median and worst finite member by the
   primary metric, each around the code of one fixed observation."""
-  from disentax import figures  # matplotlib only when pictures are drawn
   metric = exp.config.eval.metric.name
   scored = sorted((row["metrics"][metric], row["member"]) for row in rows
                   if row["status"] == "ok"
@@ -211,7 +212,7 @@ def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
             "worst": scored[0]}
   _, x = exp.dataset.sample(jax.random.key(exp.config.eval.seed), 1)
   codes = np.asarray(representation_fn(x))[:, 0]  # [M, d]
-  directory = os.path.join(results.results_dir(workdir), "traversals")
+  directory = traversals_dir(workdir)
   os.makedirs(directory, exist_ok=True)
   paths = []
   for label, (value, member) in chosen.items():
@@ -222,7 +223,7 @@ def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
     images = images.reshape(d, TRAVERSAL_STEPS, *images.shape[1:])
     seed = rows[member]["seed"]
     path = os.path.join(directory, f"{label}_member{member}_seed{seed}.png")
-    figures.traversal_figure(
+    pictures.traversal_figure(
         images, path, title=f"{exp.method} on {exp.dataset.name}: {label} "
         f"{metric} {value:.3f} (member {member}, seed {seed}); latent "
         f"values {-TRAVERSAL_RANGE:g}..{TRAVERSAL_RANGE:g}")
@@ -239,20 +240,21 @@ def print_summary(rows: list[dict[str, Any]],
   if threshold is None:
     threshold = config.eval.failure_threshold
   metric = config.eval.metric.name
-  if metric in report.metric_names(rows):
-    table = report.failure_rate_table(rows, metric=metric,
+  if metric in tables.metric_names(rows):
+    table = tables.failure_rate_table(rows, metric=metric,
                                       threshold=threshold)
-    print(report.format_markdown(table, metric=metric, threshold=threshold))
-  if len(report.metric_names(rows)) > 1:
-    print(report.metric_summary(rows))
+    print(render.format_markdown(table, metric=metric, threshold=threshold))
+  if len(tables.metric_names(rows)) > 1:
+    print(render.format_metric_summary(tables.metric_summary(rows)))
   factor_names = make_dataset(config.dataset).factor_names
   if any("ifp" in (row.get("metrics") or {}) for row in rows):
-    print(report.ifp_table(rows, factor_names))
+    print(render.format_ifp_table(tables.ifp_summary(rows), factor_names))
   if config.eval.nmi_table:
-    print(report.format_nmi_matrices(rows, results.read_arrays(workdir),
-                                     factor_names))
-  print(f"results: {results.results_dir(workdir)}/"
-        f"{{{results.JSON_NAME},{results.CSV_NAME}}}")
+    print(render.format_nmi_matrices(
+        tables.nmi_matrix_means(rows, results.load_arrays(workdir)),
+        factor_names))
+  print(f"results: {results_dir(workdir)}/"
+        f"{{{RESULTS_JSON_NAME},{RESULTS_CSV_NAME}}}")
 
 
 def main(argv):

@@ -16,15 +16,15 @@ with the proposed G, K and pressures.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Sequence
 
 import numpy as np
 from absl import app, flags
 
 from disentax import config as config_lib
-from disentax import ifp, report
+from disentax import ifp, results
 from disentax.data import make_dataset
+from disentax.workdir import config_path, write_text
 
 CONFIG_TEMPLATE = '''"""DEFT with stages proposed from measured IFP distributions.
 
@@ -77,19 +77,16 @@ def write_config(path: str, plan: ifp.StagePlan, workdir: str,
       num_groups=overrides["model.num_groups"],
       num_latents=overrides["model.num_latents"],
       pressures=tuple(round(b, 2) for b in overrides["objective.pressures"]))
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  write_text(path, text)
 
 
 def propose(workdir: str, quantile: float = 0.1
             ) -> tuple[ifp.StagePlan, dict[str, np.ndarray]]:
   """The stage plan of an evaluated annealing-test workdir."""
-  with open(os.path.join(workdir, "config.json")) as f:
+  with open(config_path(workdir)) as f:
     config = config_lib.from_dict(json.load(f))
   factor_names = make_dataset(config.dataset).factor_names
-  samples = ifp_samples(report.load_rows([workdir]), factor_names)
+  samples = ifp_samples(results.load_rows([workdir]), factor_names)
   return ifp.propose_stages(samples, quantile=quantile), samples
 
 

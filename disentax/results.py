@@ -1,9 +1,17 @@
-"""The results files the evaluation job writes and the report tools read.
+"""The results of evaluated runs: the schema, written and read here only.
+
+Writing (the evaluation job): `make_rows`, `write` and `write_arrays`.
+Reading (reports, sweeps, proposals; no model is loaded): `load_rows`,
+`load_arrays`, `load_trace`, `load_run` (all of one workdir, as a
+`RunResults`), and `find_workdirs` / `resolve_workdirs` (which workdirs to
+read).  Every file is checked against its schema as it is read, so a
+consumer never sees a malformed row or misaligned arrays.
 
 `WORKDIR/results/results.json` = {"schema_version": 1, "rows": [row, ...],
-"factor_names": [...]}
+"factor_names": [...] (optional)}
 and `WORKDIR/results/results.csv` (same rows, flattened), one row per member
-(= seed x hyperparameter values).  Schema version 1, stable:
+(= seed x hyperparameter values) and evaluated step.  Schema version 1,
+stable:
 
   schema_version  int    1
   method          str    objective name, e.g. "beta_vae"
@@ -25,15 +33,18 @@ and `WORKDIR/results/results.csv` (same rows, flattened), one row per member
 
 Per-member arrays (e.g. the NMI matrix I(z_j; c_k) / H(c_k), [M, d, F], and
 MIG per factor) go to `WORKDIR/results/arrays.npz`, each with the member
-axis first, in member order.
+axis first, in member order.  The training-time trace `WORKDIR/trace.npz`
+(written by `disentax.tracing`) is read here too, shapes checked against
+`TRACE_SHAPES`.
 
-Files are replaced atomically, so a failed evaluation never leaves a
-half-written results file behind.
+Files are replaced atomically (`disentax.workdir`), so a failed evaluation
+never leaves a half-written results file behind.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -41,15 +52,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from disentax.run_log import write_json
+from disentax.workdir import (RESULTS_DIR, RESULTS_JSON_NAME, arrays_path,
+                              read_json, results_csv_path, results_dir,
+                              results_json_path, trace_path, write_json,
+                              write_npz, write_text)
 
 SCHEMA_VERSION = 1
-RESULTS_DIR = "results"
-JSON_NAME, CSV_NAME = "results.json", "results.csv"
+STATUSES = ("ok", "non_finite", "diverged")
+# Each trace array's axes: T trace points, M members, d latents, F factors.
+TRACE_SHAPES = {"step": "T", "mig": "T,M", "nmi_matrix": "T,M,d,F",
+                "stage": "T,M", "factor_names": "F"}
 
-
-def results_dir(workdir: str) -> str:
-  return os.path.join(workdir, RESULTS_DIR)
+Row = dict[str, Any]
 
 
 def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
@@ -86,6 +100,8 @@ def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
 
 
 def flatten(row: Mapping[str, Any]) -> dict[str, Any]:
+  """A row as one CSV line: hparams as "hp.<name>" (a sequence joined by
+  "/"), metrics as "metric.<name>" (null empty)."""
   flat = {k: v for k, v in row.items() if k not in ("hparams", "metrics")}
   flat.update({f"hp.{k}": ("/".join(f"{x:g}" for x in v)
                             if isinstance(v, (list, tuple)) else v)
@@ -95,23 +111,22 @@ def flatten(row: Mapping[str, Any]) -> dict[str, Any]:
   return flat
 
 
-ARRAYS_NAME = "arrays.npz"
+def csv_text(flat_rows: Sequence[Mapping[str, Any]]) -> str:
+  """CSV of flattened rows; the columns are every key, in first-seen order
+  (a metric only some rows have is an empty cell in the others)."""
+  columns = list(dict.fromkeys(k for r in flat_rows for k in r))
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, columns)
+  writer.writeheader()
+  writer.writerows(flat_rows)
+  return buffer.getvalue()
 
 
 def write_arrays(workdir: str, arrays: Mapping[str, np.ndarray]) -> str:
-  """Writes the per-member arrays atomically; returns the file's path."""
-  directory = results_dir(workdir)
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, ARRAYS_NAME)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-  os.replace(tmp, path)
+  """Writes the per-member arrays; returns the file's path."""
+  path = arrays_path(workdir)
+  write_npz(path, arrays)
   return path
-
-
-def read_arrays(workdir: str) -> dict[str, np.ndarray]:
-  with np.load(os.path.join(results_dir(workdir), ARRAYS_NAME)) as data:
-    return {k: data[k] for k in data.files}
 
 
 def write(workdir: str, rows: Sequence[Mapping[str, Any]],
@@ -119,19 +134,176 @@ def write(workdir: str, rows: Sequence[Mapping[str, Any]],
   """Writes results.json (with the dataset's factor names, so reports can
   label factors without the model) and results.csv; returns the results
   directory."""
-  directory = results_dir(workdir)
   document = {"schema_version": SCHEMA_VERSION, "rows": list(rows)}
   if factor_names is not None:
     document["factor_names"] = list(factor_names)
-  write_json(os.path.join(directory, JSON_NAME), document)
-  flat = [flatten(r) for r in rows]
-  columns = list(dict.fromkeys(k for r in flat for k in r))
-  buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, columns)
-  writer.writeheader()
-  writer.writerows(flat)
-  tmp = os.path.join(directory, CSV_NAME + ".tmp")
-  with open(tmp, "w", newline="") as f:
-    f.write(buffer.getvalue())
-  os.replace(tmp, os.path.join(directory, CSV_NAME))
-  return directory
+  write_json(results_json_path(workdir), document)
+  write_text(results_csv_path(workdir), csv_text([flatten(r) for r in rows]))
+  return results_dir(workdir)
+
+
+# --------------------------------------------------------------------------
+# Reading.
+
+
+def _read_results(workdir: str) -> dict[str, Any]:
+  """The parsed, schema-checked results.json of `workdir`."""
+  path = results_json_path(workdir)
+  data = read_json(path, "evaluate the run first with `python -m "
+                   f"disentax.evaluate --workdir={workdir}`")
+  if not isinstance(data, dict) or "rows" not in data:
+    raise ValueError(
+        f"{path} is not a results file (expected an object with "
+        f"'schema_version' and 'rows')")
+  version = data.get("schema_version")
+  if version != SCHEMA_VERSION:
+    raise ValueError(
+        f"{path} has schema_version {version!r}; this disentax reads "
+        f"schema_version {SCHEMA_VERSION} only")
+  for i, row in enumerate(data["rows"]):
+    row_version = row.get("schema_version", SCHEMA_VERSION)
+    if row_version != SCHEMA_VERSION:
+      raise ValueError(
+          f"{path}: row {i} has schema_version {row_version!r}; expected "
+          f"{SCHEMA_VERSION}")
+  names = data.get("factor_names")
+  if names is not None and (not isinstance(names, list)
+                            or not all(isinstance(n, str) for n in names)):
+    raise ValueError(f"{path}: factor_names must be a list of strings, got "
+                     f"{names!r}")
+  return data
+
+
+def load_rows(workdirs: Sequence[str]) -> list[Row]:
+  """All results rows of `workdirs`, concatenated in the given order.
+
+  Raises:
+    FileNotFoundError: a workdir has no results file yet (the message says
+      which path, and how to produce it).
+    ValueError: a file is not a results file of a known schema version.
+  """
+  if isinstance(workdirs, str):
+    workdirs = [workdirs]
+  if not workdirs:
+    raise ValueError("load_rows: no workdirs given")
+  rows: list[Row] = []
+  for workdir in workdirs:
+    rows.extend(_read_results(workdir)["rows"])
+  return rows
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray] | None:
+  """Every array of the .npz at `path` (no pickles), or None if absent."""
+  if not os.path.isfile(path):
+    return None
+  with np.load(path, allow_pickle=False) as data:
+    return {k: data[k] for k in data.files}
+
+
+def load_arrays(workdir: str) -> dict[str, np.ndarray] | None:
+  """`WORKDIR/results/arrays.npz` (per-member arrays, member axis first),
+  or None if the evaluation wrote none."""
+  return _read_npz(arrays_path(workdir))
+
+
+def load_trace(workdir: str) -> dict[str, np.ndarray] | None:
+  """`WORKDIR/trace.npz` (training-time metric trace), or None if absent.
+
+  Arrays (each optional but `step`): step int [T], mig float [T, M],
+  nmi_matrix float [T, M, d, F], stage int [T, M] (DEFT stage index, -1 for
+  objectives without stages), factor_names str [F].  Shapes are checked
+  against each other so a figure never plots misaligned axes.
+  """
+  path = trace_path(workdir)
+  trace = _read_npz(path)
+  if trace is None:
+    return None
+  if "step" not in trace:
+    raise ValueError(f"{path}: no 'step' array (has {sorted(trace)})")
+  sizes: dict[str, int] = {}
+  for name, axes in TRACE_SHAPES.items():
+    if name not in trace:
+      continue
+    shape = trace[name].shape
+    axes = axes.split(",")
+    if len(shape) != len(axes):
+      raise ValueError(f"{path}: {name} has shape {shape}; expected "
+                       f"[{', '.join(axes)}]")
+    for axis, size in zip(axes, shape):
+      if sizes.setdefault(axis, size) != size:
+        raise ValueError(f"{path}: {name} has {axis}={size} but another "
+                         f"array has {axis}={sizes[axis]}")
+  return trace
+
+
+@dataclasses.dataclass
+class RunResults:
+  """Everything the evaluation and training left in one workdir that a
+  report reads (no model)."""
+  workdir: str
+  rows: list[Row]
+  factor_names: list[str] | None  # results.json, else trace.npz, else None
+  arrays: dict[str, np.ndarray] | None
+  trace: dict[str, np.ndarray] | None
+
+  def factor_labels(self, num_factors: int) -> list[str]:
+    """The factor names when known and of the right length, else c0, c1..."""
+    if self.factor_names and len(self.factor_names) == num_factors:
+      return list(self.factor_names)
+    return [f"c{k}" for k in range(num_factors)]
+
+
+def load_run(workdir: str) -> RunResults:
+  """Reads the results, arrays and trace of one workdir."""
+  data = _read_results(workdir)
+  trace = load_trace(workdir)
+  names = data.get("factor_names")
+  if names is None and trace is not None and "factor_names" in trace:
+    names = [str(n) for n in trace["factor_names"]]
+  return RunResults(workdir=workdir, rows=list(data["rows"]),
+                    factor_names=names, arrays=load_arrays(workdir),
+                    trace=trace)
+
+
+def find_workdirs(sweep_root: str) -> list[str]:
+  """Every directory under `sweep_root` (itself included) holding
+  results/results.json, in sorted path order; not descending into a found
+  workdir (its checkpoints can be large trees)."""
+  if not os.path.isdir(sweep_root):
+    raise ValueError(f"sweep root {sweep_root} is not a directory")
+  found = []
+  for path, dirnames, _ in os.walk(sweep_root):
+    if os.path.isfile(results_json_path(path)):
+      found.append(path)
+      dirnames[:] = []
+    else:
+      dirnames.sort()
+  return found
+
+
+def resolve_workdirs(workdirs: Sequence[str],
+                     sweep_root: str | None = None) -> list[str]:
+  """The explicit `workdirs` then those found under `sweep_root`, each once.
+
+  Raises:
+    ValueError: nothing to read, or a sweep root without results.
+  """
+  found = [w for w in workdirs if w]
+  if sweep_root:
+    under = find_workdirs(sweep_root)
+    if not under:
+      raise ValueError(
+          f"no directory under {sweep_root} holds "
+          f"{RESULTS_DIR}/{RESULTS_JSON_NAME}; evaluate each run first with "
+          f"`python -m disentax.evaluate --workdir=RUN`")
+    found += under
+  if not found:
+    raise ValueError("no workdirs given; pass --workdirs=A,B,... or "
+                     "--sweep_root=DIR")
+  unique, seen = [], set()
+  for workdir in found:
+    key = os.path.realpath(workdir)
+    if key not in seen:
+      seen.add(key)
+      unique.append(workdir)
+  return unique

@@ -22,7 +22,6 @@ uninterrupted run.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
@@ -32,19 +31,10 @@ import numpy as np
 from disentax.experiment import Experiment, make_encode_members, member_hparams
 from disentax.metrics import mig as mig_lib
 from disentax.metrics.sampling import sample_factors
+from disentax.results import load_trace
+from disentax.workdir import trace_path, write_npz
 
-TRACE_NAME = "trace.npz"
 NUM_BINS = 20  # dlib's MIG discretisation, as the evaluator's default
-
-
-def trace_path(workdir: str) -> str:
-  return os.path.join(workdir, TRACE_NAME)
-
-
-def read_trace(workdir: str) -> dict[str, np.ndarray]:
-  """The trace arrays of a workdir (FileNotFoundError if it was not traced)."""
-  with np.load(trace_path(workdir)) as data:
-    return {k: data[k] for k in data.files}
 
 
 class Tracer:
@@ -53,7 +43,7 @@ class Tracer:
   def __init__(self, exp: Experiment, workdir: str, resume_step: int):
     train = exp.config.train
     self.every = int(train.trace_every)
-    self.path = trace_path(workdir)
+    self.workdir = workdir
     self._dataset = exp.dataset
     self._factor_sizes = tuple(int(s) for s in exp.dataset.factor_sizes)
     self._stage = exp.objective.stage
@@ -70,11 +60,11 @@ class Tracer:
 
   def _kept_records(self, resume_step: int) -> dict[str, list[Any]]:
     records = {"step": [], "mig": [], "nmi_matrix": [], "stage": []}
-    if self.every and os.path.isfile(self.path):
-      with np.load(self.path) as old:
-        keep = old["step"] <= resume_step
-        for name in records:
-          records[name] = list(old[name][keep])
+    old = load_trace(self.workdir) if self.every else None
+    if old is not None:
+      keep = old["step"] <= resume_step
+      for name in records:
+        records[name] = list(old[name][keep])
     return records
 
   def __call__(self, params: Any, step: int) -> dict[str, np.ndarray]:
@@ -97,6 +87,4 @@ class Tracer:
   def _write(self) -> None:
     arrays = {k: np.stack(v) for k, v in self._records.items()}
     arrays["factor_names"] = np.asarray(self._dataset.factor_names)
-    tmp = self.path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, self.path)
+    write_npz(trace_path(self.workdir), arrays)

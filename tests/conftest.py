@@ -1,9 +1,11 @@
-"""Shared fixtures: the smallest real config, and a trained tiny workdir."""
+"""Shared fixtures: the smallest real config, a trained tiny workdir, and
+the synthetic results of two evaluated runs."""
 
 import os
 import subprocess
 import sys
 
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -90,11 +92,20 @@ def short_run(config, tmp_path, num_steps, steps_per_chunk=None,
   checkpoint at the end.  Returns (final state, per-chunk log lines)."""
   from disentax import run_log
   from disentax.training import trainer
+  from disentax.workdir import run_log_path
   config.train.num_steps = config.train.checkpoint_every = num_steps
   if steps_per_chunk:
     config.train.steps_per_chunk = steps_per_chunk
   config.train.learning_rate = learning_rate
   config.train.member_execution = "vmap"
   state = trainer.train(config, str(tmp_path))
-  return state, run_log.read_lines(os.path.join(str(tmp_path),
-                                                run_log.FILENAME))
+  return state, run_log.read_lines(run_log_path(str(tmp_path)))
+
+
+@pytest.fixture(scope="module")
+def synthetic_sweep(tmp_path_factory):
+  """(root, [bvae, deft]): the two synthetic workdirs of
+  `tests.synthetic_runs.make_sweep`, written once per test module."""
+  from tests.synthetic_runs import make_sweep
+  root = str(tmp_path_factory.mktemp("sweep"))
+  return root, make_sweep(root)

@@ -135,14 +135,18 @@ def test_whole_dataset_members_get_change_points_of_the_increment():
 
 
 def test_ifp_table():
-  from disentax import report
+  from disentax.reporting import render, tables
   rows = [{"hparams": {"factor": -1.0},
            "metrics": {"ifp": 30.0, "change_point_0": 36.0,
                        "change_point_1": 16.0, "change_point_2": None}},
           {"hparams": {"factor": 1.0}, "metrics": {"ifp": None}},
           {"hparams": {"factor": 1.0}, "metrics": {"ifp": 12.0}},
           {"hparams": {"factor": 1.0}, "metrics": {"ifp": 14.0}}]
-  table = report.ifp_table(rows, DSPRITES.factor_names).splitlines()
+  summary = tables.ifp_summary(rows)
+  table = render.format_ifp_table(summary, DSPRITES.factor_names).splitlines()
   assert table[2] == ("| whole dataset | 1 | 1 | 30.0 | 30.0 | 30.0 | "
                       "36.0, 16.0 |")
   assert table[3] == "| scale | 3 | 2 | 13.0 | 12.2 | 13.8 | - |"
+  assert [(e["factor"], e["n_seeds"], e["n_froze"], e["median"],
+           e["change_points"]) for e in summary] == [
+               (-1, 1, 1, 30.0, [36.0, 16.0]), (1, 3, 2, 13.0, [])]

@@ -15,7 +15,7 @@ from disentax.models import make_model
 from disentax.models.conv import FractionalEncoder, LiteEncoder
 from disentax.objectives import make_objective
 from disentax.objectives.deft import deft_gate, stage_boundaries
-from disentax.report import format_hparams
+from disentax.reporting.tables import format_hparams
 from tests.conftest import tiny_config
 
 SHAPE = (16, 16, 1)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from disentax import evaluate, report, results
+from disentax import evaluate, results
 from disentax.training import trainer
 from disentax.metrics import METRICS
+from disentax.reporting import report
 from experiments.common import battery
 from tests.conftest import tiny_config
 
@@ -52,17 +53,17 @@ def test_every_metric_scores_every_member(evaluated):
     assert all(v is not None and math.isfinite(v)
                for v in row["metrics"].values())
     assert 0 <= row["metrics"]["active_latents"] <= NUM_LATENTS
-  arrays = results.read_arrays(workdir)
+  arrays = results.load_arrays(workdir)
   assert arrays["sap_matrix"].shape == (4, NUM_LATENTS, 5)
   assert arrays["udr_matrix"].shape == (4, 4)
   timings = json.load(open(os.path.join(workdir, "results",
-                                        evaluate.TIMINGS_NAME)))
+                                        "timings.json")))
   assert set(timings["seconds"]) == {"mig", *battery()} - {"dci"}
 
 
 def test_udr_compares_seeds_within_a_beta(evaluated):
   """Members 0,1 share beta 1, members 2,3 beta 4 (hyperparameter-major)."""
-  udr = results.read_arrays(evaluated[0])["udr_matrix"]
+  udr = results.load_arrays(evaluated[0])["udr_matrix"]
   within = [(0, 1), (1, 0), (2, 3), (3, 2)]
   across = [(i, j) for i in range(4) for j in range(4)
             if i != j and (i, j) not in within]
@@ -94,7 +95,7 @@ def test_traversals_of_best_median_worst(evaluated):
   assert f"best_member{best['member']}_seed{best['seed']}.png" in names
   for name in names:
     with Image.open(os.path.join(directory, name)) as image:
-      # figures.traversal_figure: (1.5 + 0.75 steps) x (1 + 0.75 d) inches
+      # pictures.traversal_figure: (1.5 + 0.75 steps) x (1 + 0.75 d) inches
       # at 100 dpi; 10 steps, 10 latents.
       assert image.size == (900, 850)
 

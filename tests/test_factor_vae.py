@@ -17,6 +17,7 @@ from disentax.models import VAEOutput
 from disentax.objectives import make_objective
 from disentax.objectives.factor_vae import (discriminator_loss, factor_vae,
                                             permute_dims)
+from disentax.workdir import run_log_path
 from experiments import factor_vae as factor_vae_experiment
 
 LN2 = math.log(2.0)
@@ -319,7 +320,7 @@ def trained(tmp_path_factory):
 
 def test_tiny_run_reduces_the_vae_loss_of_every_member(trained):
   _, workdir, _ = trained
-  lines = run_log.read_lines(f"{workdir}/{run_log.FILENAME}")
+  lines = run_log.read_lines(run_log_path(workdir))
   assert [line["step"] for line in lines] == [10, 20, 30, 40]
   for name in ("loss", "recon", "kl", "vae_loss", "tc",
                "discriminator_loss", "discriminator_accuracy"):

@@ -13,11 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import checkpoint, evaluate, preemption, report, run_log
+from disentax import checkpoint, evaluate, preemption, run_log
+from disentax.experiment import build
+from disentax.reporting import render, tables
 from disentax.training import train_state, trainer
 from disentax.training.step import all_finite, freeze_if_not_finite
 from disentax.training.train_state import MemberState
-from disentax.experiment import build
+from disentax.workdir import checkpoint_dir, run_log_path
 from tests.conftest import REPO, run_killed, run_module, tiny_config
 
 # 100 steps in chunks of 5 (~5 s of stepping at the tests' XLA flags): long
@@ -46,14 +48,14 @@ def assert_same_run(workdir, reference):
     for a, b in zip(jax.tree.leaves(getattr(resumed, name)),
                     jax.tree.leaves(getattr(state, name))):
       np.testing.assert_array_equal(a, b)
-  assert (run_log.read_lines(os.path.join(workdir, run_log.FILENAME)) ==
-          run_log.read_lines(os.path.join(reference_dir, run_log.FILENAME)))
+  assert (run_log.read_lines(run_log_path(workdir)) ==
+          run_log.read_lines(run_log_path(reference_dir)))
 
 
 def test_sigterm_checkpoints_exits_and_the_rerun_equals_an_uninterrupted_run(
     tmp_path, uninterrupted):
   workdir = str(tmp_path / "run")
-  log = os.path.join(workdir, run_log.FILENAME)
+  log = run_log_path(workdir)
   process = subprocess.Popen(
       [sys.executable, "-m", "disentax.main", f"--workdir={workdir}",
        *LONG_FLAGS], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -80,7 +82,7 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint_usable(
   workdir = str(tmp_path / "run")
   killed = run_killed(workdir, LONG_STEPS, during_save=True, **LONG)
   assert killed.returncode == -signal.SIGKILL, killed.stderr
-  leftovers = os.listdir(checkpoint.checkpoint_dir(workdir))
+  leftovers = os.listdir(checkpoint_dir(workdir))
   assert any("tmp" in name for name in leftovers), leftovers  # mid-save
   _, step = checkpoint.latest_step_or_fail(workdir)
   assert step == LONG_STEPS // 2
@@ -112,11 +114,11 @@ def test_a_diverging_member_is_frozen_reported_and_leaves_the_others_alone(
                               traversals=False)
   assert [r["status"] for r in rows] == ["ok", "ok", "diverged", "diverged"]
   assert [r["diverged_at_step"] for r in rows] == [None, None, 1, 1]
-  table = report.failure_rate_table(rows, metric="mig", threshold=0.1)
+  table = tables.failure_rate_table(rows, metric="mig", threshold=0.1)
   frozen = max(table, key=lambda e: e["hparams"]["learning_rate"])
   assert frozen["diverged_seeds"] == {0: 1, 1: 1}
   assert frozen["n_scored"] == 0 and frozen["n_non_finite"] == 2
-  text = report.format_markdown(table, metric="mig", threshold=0.1)
+  text = render.format_markdown(table, metric="mig", threshold=0.1)
   assert "diverged: seed 0 at step 1, seed 1 at step 1" in text
 
 

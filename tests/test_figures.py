@@ -1,25 +1,30 @@
-"""Figures from synthetic results files: every file is a PNG of the
-documented size, figures without inputs are skipped with a note, and the
-numbers behind the plots (NMI1/NMI2, stage ends, median seed) are right."""
+"""Figures of synthetic runs: every file is a PNG of the documented size,
+figures without inputs are skipped with a note, the numbers behind the
+plots (NMI1/NMI2, stage ends, median seed) are right, and drawing keeps the
+session's plotting backend."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from disentax import figures, report
-from tests.test_report import (DEFT_MIG, DEFT_STAGES, EXPECTED_FIGURES,
-                               FACTORS, make_sweep, png_size)
+from disentax import results
+from disentax.reporting import figures
+from tests.conftest import REPO
+from tests.synthetic_runs import (DEFT_MIG, DEFT_STAGES, EXPECTED_FIGURES,
+                                  FACTORS, png_size)
 
 
 @pytest.fixture(scope="module")
-def drawn(tmp_path_factory):
-  root = str(tmp_path_factory.mktemp("sweep"))
-  workdirs = make_sweep(root)
+def drawn(synthetic_sweep):
+  root, workdirs = synthetic_sweep
   out = os.path.join(root, "figures")
   notes = []
-  paths = figures.write_figures(workdirs, out, metric="mig", threshold=0.1,
+  paths = figures.write_figures([results.load_run(w) for w in workdirs], out,
+                                metric="mig", threshold=0.1,
                                 note=notes.append)
   return workdirs, out, paths, notes
 
@@ -43,21 +48,21 @@ def test_write_figures_notes_what_it_skipped(drawn):
 
 def test_write_figures_without_trace_or_arrays(drawn, tmp_path):
   rows = [dict(r, metrics={"mig": r["metrics"]["mig"]})
-          for r in report.load_rows([drawn[0][0]])]
+          for r in results.load_rows([drawn[0][0]])]
   bare = tmp_path / "bare"
   os.makedirs(bare / "results")
   with open(bare / "results" / "results.json", "w") as f:
     json.dump({"schema_version": 1, "rows": rows}, f)
   notes = []
-  paths = figures.write_figures([str(bare)], str(tmp_path / "out"),
-                                note=notes.append)
+  paths = figures.write_figures([results.load_run(str(bare))],
+                                str(tmp_path / "out"), note=notes.append)
   assert [os.path.basename(p) for p in paths] == ["mig_distribution.png"]
   assert notes[0].startswith("bare: no trace.npz")
   assert notes[1].startswith("bare: no nmi_matrix in results/arrays.npz")
 
 
 def test_metric_distributions_two_datasets(drawn, tmp_path):
-  rows = report.load_rows(drawn[0])
+  rows = results.load_rows(drawn[0])
   other = [dict(r, dataset="cars3d") for r in rows
            if r["method"] == "beta_vae"]
   path = figures.metric_distributions(rows + other, "reconstruction_error",
@@ -81,7 +86,7 @@ def test_nmi_top2_known_values():
 
 
 def test_stage_end_values_and_median_member(drawn):
-  trace = report.load_trace(drawn[0][1])
+  trace = results.load_trace(drawn[0][1])
   mig = trace["mig"]
   ends = figures.stage_end_values(trace["stage"], mig, [0, 1, 2])
   assert sorted(ends) == sorted(set(DEFT_STAGES))
@@ -96,17 +101,17 @@ def test_stage_end_values_and_median_member(drawn):
 
 
 def test_mig_per_stage_needs_stages(drawn, tmp_path):
-  trace = report.load_trace(drawn[0][0])  # beta_vae: stage -1
+  trace = results.load_trace(drawn[0][0])  # beta_vae: stage -1
   with pytest.raises(ValueError, match="no DEFT stage"):
     figures.mig_per_stage(trace, None, str(tmp_path / "x.png"))
-  deft = report.load_trace(drawn[0][1])
+  deft = results.load_trace(drawn[0][1])
   path = figures.mig_per_stage(deft, None, str(tmp_path / "stages.png"))
   assert png_size(path) == (800, 450)
 
 
 def test_nmi_figures_check_factor_names(drawn, tmp_path):
   # (Both are drawn, at their documented sizes, in test_write_figures_sizes.)
-  run = report.load_run(drawn[0][1])
+  run = results.load_run(drawn[0][1])
   with pytest.raises(ValueError, match="2 factor names"):
     figures.nmi_over_training(run.trace, ["a", "b"], str(tmp_path / "x.png"))
   with pytest.raises(ValueError, match="2 factor names"):
@@ -137,23 +142,30 @@ def test_ifp_distributions(tmp_path):
                               str(tmp_path / "none.png"))
 
 
-def test_traversal_figure(tmp_path):
-  grey = np.linspace(0, 1, 4 * 6 * 16 * 16).reshape(4, 6, 16, 16, 1)
-  path = figures.traversal_figure(grey, str(tmp_path / "t.png"),
-                                  "DEFT on dsprites", list(FACTORS[:4]))
-  assert png_size(path) == (150 + 6 * 75, 100 + 4 * 75)
-  rgb = np.random.default_rng(0).uniform(-0.5, 1.5, (2, 3, 8, 8, 3))
-  path = figures.traversal_figure(rgb, str(tmp_path / "nested" / "c.png"),
-                                  "colour")
-  assert png_size(path) == (150 + 3 * 75, 100 + 2 * 75)
-  with pytest.raises(ValueError, match="with C 1 or 3"):
-    figures.traversal_figure(np.zeros((2, 3, 8, 8, 2)),
-                             str(tmp_path / "bad.png"), "bad")
-  with pytest.raises(ValueError, match="1 latent labels for 2 latents"):
-    figures.traversal_figure(rgb, str(tmp_path / "bad.png"), "bad", ["z"])
-
-
 def test_workdir_tags_distinct():
   assert figures.workdir_tags(["runs/a", "runs/b/"]) == ["a", "b"]
   assert figures.workdir_tags(["x/beta=4/run", "y/beta=4/run"]) == [
       "x-beta-4-run", "y-beta-4-run"]
+
+
+def test_matplotlib_only_when_drawing_and_backend_kept(tmp_path):
+  """Importing the report costs no matplotlib, and drawing keeps the
+  session's plotting backend and adds no pyplot figure."""
+  code = ("import sys\n"
+          "import numpy as np\n"
+          "import disentax.results\n"
+          "from disentax.reporting import figures, report, render, tables\n"
+          "print('matplotlib' in sys.modules)\n"
+          "import matplotlib\n"
+          "matplotlib.use('pdf')\n"
+          "figures.mig_per_stage({'step': np.arange(2), 'mig': np.ones((2, 1)),"
+          " 'stage': np.zeros((2, 1), int)}, None, sys.argv[1])\n"
+          "import matplotlib.pyplot as plt\n"
+          "print(matplotlib.get_backend(), plt.get_fignums())\n")
+  path = str(tmp_path / "stages.png")
+  result = subprocess.run([sys.executable, "-c", code, path], cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=REPO),
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.split("\n")[:2] == ["False", "pdf []"]
+  assert png_size(path) == (800, 450)

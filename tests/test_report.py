@@ -1,144 +1,27 @@
-"""Failure-rate tables from hand-made results rows, and the report CLI.
-
-`make_sweep` (also used by tests/test_figures.py) writes two tiny synthetic
-workdirs -- results.json with factor_names, arrays.npz and trace.npz -- whose
-numbers the tests check the tables against.
+"""Failure-rate tables from hand-made results rows, the whole report on the
+synthetic sweep (`tests.synthetic_runs.make_sweep`, whose numbers the tables
+are checked against), and the report CLI.
 """
 
 import csv
-import json
 import math
 import os
-import struct
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from disentax import report
+from disentax import results
+from disentax.reporting import render, report, tables
+from tests.synthetic_runs import (BVAE_MIG, DEFT_MIG, EXPECTED_FIGURES,
+                                  METRICS, ROWS, make_row, png_size,
+                                  write_workdir)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _row(seed, value, beta=4.0, status="ok", step=1000, method="beta_vae",
-         dataset="dsprites", member=None):
-  return {
-      "schema_version": 1, "method": method, "dataset": dataset,
-      "config_hash": "abc123", "step": step,
-      "member": seed if member is None else member, "seed": seed,
-      "hparams": {"beta": beta}, "status": status,
-      "metrics": {"mig": value},
-  }
-
-
-# 4 seeds: one failure, two successes, one non-finite.
-ROWS = [_row(0, 0.05), _row(1, 0.2), _row(2, 0.3),
-        _row(3, None, status="non_finite")]
-
-
-def _write_workdir(root, rows, name="run", factor_names=None, arrays=None,
-                   trace=None):
-  """A workdir holding results/results.json (+ arrays.npz, trace.npz)."""
-  workdir = os.path.join(root, name)
-  os.makedirs(os.path.join(workdir, "results"))
-  data = {"schema_version": 1, "rows": rows}
-  if factor_names is not None:
-    data["factor_names"] = list(factor_names)
-  with open(os.path.join(workdir, "results", "results.json"), "w") as f:
-    json.dump(data, f)
-  if arrays is not None:
-    np.savez(os.path.join(workdir, "results", "arrays.npz"), **arrays)
-  if trace is not None:
-    np.savez(os.path.join(workdir, "trace.npz"), **trace)
-  return workdir
-
-
-# --- The synthetic sweep: beta_vae (4 seeds) and deft (3 seeds) on dsprites.
-
-FACTORS = ("shape", "scale", "orientation", "posX", "posY")
-NUM_LATENTS, TRACE_STEPS = 4, (0, 250, 500, 750, 1000)
-BVAE_MIG = {0: 0.05, 1: 0.25, 2: 0.30, 3: None}     # seed 3 non-finite
-DEFT_MIG = {10: 0.35, 11: 0.08, 12: None}           # seed 12 non-finite
-DEFT_HPARAMS = {"pressures": [70.0, 30.0, 12.0, 4.0], "gamma": 0.1}
-DEFT_STAGES = (0, 1, 2, 3, 3)  # per trace step
-METRICS = ("mig", "nmi1", "nmi2", "factor_vae_score", "dci_disentanglement",
-           "reconstruction_error", "kl")
-
-
-def _metrics(seed, mig):
-  """Every metric of a seed, derived from its MIG (None: all null)."""
-  if mig is None:
-    return {name: None for name in METRICS}
-  return {"mig": mig, "nmi1": 0.5 + mig, "nmi2": 0.2,
-          "factor_vae_score": 0.6 + mig, "dci_disentanglement": 1.5 * mig,
-          "reconstruction_error": 30.0 - 10.0 * mig, "kl": 20.0 + seed}
-
-
-def _sweep_rows(method, hparams, migs, step=1000, config_hash="cafe00"):
-  return [{"schema_version": 1, "method": method, "dataset": "dsprites",
-           "config_hash": config_hash, "step": step, "member": member,
-           "seed": seed, "hparams": dict(hparams),
-           "status": "ok" if mig is not None else "non_finite",
-           "metrics": _metrics(seed, mig)}
-          for member, (seed, mig) in enumerate(migs.items())]
-
-
-def _sweep_arrays_and_trace(migs, stages, rng):
-  """arrays.npz and trace.npz contents for the members of `migs`; the
-  non-finite member's arrays are NaN (its trace from step 750 on)."""
-  members = len(migs)
-  bad = [m for m, v in enumerate(migs.values()) if v is None]
-  nmi = rng.uniform(0, 1, (members, NUM_LATENTS, len(FACTORS)))
-  nmi[bad] = np.nan
-  steps = len(TRACE_STEPS)
-  trace_nmi = rng.uniform(0, 1, (steps, members, NUM_LATENTS, len(FACTORS)))
-  trace_mig = rng.uniform(0, 0.5, (steps, members))
-  for m in bad:
-    trace_nmi[3:, m] = np.nan
-    trace_mig[3:, m] = np.nan
-  arrays = {"nmi_matrix": nmi, "mig_per_factor": nmi.max(axis=1)}
-  trace = {"step": np.asarray(TRACE_STEPS), "mig": trace_mig,
-           "nmi_matrix": trace_nmi,
-           "stage": np.repeat(np.asarray(stages)[:, None], members, axis=1),
-           "factor_names": np.asarray(FACTORS)}
-  return arrays, trace
-
-
-def make_sweep(root):
-  """Two workdirs under `root` ("bvae", "deft"); returns their paths.
-
-  bvae: beta_vae beta=4, seeds 0-3 at step 1000 with MIG 0.05 (fails at
-  0.1), 0.25, 0.30, non-finite; plus seed 0 at step 500 with MIG 0.5.  No
-  DEFT stages in its trace (stage -1).  deft: pressures 70/30/12/4,
-  gamma 0.1, seeds 10-12 with MIG 0.35, 0.08 (fails), non-finite; stages
-  0,1,2,3,3 over the 5 trace steps.
-  """
-  rng = np.random.default_rng(0)
-  workdirs = []
-  for name, method, hparams, migs, stages in (
-      ("bvae", "beta_vae", {"beta": 4.0}, BVAE_MIG, (-1,) * 5),
-      ("deft", "deft", DEFT_HPARAMS, DEFT_MIG, DEFT_STAGES)):
-    rows = _sweep_rows(method, hparams, migs)
-    if name == "bvae":
-      rows.insert(0, _sweep_rows(method, hparams, {0: 0.5}, step=500)[0])
-    arrays, trace = _sweep_arrays_and_trace(migs, stages, rng)
-    workdirs.append(_write_workdir(root, rows, name, factor_names=FACTORS,
-                                   arrays=arrays, trace=trace))
-  return workdirs
-
-
-def png_size(path):
-  """(width, height) of a PNG file, checking its signature and IHDR chunk."""
-  with open(path, "rb") as f:
-    head = f.read(24)
-  assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-  assert head[12:16] == b"IHDR", f"{path} has no IHDR first"
-  return struct.unpack(">II", head[16:24])
-
-
 def test_failure_rate_known_values():
-  [entry] = report.failure_rate_table(ROWS, metric="mig", threshold=0.1)
+  [entry] = tables.failure_rate_table(ROWS, metric="mig", threshold=0.1)
   assert entry["method"] == "beta_vae" and entry["dataset"] == "dsprites"
   assert entry["hparams"] == {"beta": 4.0}
   assert entry["n_seeds"] == 4
@@ -158,23 +41,24 @@ def test_failure_rate_known_values():
 
 
 def test_nan_metric_counts_as_non_finite():
-  rows = [_row(0, 0.5), _row(1, float("nan")), _row(2, float("inf"))]
-  [entry] = report.failure_rate_table(rows)
+  rows = [make_row(0, 0.5), make_row(1, float("nan")),
+          make_row(2, float("inf"))]
+  [entry] = tables.failure_rate_table(rows)
   assert entry["n_scored"] == 1 and entry["n_failed"] == 0
   assert entry["non_finite_seeds"] == [1, 2]
   assert entry["failure_rate"] == 0.0
 
 
 def test_threshold_is_strict():
-  [entry] = report.failure_rate_table([_row(0, 0.1), _row(1, 0.0999)],
+  [entry] = tables.failure_rate_table([make_row(0, 0.1), make_row(1, 0.0999)],
                                       threshold=0.1)
   assert entry["failed_seeds"] == [1]
 
 
 def test_groups_by_beta_sorted():
-  rows = ([_row(s, 0.5, beta=16.0) for s in range(3)]
-          + [_row(s, 0.01 * s, beta=1.0) for s in range(5)])
-  table = report.failure_rate_table(rows)
+  rows = ([make_row(s, 0.5, beta=16.0) for s in range(3)]
+          + [make_row(s, 0.01 * s, beta=1.0) for s in range(5)])
+  table = tables.failure_rate_table(rows)
   assert [e["hparams"]["beta"] for e in table] == [1.0, 16.0]
   low, high = table
   assert (low["n_seeds"], low["n_failed"], low["failure_rate"]) == (5, 5, 100)
@@ -183,50 +67,52 @@ def test_groups_by_beta_sorted():
 
 
 def test_groups_sorted_by_method_then_dataset():
-  rows = [_row(0, 0.5, method="factor_vae"), _row(0, 0.5, dataset="cars3d"),
-          _row(0, 0.5)]
-  table = report.failure_rate_table(rows)
+  rows = [make_row(0, 0.5, method="factor_vae"),
+          make_row(0, 0.5, dataset="cars3d"), make_row(0, 0.5)]
+  table = tables.failure_rate_table(rows)
   assert [(e["method"], e["dataset"]) for e in table] == [
       ("beta_vae", "cars3d"), ("beta_vae", "dsprites"),
       ("factor_vae", "dsprites")]
 
 
 def test_each_seed_counts_once_latest_step():
-  rows = [_row(0, 0.01, step=100), _row(0, 0.5, step=200), _row(1, 0.3)]
-  [entry] = report.failure_rate_table(rows)
+  rows = [make_row(0, 0.01, step=100), make_row(0, 0.5, step=200),
+          make_row(1, 0.3)]
+  [entry] = tables.failure_rate_table(rows)
   assert entry["n_seeds"] == 2 and entry["n_failed"] == 0
   assert entry["steps"] == [200, 1000]
-  [at_100] = report.failure_rate_table(rows, step=100)
+  [at_100] = tables.failure_rate_table(rows, step=100)
   assert at_100["n_seeds"] == 1 and at_100["failed_seeds"] == [0]
 
 
 def test_duplicate_seed_at_same_step_is_an_error():
   with pytest.raises(ValueError, match="two results rows for seed 0"):
-    report.failure_rate_table([_row(0, 0.5), _row(0, 0.4)])
+    tables.failure_rate_table([make_row(0, 0.5), make_row(0, 0.4)])
 
 
 def test_missing_metric_is_an_error():
   with pytest.raises(ValueError, match="metric 'dci' missing"):
-    report.failure_rate_table(ROWS, metric="dci")
+    tables.failure_rate_table(ROWS, metric="dci")
 
 
 def test_unknown_status_is_an_error():
   with pytest.raises(ValueError, match="unknown status 'exploded'"):
-    report.failure_rate_table([_row(0, 0.5, status="exploded")])
+    tables.failure_rate_table([make_row(0, 0.5, status="exploded")])
 
 
 def test_all_non_finite_group():
-  [entry] = report.failure_rate_table(
-      [_row(0, None, status="non_finite"), _row(1, None, status="non_finite")])
+  [entry] = tables.failure_rate_table(
+      [make_row(0, None, status="non_finite"),
+       make_row(1, None, status="non_finite")])
   assert entry["n_scored"] == 0 and entry["failure_rate"] is None
   assert entry["mean"] is None and entry["non_finite_seeds"] == [0, 1]
-  text = report.format_markdown([entry], "mig", 0.1)
+  text = render.format_markdown([entry], "mig", 0.1)
   assert "| 0/0 | n/a | n/a | n/a | n/a | 2 (seeds 0, 1) |" in text
 
 
 def test_markdown_contains_threshold_and_values():
-  table = report.failure_rate_table(ROWS + [_row(0, 0.4, beta=16.0)])
-  text = report.format_markdown(table, "mig", 0.1)
+  table = tables.failure_rate_table(ROWS + [make_row(0, 0.4, beta=16.0)])
+  text = render.format_markdown(table, "mig", 0.1)
   assert "failure = MIG < 0.1" in text
   assert "5 seeds in 2 groups, 4 scored, 1 failed, 1 non-finite" in text
   assert ("| method | dataset | hyperparameters | seeds | failed | failure % "
@@ -238,15 +124,15 @@ def test_markdown_contains_threshold_and_values():
 
 
 def test_format_hparams():
-  assert report.format_hparams({"gamma": 10.0, "beta": 4.0}) == (
+  assert tables.format_hparams({"gamma": 10.0, "beta": 4.0}) == (
       "beta=4, gamma=10")
-  assert report.format_hparams({"beta": 0.5}) == "beta=0.5"
-  assert report.format_hparams({}) == "-"
+  assert tables.format_hparams({"beta": 0.5}) == "beta=0.5"
+  assert tables.format_hparams({}) == "-"
 
 
 def test_write_csv(tmp_path):
   path = tmp_path / "report.csv"
-  report.write_csv(report.failure_rate_table(ROWS), str(path))
+  render.write_csv(tables.failure_rate_table(ROWS), str(path))
   with open(path) as f:
     [row] = list(csv.DictReader(f))
   assert row["hparams"] == "beta=4"
@@ -254,30 +140,6 @@ def test_write_csv(tmp_path):
   assert float(row["failure_rate"]) == pytest.approx(100 / 3)
   assert float(row["mean"]) == pytest.approx(0.55 / 3)
   assert row["non_finite_seeds"] == "3"
-
-
-def test_load_rows_concatenates_workdirs(tmp_path):
-  a = _write_workdir(tmp_path, ROWS[:2], "a")
-  b = _write_workdir(tmp_path, ROWS[2:], "b")
-  assert report.load_rows([a, b]) == ROWS
-
-
-def test_load_rows_missing_file_names_path(tmp_path):
-  workdir = str(tmp_path / "never_evaluated")
-  with pytest.raises(FileNotFoundError) as info:
-    report.load_rows([workdir])
-  message = str(info.value)
-  assert os.path.join(workdir, "results", "results.json") in message
-  assert f"python -m disentax.evaluate --workdir={workdir}" in message
-
-
-def test_load_rows_rejects_unknown_schema(tmp_path):
-  workdir = _write_workdir(tmp_path, ROWS)
-  path = os.path.join(workdir, "results", "results.json")
-  with open(path, "w") as f:
-    json.dump({"schema_version": 2, "rows": ROWS}, f)
-  with pytest.raises(ValueError, match="schema_version 2"):
-    report.load_rows([workdir])
 
 
 def _run_cli(*args):
@@ -288,8 +150,8 @@ def _run_cli(*args):
 
 
 def test_cli_prints_and_writes_report(tmp_path):
-  a = _write_workdir(tmp_path, ROWS, "a")
-  b = _write_workdir(tmp_path, [_row(s, 0.6, beta=16.0) for s in range(2)],
+  a = write_workdir(tmp_path, ROWS, "a")
+  b = write_workdir(tmp_path, [make_row(s, 0.6, beta=16.0) for s in range(2)],
                      "b")
   result = _run_cli(f"--workdirs={a},{b}", "--metric=mig", "--threshold=0.1")
   assert result.returncode == 0, result.stderr
@@ -324,47 +186,39 @@ def test_cli_missing_results_fails_clearly(tmp_path):
 
 
 def test_pivot_rows_are_methods_columns_datasets():
-  rows = (ROWS + [_row(s, 0.5, dataset="cars3d") for s in range(2)]
-          + [_row(s, 0.01, method="deft", dataset="cars3d") for s in range(3)])
-  table = report.failure_rate_table(rows)
-  datasets, pivot = report.pivot_by_dataset(table)
+  rows = (ROWS + [make_row(s, 0.5, dataset="cars3d") for s in range(2)]
+          + [make_row(s, 0.01, method="deft", dataset="cars3d")
+             for s in range(3)])
+  table = tables.failure_rate_table(rows)
+  datasets, pivot = tables.pivot_by_dataset(table)
   assert datasets == ["cars3d", "dsprites"]
   assert [(r["method"], sorted(r["cells"])) for r in pivot] == [
       ("beta_vae", ["cars3d", "dsprites"]), ("deft", ["cars3d"])]
-  text = report.format_pivot_markdown(table, "mig", 0.1)
+  text = render.format_pivot_markdown(table, "mig", 0.1)
   assert "| method | hyperparameters | cars3d | dsprites |" in text
   assert ("| beta_vae | beta=4 | 0.0 (0/2) | 33.3 (1/3; 1 non-finite) |"
           in text)
   assert "| deft | beta=4 | 100.0 (3/3) | - |" in text  # not run: "-"
   assert "2-4 seeds per cell" in text
-  latex = report.format_pivot_latex(table, "mig", 0.1)
+  latex = render.format_pivot_latex(table, "mig", 0.1)
   assert "deft & beta=4 & 100.0 (3/3) & -- \\\\" in latex
 
 
 def test_pivot_all_non_finite_cell_is_not_hidden():
-  table = report.failure_rate_table(
-      [_row(0, None, status="non_finite"), _row(1, None, status="non_finite")])
-  text = report.format_pivot_markdown(table, "mig", 0.1)
+  table = tables.failure_rate_table(
+      [make_row(0, None, status="non_finite"),
+       make_row(1, None, status="non_finite")])
+  text = render.format_pivot_markdown(table, "mig", 0.1)
   assert "| beta_vae | beta=4 | n/a (0/0; 2 non-finite) |" in text
   assert "beta_vae (beta=4) on dsprites: seeds 0, 1" in text
 
 
 def test_latex_escape():
-  assert report.latex_escape("beta_vae 50% a&b <0.1> {x}") == (
+  assert render.latex_escape("beta_vae 50% a&b <0.1> {x}") == (
       r"beta\_vae 50\% a\&b \textless{}0.1\textgreater{} \{x\}")
 
 
 # --- The whole report on the synthetic sweep (make_sweep).
-
-EXPECTED_FIGURES = {
-    **{f"{m}_distribution.png": (600, 350) for m in METRICS},
-    "bvae_nmi_over_training.png": (1600, 600),
-    "bvae_nmi_matrix.png": (625, 400),
-    "deft_nmi_over_training.png": (1600, 600),
-    "deft_mig_per_stage.png": (800, 450),
-    "deft_nmi_matrix.png": (625, 400),
-}
-
 
 def _counts(migs, threshold=0.1):
   """(seeds, scored, failed, non-finite seeds) of a seed -> MIG dict."""
@@ -374,16 +228,10 @@ def _counts(migs, threshold=0.1):
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-  root = str(tmp_path_factory.mktemp("sweep"))
-  return root, make_sweep(root)
-
-
-@pytest.fixture(scope="module")
-def written(sweep, tmp_path_factory):
+def written(synthetic_sweep, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("report"))
   notes = []
-  markdown, paths = report.run_report(sweep[1], out, metric="mig",
+  markdown, paths = report.run_report(synthetic_sweep[1], out, metric="mig",
                                       threshold=0.1, note=notes.append)
   return out, markdown, paths, notes
 
@@ -416,9 +264,9 @@ def test_report_markdown_numbers_match_rows(written):
           "| 0.1080 | 1 (seeds 3) |") in markdown
 
 
-def test_report_markdown_nmi_matrix_and_figures(sweep, written):
+def test_report_markdown_nmi_matrix_and_figures(synthetic_sweep, written):
   _, markdown, _, notes = written
-  arrays = report.load_arrays(sweep[1][0])
+  arrays = results.load_arrays(synthetic_sweep[1][0])
   ok = [m for m, v in enumerate(BVAE_MIG.values()) if v is not None]
   mean = arrays["nmi_matrix"][ok].mean(axis=0)
   assert "| latent | shape | scale | orientation | posX | posY |" in markdown
@@ -475,22 +323,22 @@ def test_report_figures_are_pngs_of_fixed_size(written):
     assert png_size(path) == EXPECTED_FIGURES[name], name
 
 
-def test_report_at_step(sweep, tmp_path):
-  markdown, paths = report.run_report(sweep[1], str(tmp_path), step=500,
-                                      figures=False)
+def test_report_at_step(synthetic_sweep, tmp_path):
+  markdown, paths = report.run_report(synthetic_sweep[1], str(tmp_path),
+                                      step=500, figures=False)
   assert "(at step 500)" in markdown
   assert "| beta_vae | beta=4 | 0.0 (0/1) |" in markdown
   assert "| deft |" not in markdown  # deft has no row at step 500
   assert not any(p.endswith(".png") for p in paths)
   with pytest.raises(ValueError, match="no results rows at step 7"):
-    report.run_report(sweep[1], str(tmp_path / "none"), step=7,
+    report.run_report(synthetic_sweep[1], str(tmp_path / "none"), step=7,
                       figures=False)
 
 
-def test_unknown_metric_lists_the_metrics(sweep, tmp_path):
+def test_unknown_metric_lists_the_metrics(synthetic_sweep, tmp_path):
   out = tmp_path / "out"
   with pytest.raises(ValueError) as info:
-    report.run_report(sweep[1], str(out), metric="sap")
+    report.run_report(synthetic_sweep[1], str(out), metric="sap")
   assert str(info.value) == (
       "unknown metric 'sap'; the results rows have: " + ", ".join(
           sorted(METRICS)))
@@ -499,67 +347,37 @@ def test_unknown_metric_lists_the_metrics(sweep, tmp_path):
 
 def test_no_workdirs_is_an_error(tmp_path):
   with pytest.raises(ValueError, match="no workdirs given"):
-    report.resolve_workdirs(["", ""])
-  with pytest.raises(ValueError, match="no workdirs given"):
     report.run_report([], str(tmp_path))
 
 
-def test_workdir_without_results_says_how_to_make_them(sweep, tmp_path):
+def test_workdir_without_results_says_how_to_make_them(synthetic_sweep,
+                                                       tmp_path):
   empty = str(tmp_path / "fresh_run")
   os.makedirs(empty)
   with pytest.raises(FileNotFoundError,
                      match="python -m disentax.evaluate --workdir="):
-    report.run_report([sweep[1][0], empty], str(tmp_path / "out"))
-  with pytest.raises(ValueError, match="no directory under .* holds "
-                     "results/results.json"):
-    report.resolve_workdirs([], str(tmp_path))
+    report.run_report([synthetic_sweep[1][0], empty], str(tmp_path / "out"))
 
 
-def test_sweep_root_finds_workdirs_once(sweep, tmp_path):
-  root, (bvae, deft) = sweep
-  assert report.find_workdirs(root) == [bvae, deft]
-  assert report.resolve_workdirs([deft, ""], root) == [deft, bvae]
-  nested = tmp_path / "grid" / "beta=4"
-  _write_workdir(str(nested), ROWS, "seed_block")
-  assert report.find_workdirs(str(tmp_path)) == [
-      str(nested / "seed_block")]
-
-
-def test_run_results_factor_names_and_trace(sweep):
-  run = report.load_run(sweep[1][1])
-  assert run.factor_names == list(FACTORS)
-  assert run.trace["nmi_matrix"].shape == (5, 3, NUM_LATENTS, 5)
-  assert run.factor_labels(5) == list(FACTORS)
-  assert run.factor_labels(2) == ["c0", "c1"]
-
-
-def test_load_trace_rejects_misaligned_arrays(tmp_path):
-  np.savez(tmp_path / "trace.npz", step=np.arange(5), mig=np.zeros((4, 2)))
-  with pytest.raises(ValueError, match="mig has T=4 but another array has "
-                     "T=5"):
-    report.load_trace(str(tmp_path))
-  assert report.load_trace(str(tmp_path / "missing")) is None
-
-
-def test_cli_sweep_root_unknown_metric_fails_clearly(sweep):
-  result = _run_cli(f"--sweep_root={sweep[0]}", "--metric=sap",
+def test_cli_sweep_root_unknown_metric_fails_clearly(synthetic_sweep):
+  result = _run_cli(f"--sweep_root={synthetic_sweep[0]}", "--metric=sap",
                     "--nofigures")
   assert result.returncode != 0
   assert "error: unknown metric 'sap'; the results rows have: " in (
       result.stderr)
   assert "Traceback" not in result.stderr
-  assert not os.path.exists(os.path.join(sweep[0], "report"))
+  assert not os.path.exists(os.path.join(synthetic_sweep[0], "report"))
 
 
 def test_report_lists_ifp_of_an_annealing_test(tmp_path):
   rows = []
   for factor, ifps in ((-1, (40.0, 44.0)), (0, (30.0, None)), (1, (8.0, 12.0))):
     for seed, ifp in enumerate(ifps):
-      row = _row(seed, 0.0, method="annealing_test", member=len(rows))
+      row = make_row(seed, 0.0, method="annealing_test", member=len(rows))
       row["hparams"] = {"factor": float(factor)}
       row["metrics"]["ifp"] = ifp
       rows.append(row)
-  workdir = _write_workdir(str(tmp_path), rows, "anneal",
+  workdir = write_workdir(str(tmp_path), rows, "anneal",
                            factor_names=["shape", "scale"])
   markdown, _ = report.run_report([workdir], str(tmp_path / "out"),
                                   figures=False)
@@ -570,7 +388,7 @@ def test_report_lists_ifp_of_an_annealing_test(tmp_path):
 
 
 def test_empty_results_file_is_an_error(tmp_path):
-  workdir = _write_workdir(str(tmp_path), [], "empty")
+  workdir = write_workdir(str(tmp_path), [], "empty")
   with pytest.raises(ValueError, match="hold no rows"):
     report.run_report([workdir], str(tmp_path / "out"))
 
@@ -582,8 +400,12 @@ def test_metric_summary_medians_and_ranges():
             "status": status, "metrics": {"mig": mig, "dci": dci}}
   rows = [row(0, 0.1, 0.5), row(1, 0.3, None, "non_finite"), row(2, 0.2, 0.7),
           row(3, 0.4, 0.6)]
-  text = report.metric_summary(rows)
+  summary = tables.metric_summary(rows)
+  text = render.format_metric_summary(summary)
   # mig over 4 finite seeds: median 0.25, 10% = 0.13, 90% = 0.37 (linear).
   assert "| m | d | beta=1 | mig | 0.25 | 0.13 | 0.37 | 4/4 |" in text
   # dci over its 3 finite seeds; the null one is counted, not dropped.
   assert "| m | d | beta=1 | dci | 0.6 | 0.52 | 0.68 | 3/4 |" in text
+  assert [(e["metric"], e["n_finite"], e["n_seeds"]) for e in summary] == [
+      ("dci", 3, 4), ("mig", 4, 4)]
+  assert summary[1]["median"] == pytest.approx(0.25)

@@ -12,9 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from disentax import checkpoint, evaluate, results, run_log, sharding
+from disentax import checkpoint, evaluate, run_log, sharding
 from disentax.training import train_state, trainer
 from disentax.experiment import build
+from disentax.workdir import results_json_path, run_log_path
 from tests.conftest import REPO, run_module, tiny_config
 
 FOUR_CPU_DEVICES = {"XLA_FLAGS": os.environ["XLA_FLAGS"]  # conftest's
@@ -95,11 +96,11 @@ def test_two_processes_train_one_run_that_the_evaluator_reads(tmp_path):
     assert p.returncode == 0, stderr[-3000:]
   assert "evaluate with" in outputs[0][0]  # process 0 only, no evaluation
   # Process 0 alone writes the log: one line per chunk, not two.
-  lines = run_log.read_lines(os.path.join(workdir, run_log.FILENAME))
+  lines = run_log.read_lines(run_log_path(workdir))
   assert [line["step"] for line in lines] == [5, 10, 15, 20]
 
   evaluate.evaluate(workdir)  # in this process (the CLI: test_cli)
-  with open(os.path.join(results.results_dir(workdir), results.JSON_NAME)) as f:
+  with open(results_json_path(workdir)) as f:
     rows = json.load(f)["rows"]
   assert [(r["seed"], r["hparams"]["beta"], r["status"]) for r in rows] == [
       (0, 1.0, "ok"), (1, 1.0, "ok"), (0, 4.0, "ok"), (1, 4.0, "ok")]

@@ -14,7 +14,9 @@ import time
 import ml_collections
 import pytest
 
-from disentax import report, results, sweep
+from disentax import results, sweep
+from disentax.reporting import report
+from disentax.workdir import job_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "experiments/beta_vae.py:tiny"
@@ -54,7 +56,7 @@ def set_state(root, job, state, **extra):
             "host": socket.gethostname(), "pid": os.getpid(),
             "started": "2024-01-01T00:00:00+00:00", **extra}
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, sweep.JOB_NAME), "w") as f:
+  with open(job_path(workdir), "w") as f:
     json.dump(record, f)
   return workdir
 
@@ -375,7 +377,7 @@ def test_merge_done_jobs_and_list_missing(tmp_path):
 
   # The report over the sweep root finds the same two workdirs (nothing
   # merge wrote looks like a run) and writes the same table.
-  workdirs = report.find_workdirs(root)
+  workdirs = results.find_workdirs(root)
   assert workdirs == [sweep.job_workdir(root, j) for j in jobs[:2]]
   again = str(tmp_path / "again")
   report.run_report(workdirs, again, figures=False)
@@ -535,5 +537,5 @@ def test_local_launcher_runs_tiny_sweep_then_merge(tmp_path):
               (jobs[1].name, 4.0, 0, 10), (jobs[1].name, 4.0, 1, 10)]
   assert all(0 <= r["metrics"]["mig"] <= 1 for r in merged["rows"])
   assert "## Jobs merged: 2 of 2" in merged["markdown"]
-  assert report.find_workdirs(root) == [sweep.job_workdir(root, j)
+  assert results.find_workdirs(root) == [sweep.job_workdir(root, j)
                                         for j in jobs]

@@ -4,7 +4,7 @@ carry DEFT's stage, and survive a restart unchanged."""
 import numpy as np
 import pytest
 
-from disentax import evaluate, tracing
+from disentax import evaluate, results
 from disentax.training import trainer
 from experiments import deft
 
@@ -27,7 +27,7 @@ def traced_run(tmp_path_factory):
 
 
 def test_trace_has_every_point_and_deft_stage(traced_run):
-  trace = tracing.read_trace(traced_run)
+  trace = results.load_trace(traced_run)
   np.testing.assert_array_equal(trace["step"], [0, 5, 10, 15, 20])
   members = 2  # tiny: 2 seeds x 1 pressure sequence
   assert trace["mig"].shape == (5, members)
@@ -45,12 +45,11 @@ def test_last_trace_point_equals_the_evaluation(traced_run):
   """With trace_points = eval points (same seed, same points), the trace at
   the final step is exactly what the evaluator scores."""
   rows, _ = evaluate.evaluate(traced_run, battery="none")
-  trace = tracing.read_trace(traced_run)
+  trace = results.load_trace(traced_run)
   np.testing.assert_allclose(trace["mig"][-1],
                              [r["metrics"]["mig"] for r in rows], rtol=1e-6)
-  from disentax import results
   np.testing.assert_allclose(trace["nmi_matrix"][-1],
-                             results.read_arrays(traced_run)["nmi_matrix"],
+                             results.load_arrays(traced_run)["nmi_matrix"],
                              rtol=1e-6)
 
 
@@ -58,11 +57,11 @@ def test_resumed_run_keeps_the_same_trace(traced_run, tmp_path):
   """Train 10 steps, then resume to 20: the series equals the uninterrupted
   run's, with no point duplicated."""
   trainer.train(_tiny_traced_deft(num_steps=10), str(tmp_path))
-  first = tracing.read_trace(str(tmp_path))
+  first = results.load_trace(str(tmp_path))
   np.testing.assert_array_equal(first["step"], [0, 5, 10])
   trainer.train(_tiny_traced_deft(num_steps=20), str(tmp_path))
-  resumed, whole = tracing.read_trace(str(tmp_path)), tracing.read_trace(
-      traced_run)
+  resumed, whole = (results.load_trace(str(tmp_path)),
+                    results.load_trace(traced_run))
   for name in ("step", "mig", "nmi_matrix", "stage"):
     np.testing.assert_allclose(resumed[name], whole[name], rtol=1e-6,
                                err_msg=name)

@@ -14,6 +14,7 @@ from disentax import checkpoint, run_log
 from disentax.experiment import build
 from disentax.training import layouts, train_state, trainer
 from disentax.training.layouts import over_members
+from disentax.workdir import run_log_path
 from tests.conftest import run_killed, run_module, tiny_config
 
 
@@ -76,8 +77,8 @@ def test_two_runs_of_one_config_are_identical(tmp_path, straight_run):
   first, first_dir = straight_run
   second = trainer.train(tiny_config(), str(tmp_path / "b"))
   assert_trees(first.params, second.params, rtol=0, atol=0)
-  lines_a = run_log.read_lines(os.path.join(first_dir, run_log.FILENAME))
-  lines_b = run_log.read_lines(str(tmp_path / "b" / run_log.FILENAME))
+  lines_a = run_log.read_lines(run_log_path(first_dir))
+  lines_b = run_log.read_lines(run_log_path(str(tmp_path / "b")))
   assert lines_a == lines_b
   assert [l["step"] for l in lines_a] == [5, 10, 15, 20]
   assert all(len(l["loss"]) == 4 for l in lines_a)  # one value per member
@@ -86,7 +87,7 @@ def test_two_runs_of_one_config_are_identical(tmp_path, straight_run):
 def test_training_reduces_the_loss_of_every_member(tmp_path):
   trainer.train(tiny_config(train__num_steps=60, train__checkpoint_every=60,
                           train__learning_rate=1e-3), str(tmp_path))
-  lines = run_log.read_lines(str(tmp_path / run_log.FILENAME))
+  lines = run_log.read_lines(run_log_path(str(tmp_path)))
   first, last = np.array(lines[0]["loss"]), np.array(lines[-1]["loss"])
   assert np.all(last < 0.8 * first), (first, last)
 
@@ -116,8 +117,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path,
   assert_trees(resumed.params, uninterrupted.params, rtol=0, atol=0)
   assert_trees(resumed.opt_state, uninterrupted.opt_state, rtol=0, atol=0)
   # The log describes one history: each chunk once, as in a straight run.
-  assert (run_log.read_lines(os.path.join(workdir, run_log.FILENAME)) ==
-          run_log.read_lines(os.path.join(straight_dir, run_log.FILENAME)))
+  assert (run_log.read_lines(run_log_path(workdir)) ==
+          run_log.read_lines(run_log_path(straight_dir)))
 
 
 def test_rerun_of_a_finished_run_trains_nothing_and_extending_continues(
@@ -169,7 +170,7 @@ def test_sequential_members_train_as_vmapped_ones(tmp_path):
         train__steps_per_chunk=2, train__checkpoint_every=4,
         train__member_execution=execution, train__loop="host"), workdir)
     rows = [json.loads(line) for line in open(
-        os.path.join(workdir, run_log.FILENAME))]
+        run_log_path(workdir))]
     return state, rows
   (reference, reference_rows), (state, rows) = run("vmap"), run(
       "sequential")

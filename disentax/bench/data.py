@@ -30,7 +30,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from disentax.training import step, train_state
+from disentax.training import train_state
 from disentax.bench import Row
 from disentax.bench.train_step import (compiled_program, log, standard_config,
                                        time_train_step)

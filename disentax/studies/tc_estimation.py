@@ -65,6 +65,7 @@ from disentax.models import VAEOutput
 from disentax.objectives.factor_vae import (Discriminator, factor_vae,
                                             init_discriminator, tc_estimate,
                                             update_discriminator)
+from disentax.workdir import write_npz
 
 # DeVAE paper, Table 1: (D, rho) -> (estimated TC, true TC, "Error").
 PAPER_TABLE_1: dict[tuple[int, float], tuple[float, float, float]] = {
@@ -209,10 +210,8 @@ def _evaluate_grid(aux: dict[str, Any], keys: jax.Array, rhos: jax.Array, *,
 
 def _save(path: str, aux: Any, step: int, fingerprint: str) -> None:
   leaves = jax.tree_util.tree_leaves(jax.device_get(aux))
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, step=step, fingerprint=fingerprint,
-           **{f"leaf_{i}": leaf for i, leaf in enumerate(leaves)})
-  os.replace(tmp, path)
+  write_npz(path, {"step": step, "fingerprint": fingerprint,
+                   **{f"leaf_{i}": leaf for i, leaf in enumerate(leaves)}})
 
 
 def _load(path: str, like: Any, fingerprint: str
@@ -284,9 +283,8 @@ def estimate_tc_grid(key: jax.Array, dim: int, rhos: Sequence[float],
                              eval_batches=int(eval_batches), **shape)
   estimates = np.asarray(estimates, np.float64)
   if checkpoint_path:
-    tmp = checkpoint_path + ".tmp.npz"
-    np.savez(tmp, fingerprint=fingerprint, estimates=estimates)
-    os.replace(tmp, checkpoint_path)
+    write_npz(checkpoint_path, {"fingerprint": fingerprint,
+                                "estimates": estimates})
   return estimates
 
 

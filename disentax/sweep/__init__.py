@@ -61,8 +61,8 @@ from disentax.sweep.plan import (PLAN_NAME, PLAN_VERSION, SEED_KEYS,
                                  job_workdir, load_jobs, make_plan, plan_path,
                                  read_plan, seed_chunks, validate_jobs,
                                  write_plan)
-from disentax.sweep.run import (JOB_NAME, PHASES, RECORDED_STATES, job_file,
-                                planned_config, read_job_file, run_job)
+from disentax.sweep.run import (PHASES, RECORDED_STATES, planned_config,
+                                read_job_file, run_job)
 from disentax.sweep.status import (STATES, count_states, format_status,
                                    job_states, last_checkpoint_step)
 from disentax.sweep.merging import MERGED_DIR, merge
@@ -70,11 +70,11 @@ from disentax.sweep.slurm import (LOGS_DIR, SLURM_TEMPLATE, array_spec,
                                   render_slurm)
 
 __all__ = [
-    "JOB_NAME", "LOGS_DIR",
+    "LOGS_DIR",
     "MERGED_DIR", "OPEN_SECTIONS", "PHASES", "PLAN_NAME", "PLAN_VERSION",
     "RECORDED_STATES", "REPO", "SEED_KEYS", "SLURM_TEMPLATE", "STATES",
     "SWEEP_FIELDS", "Job", "apply_overrides", "array_spec", "count_states",
-    "expand", "format_status", "job_config", "job_file", "job_states",
+    "expand", "format_status", "job_config", "job_states",
     "job_workdir", "last_checkpoint_step", "load_config", "load_jobs",
     "load_sweep", "make_plan", "merge", "plan_path", "planned_config",
     "read_job_file", "read_plan", "render_slurm", "run_job", "seed_chunks",

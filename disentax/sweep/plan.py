@@ -13,10 +13,10 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 
 from disentax import config as config_lib
-from disentax import run_log
 from disentax.sweep.spec import (_json_form, _plain, _repo_relative, _resolve,
                                  apply_overrides, load_config, load_sweep,
                                  split_spec)
+from disentax.workdir import read_json, write_json
 
 PLAN_NAME = "plan.json"
 PLAN_VERSION = 1
@@ -356,14 +356,14 @@ def write_plan(sweep_spec: str, root: str) -> tuple[list[Job], bool]:
             _plan_changes(old, plan)) +
         "\nPlan into a new --root, or delete the old plan if nothing of it "
         "ran.")
-  run_log.write_json(path, plan)
+  write_json(path, plan)
   return [Job.from_json(j) for j in plan["jobs"]], True
 
 
 def read_plan(root: str) -> dict[str, Any]:
   path = plan_path(root)
-  plan = run_log.read_json(path, "make one with `python -m disentax.sweep "
-                           f"plan --sweep=FILE --root={root}`")
+  plan = read_json(path, "make one with `python -m disentax.sweep plan "
+                   f"--sweep=FILE --root={root}`")
   if plan.get("version") != PLAN_VERSION:
     raise ValueError(f"{path} has version {plan.get('version')!r}; this "
                      f"disentax reads version {PLAN_VERSION}")

@@ -14,10 +14,9 @@ from typing import Any
 import ml_collections
 
 from disentax import config as config_lib
-from disentax import preemption, run_log, sharding
+from disentax import preemption, sharding
 from disentax.sweep.plan import Job, job_config, job_workdir, load_jobs
-
-JOB_NAME = "job.json"
+from disentax.workdir import job_path, write_json
 
 # What job.json records (`status` counts it in status.STATES).
 RECORDED_STATES = ("running", "done", "failed", "preempted", "interrupted",
@@ -30,13 +29,9 @@ def _now() -> str:
       timespec="seconds")
 
 
-def job_file(workdir: str) -> str:
-  return os.path.join(workdir, JOB_NAME)
-
-
 def read_job_file(workdir: str) -> dict[str, Any] | None:
   """WORKDIR/job.json, or None when the job never started there."""
-  path = job_file(workdir)
+  path = job_path(workdir)
   if not os.path.isfile(path):
     return None
   with open(path) as f:
@@ -129,8 +124,7 @@ def run_job(root: str, job: int | None = None, *, distributed: bool = False,
     # Process 0 writes; before the runtime is up (a config that fails to
     # load) every process would fail alike, and each may say so.
     if "processes" not in record or sharding.is_writer():
-      run_log.write_json(job_file(workdir), {**record, "state": state,
-                                             **extra})
+      write_json(job_path(workdir), {**record, "state": state, **extra})
 
   def started() -> None:  # the runtime (and the process count) is known
     import jax  # pylint: disable=g-import-not-at-top

@@ -9,7 +9,8 @@ import socket
 from typing import Any, Iterable, Mapping, Sequence
 
 from disentax.sweep.plan import job_workdir, load_jobs
-from disentax.sweep.run import _pid_alive, job_file, read_job_file
+from disentax.sweep.run import _pid_alive, read_job_file
+from disentax.workdir import checkpoint_dir, job_path
 
 # How `status` counts the states job.json records (run.RECORDED_STATES).
 STATES = ("done", "running", "failed", "missing")
@@ -17,9 +18,9 @@ STATES = ("done", "running", "failed", "missing")
 
 def last_checkpoint_step(workdir: str) -> int | None:
   """The latest finished checkpoint step in `workdir`, or None."""
-  from disentax import checkpoint  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(checkpoint.checkpoint_dir(workdir)):
+  if not os.path.isdir(checkpoint_dir(workdir)):
     return None
+  from disentax import checkpoint  # pylint: disable=g-import-not-at-top
   manager = checkpoint.make_manager(workdir, read_only=True)
   try:
     return manager.latest_step()
@@ -73,7 +74,7 @@ def job_states(root: str) -> list[dict[str, Any]]:
       state, detail = "missing", "trained, not yet evaluated"
     else:
       state, detail = "failed", (f"unknown state {recorded!r} in "
-                                 f"{job_file(workdir)}: {record.get('error')}")
+                                 f"{job_path(workdir)}: {record.get('error')}")
     if entry["step"] is not None:
       detail += f"; checkpoint at step {entry['step']}"
     entry.update(state=state, detail=detail)

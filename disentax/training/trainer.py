@@ -10,7 +10,6 @@ Everything is validated before anything compiles or is written.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import ml_collections
@@ -21,6 +20,7 @@ from tqdm import tqdm
 from disentax import checkpoint
 from disentax import config as config_lib
 from disentax import preemption, run_log, sharding, tracing
+from disentax import workdir as workdir_lib
 from disentax.experiment import Experiment, build
 from disentax.training import layouts
 from disentax.training.step import make_member_step
@@ -117,9 +117,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   start = int(state.step)
   log = tracer = None
   if writer:
-    log = run_log.RunLog(os.path.join(workdir, run_log.FILENAME),
-                         resume_step=start)
-    run_log.write_json(os.path.join(workdir, "config.json"), meta["config"])
+    log = run_log.RunLog(workdir_lib.run_log_path(workdir), resume_step=start)
+    workdir_lib.write_json(workdir_lib.config_path(workdir), meta["config"])
     if config.train.trace_every:
       tracer = tracing.Tracer(exp, workdir, start)
   tracing_on = bool(config.train.trace_every)

@@ -1,5 +1,5 @@
-"""Figures of a sweep's results files, after the DEFT journal (Wu et al.,
-Machine Learning 2022): what a failure-rate table alone does not show.
+"""Figures of evaluated runs, after the DEFT journal (Wu et al., Machine
+Learning 2022): what a failure-rate table alone does not show.
 
   * `metric_distributions`: a metric's distribution over seeds per method
     (with hyperparameters), one panel per dataset (Fig. 7; Fig. 9 for
@@ -10,39 +10,42 @@ Machine Learning 2022): what a failure-rate table alone does not show.
   * `nmi_matrix_figure`: the group-mean NMI matrix latents x factors
     (Fig. 11b);
   * `ifp_distributions`: information freezing points per factor (Fig. 6);
-  * `traversal_figure`: a latent-traversal grid from decoder outputs
-    (Fig. 10);
-  * `write_figures`: every figure the given workdirs have inputs for.
+  * `write_figures`: every figure some loaded runs have inputs for.
 
-Only results files are read (`disentax.report.load_run`), never a model.
-Every figure has a title, axis labels and (with several series) a legend,
-and a size fixed by its content as documented per function, saved at
-`DPI` without tight cropping, so its pixel size is predictable.  Sizes are
-whole quarter inches so inches x DPI is an exact pixel count.
+Figures take loaded results (rows, arrays, traces, `RunResults` from
+`disentax.results.load_run`); they read no file and load no model.  Every
+figure has a title, axis labels and (with several series) a legend, and a
+size fixed by its content as documented per function, saved at `DPI`
+without tight cropping, so its pixel size is predictable.  Sizes are whole
+quarter inches so inches x DPI is an exact pixel count.
+
+matplotlib is imported when the first figure is made.  Figures are
+`matplotlib.figure.Figure`s, not pyplot figures, and PNGs are rendered by
+Agg whatever the session's backend: importing or drawing neither sets that
+backend nor adds to pyplot's open figures.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
-import sys
-import warnings
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; must precede the pyplot import
+from disentax.reporting.tables import (finite_value, format_hparams,
+                                       group_rows, hparams_key, ifp_rows,
+                                       metric_names, nmi_matrix_means,
+                                       quiet_nan_stats, select_rows)
+from disentax.results import Row, RunResults
+from disentax.workdir import ARRAYS_NAME, RESULTS_DIR, TRACE_NAME
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from disentax import report  # noqa: E402
+if TYPE_CHECKING:
+  from matplotlib.axes import Axes
+  from matplotlib.figure import Figure
 
 DPI = 100
-Row = dict[str, Any]
 Note = Callable[[str], None]
 
 # Fixed sizes (inches) of the figures whose layout does not grow with the
@@ -51,45 +54,34 @@ STAGE_SIZE = (8.0, 4.5)
 IFP_SIZE = (8.0, 4.5)
 
 
-def _save(fig: matplotlib.figure.Figure, path: str) -> str:
+def new_figure(size: tuple[float, float], rows: int = 1, cols: int = 1,
+               **subplots: Any) -> tuple[Figure, np.ndarray]:
+  """A figure of `size` inches (constrained layout) and its rows x cols
+  axes as a 2-D array; `subplots` go to `Figure.subplots` (sharey...)."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(figsize=size, layout="constrained")
+  return fig, fig.subplots(rows, cols, squeeze=False, **subplots)
+
+
+def save(fig: Figure, path: str) -> str:
+  """Saves `fig` as PNG at `DPI` (creating the directory); returns `path`."""
   directory = os.path.dirname(path)
   if directory:
     os.makedirs(directory, exist_ok=True)
   fig.savefig(path, dpi=DPI)
-  plt.close(fig)
   return path
 
 
 def _group_label(method: str, hparams: Mapping[str, Any]) -> str:
-  return f"{method}\n{report.format_hparams(dict(hparams))}"
+  return f"{method}\n{format_hparams(hparams)}"
 
 
 def _horizontal() -> dict[str, Any]:
   """Keyword for horizontal violins/boxes across matplotlib versions."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
   major, minor = (int(p) for p in matplotlib.__version__.split(".")[:2])
   return ({"orientation": "horizontal"} if (major, minor) >= (3, 10)
           else {"vert": False})
-
-
-@contextlib.contextmanager
-def _quiet_nan_stats() -> Iterator[None]:
-  """All-NaN slices (a seed that diverged early) give NaN statistics without
-  a RuntimeWarning per slice."""
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore", RuntimeWarning)
-    yield
-
-
-def _row_value(row: Row, metric: str) -> tuple[bool, float | None]:
-  """(the row reports `metric`, its finite value or None)."""
-  metrics = row.get("metrics") or {}
-  if metric not in metrics:
-    return False, None
-  value = metrics[metric]
-  if row.get("status") != "ok" or value is None:
-    return True, None
-  value = float(value)
-  return True, (value if math.isfinite(value) else None)
 
 
 def metric_distributions(rows: Sequence[Row], metric: str, path: str, *,
@@ -105,27 +97,25 @@ def metric_distributions(rows: Sequence[Row], metric: str, path: str, *,
   (2.5 + 3.5 x datasets) x max(3.5, 1.5 + 0.5 x groups) inches.  Returns
   `path`.
   """
-  selected = [r for r in report.select_rows(rows, step)
-              if _row_value(r, metric)[0]]
+  selected = [r for r in select_rows(rows, step)
+              if metric in (r.get("metrics") or {})]
   if not selected:
     raise ValueError(f"no results row reports {metric!r}")
   datasets = sorted({r["dataset"] for r in selected})
-  groups = sorted({(r["method"], report.hparams_key(r["hparams"]))
+  groups = sorted({(r["method"], hparams_key(r["hparams"]))
                    for r in selected})
   finite_values: dict[tuple, list[float]] = {}
   non_finite_counts: dict[tuple, int] = {}
   for row in selected:
-    key = ((row["method"], report.hparams_key(row["hparams"])),
-           row["dataset"])
-    value = _row_value(row, metric)[1]
+    key = ((row["method"], hparams_key(row["hparams"])), row["dataset"])
+    value = finite_value(row, metric)
     if value is None:
       non_finite_counts[key] = non_finite_counts.get(key, 0) + 1
     else:
       finite_values.setdefault(key, []).append(value)
 
   size = (2.5 + 3.5 * len(datasets), max(3.5, 1.5 + 0.5 * len(groups)))
-  fig, axes = plt.subplots(1, len(datasets), figsize=size, sharey=True,
-                           squeeze=False, layout="constrained")
+  fig, axes = new_figure(size, 1, len(datasets), sharey=True)
   ys = np.arange(len(groups))
   legend: dict[str, Any] = {}  # label -> handle, first drawn
   for ax, dataset in zip(axes[0], datasets):
@@ -169,14 +159,15 @@ def metric_distributions(rows: Sequence[Row], metric: str, path: str, *,
                ncols=len(legend), fontsize=8)
   where = "latest evaluated step" if step is None else f"step {step}"
   fig.suptitle(f"{metric} over seeds per method ({where})")
-  return _save(fig, path)
+  return save(fig, path)
 
 
-def _boxes(ax: matplotlib.axes.Axes, data: Sequence[Sequence[Sequence[float]]],
+def _boxes(ax: Axes, data: Sequence[Sequence[Sequence[float]]],
            series: Sequence[str], categories: Sequence[str]) -> None:
   """Box plots of data[s][c] (finite values) at category c, side by side per
   series s, each value as a point, "n=" under each box; a legend naming the
   series and the points."""
+  from matplotlib.patches import Patch  # pylint: disable=g-import-not-at-top
   width = 0.8 / len(series)
   handles = []
   for s, label in enumerate(series):
@@ -209,13 +200,13 @@ def _member_groups(rows: Sequence[Row] | None, num_members: int
   if not rows:
     return [("all members", list(range(num_members)))]
   groups = []
-  for (method, dataset, hparams), group in report.group_rows(
-      report.select_rows(rows)).items():
+  for (method, dataset, hparams), group in group_rows(
+      select_rows(rows)).items():
     members = sorted(int(r["member"]) for r in group
                      if 0 <= int(r["member"]) < num_members)
     if members:
       groups.append((f"{method} on {dataset} "
-                     f"({report.format_hparams(dict(hparams))})", members))
+                     f"({format_hparams(dict(hparams))})", members))
   if not groups:
     raise ValueError(f"no results row names a member of the trace's "
                      f"{num_members}")
@@ -261,7 +252,7 @@ def mig_per_stage(trace: Mapping[str, np.ndarray], rows: Sequence[Row] | None,
   for _, members in groups:
     ends = stage_end_values(stage, mig, members)
     data.append([ends[s] for s in stages])
-  fig, ax = plt.subplots(figsize=STAGE_SIZE, layout="constrained")
+  fig, [[ax]] = new_figure(STAGE_SIZE)
   _boxes(ax, data, [label for label, _ in groups],
          [f"stage {s + 1}" for s in stages])
   ax.set_xlabel("DEFT stage (MIG at its last traced step)")
@@ -269,7 +260,7 @@ def mig_per_stage(trace: Mapping[str, np.ndarray], rows: Sequence[Row] | None,
   ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
   ax.grid(axis="y", alpha=0.3)
   ax.set_title("MIG at the end of each DEFT stage, over seeds")
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def nmi_top2(nmi_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +291,7 @@ def median_member(mig: np.ndarray, members: Sequence[int]) -> int:
   return int(finals[(len(finals) - 1) // 2][1])
 
 
-def _step_ticks(ax: matplotlib.axes.Axes, steps: np.ndarray) -> None:
+def _step_ticks(ax: Axes, steps: np.ndarray) -> None:
   """At most 6 x ticks on a heatmap whose columns are trace steps."""
   at = np.unique(np.linspace(0, len(steps) - 1, min(6, len(steps))).round()
                  .astype(int))
@@ -330,11 +321,9 @@ def nmi_over_training(trace: Mapping[str, np.ndarray],
   mig = np.asarray(trace["mig"], float) if "mig" in trace else None
   shown = median_member(mig, members) if mig is not None else members[0]
 
-  fig, axes = plt.subplots(2, num_factors,
-                           figsize=(1.0 + 3.0 * num_factors, 6.0),
-                           squeeze=False, layout="constrained")
+  fig, axes = new_figure((1.0 + 3.0 * num_factors, 6.0), 2, num_factors)
   image = None
-  with _quiet_nan_stats():
+  with quiet_nan_stats():
     for k, name in enumerate(factor_names):
       ax = axes[0][k]
       for values, label, color in ((nmi1, "NMI1", "C0"), (nmi2, "NMI2", "C1")):
@@ -362,7 +351,7 @@ def nmi_over_training(trace: Mapping[str, np.ndarray],
                shrink=0.9)
   fig.suptitle((title or "NMI over training")
                + f" (heatmaps: median-MIG member {shown})")
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def nmi_matrix_figure(arrays: Mapping[str, np.ndarray], rows: Sequence[Row],
@@ -381,33 +370,30 @@ def nmi_matrix_figure(arrays: Mapping[str, np.ndarray], rows: Sequence[Row],
   if len(factor_names) != num_factors:
     raise ValueError(f"{len(factor_names)} factor names for an NMI matrix of "
                      f"{num_factors} factors")
-  groups = list(report.group_rows(report.select_rows(rows)).items())
+  groups = nmi_matrix_means(select_rows(rows), {"nmi_matrix": nmi})
   if not groups:
     raise ValueError("no results rows to group the NMI matrices by")
   cols = min(3, len(groups))
   lines = math.ceil(len(groups) / cols)
   size = (1.0 + cols * (1.5 + 0.75 * num_factors),
           0.5 + lines * (1.5 + 0.5 * num_latents))
-  fig, axes = plt.subplots(lines, cols, figsize=size, squeeze=False,
-                           layout="constrained")
+  fig, axes = new_figure(size, lines, cols)
   image = None
-  for ax, ((method, dataset, hparams), group) in zip(axes.flat, groups):
-    members = [int(r["member"]) for r in group if r["status"] == "ok"
-               and int(r["member"]) < nmi.shape[0]]
-    ax.set_title(f"{method} on {dataset}\n"
-                 f"{report.format_hparams(dict(hparams))}, mean of "
-                 f"{len(members)}/{len(group)} seeds", fontsize=9)
+  for ax, group in zip(axes.flat, groups):
+    ax.set_title(f"{group['method']} on {group['dataset']}\n"
+                 f"{format_hparams(group['hparams'])}, mean of "
+                 f"{len(group['members'])}/{group['n_seeds']} seeds",
+                 fontsize=9)
     ax.set_xticks(range(num_factors), factor_names, rotation=30, fontsize=8)
     ax.set_yticks(range(num_latents), [f"z{j}" for j in range(num_latents)],
                   fontsize=8)
     ax.set_xlabel("factor")
     ax.set_ylabel("latent")
-    if not members:
+    mean = group["mean"]
+    if mean is None:
       ax.text(0.5, 0.5, "no finite seed", transform=ax.transAxes,
               ha="center", va="center")
       continue
-    with _quiet_nan_stats():
-      mean = np.nanmean(nmi[members], axis=0)
     image = ax.imshow(mean, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for j in range(num_latents):
       for k in range(num_factors):
@@ -420,7 +406,7 @@ def nmi_matrix_figure(arrays: Mapping[str, np.ndarray], rows: Sequence[Row],
   if image is not None:
     fig.colorbar(image, ax=list(axes.flat), label="NMI", shrink=0.9)
   fig.suptitle("NMI matrix I(z_j; c_k) / H(c_k), mean over seeds")
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def ifp_distributions(rows: Sequence[Row], factor_names: Sequence[str],
@@ -434,8 +420,7 @@ def ifp_distributions(rows: Sequence[Row], factor_names: Sequence[str],
   Raises:
     ValueError: no row reports `ifp`.
   """
-  selected = [r for r in report.select_rows(rows)
-              if "ifp" in (r.get("metrics") or {}) and "factor" in r["hparams"]]
+  selected = ifp_rows(select_rows(rows))
   if not selected:
     raise ValueError("no results row reports an 'ifp' (annealing test)")
   factors = sorted({int(r["hparams"]["factor"]) for r in selected})
@@ -445,7 +430,7 @@ def ifp_distributions(rows: Sequence[Row], factor_names: Sequence[str],
   for row in selected:
     factor = int(row["hparams"]["factor"])
     totals[factor] += 1
-    value = _row_value(row, "ifp")[1]
+    value = finite_value(row, "ifp")
     if value is not None:
       data[series.index((row["method"], row["dataset"]))][
           factors.index(factor)].append(value)
@@ -455,7 +440,7 @@ def ifp_distributions(rows: Sequence[Row], factor_names: Sequence[str],
              if f < len(factor_names) else f"c{f}")
     return f"{label}\n({totals[f]} seeds)"
 
-  fig, ax = plt.subplots(figsize=IFP_SIZE, layout="constrained")
+  fig, [[ax]] = new_figure(IFP_SIZE)
   _boxes(ax, data, [f"{m} on {d}" for m, d in series],
          [name(f) for f in factors])
   finite = [v for s in data for c in s for v in c]
@@ -465,46 +450,7 @@ def ifp_distributions(rows: Sequence[Row], factor_names: Sequence[str],
   ax.set_ylabel("IFP (beta where I(x;z) starts to grow)")
   ax.grid(axis="y", alpha=0.3)
   ax.set_title("Information freezing point per factor (annealing test)")
-  return _save(fig, path)
-
-
-def traversal_figure(images: np.ndarray, path: str, title: str,
-                     latent_labels: Sequence[str] | None = None) -> str:
-  """A latent-traversal grid: images float [d, steps, H, W, C] (C 1 or 3,
-  values clipped to [0, 1]) -> one row per latent, labelled (`latent_labels`,
-  default z0, z1, ...), columns the traversal steps; DEFT Fig. 10.  Size
-  (1.5 + 0.75 steps) x (1 + 0.75 d) inches.  Returns `path`.
-  """
-  images = np.clip(np.asarray(images, float), 0.0, 1.0)
-  if images.ndim != 5 or images.shape[-1] not in (1, 3):
-    raise ValueError(f"images must be [d, steps, H, W, C] with C 1 or 3; got "
-                     f"shape {images.shape}")
-  num_latents, num_steps, height, width, _ = images.shape
-  labels = (list(latent_labels) if latent_labels is not None
-            else [f"z{j}" for j in range(num_latents)])
-  if len(labels) != num_latents:
-    raise ValueError(f"{len(labels)} latent labels for {num_latents} latents")
-  if images.shape[-1] == 1:
-    images = np.repeat(images, 3, axis=-1)
-  gap = max(1, height // 16)
-  mosaic = np.ones((num_latents * (height + gap) - gap,
-                    num_steps * (width + gap) - gap, 3))
-  for j in range(num_latents):
-    for s in range(num_steps):
-      top, left = j * (height + gap), s * (width + gap)
-      mosaic[top:top + height, left:left + width] = images[j, s]
-  fig, ax = plt.subplots(figsize=(1.5 + 0.75 * num_steps,
-                                  1.0 + 0.75 * num_latents),
-                         layout="constrained")
-  ax.imshow(mosaic, interpolation="nearest")
-  ax.set_yticks([j * (height + gap) + height / 2 for j in range(num_latents)],
-                labels, fontsize=8)
-  ax.set_xticks([s * (width + gap) + width / 2 for s in range(num_steps)],
-                [str(s + 1) for s in range(num_steps)], fontsize=8)
-  ax.set_xlabel("traversal step (latent value, low to high)")
-  ax.set_ylabel("latent")
-  ax.set_title(title)
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def _slug(text: str) -> str:
@@ -522,37 +468,29 @@ def workdir_tags(workdirs: Sequence[str]) -> list[str]:
   return [f"{t}-{i}" if tags.count(t) > 1 else t for i, t in enumerate(tags)]
 
 
-def _stderr(line: str) -> None:
-  print(line, file=sys.stderr)
-
-
-def write_figures(workdirs: Sequence[str], out_dir: str, *,
+def write_figures(runs: Sequence[RunResults], out_dir: str, *, note: Note,
                   metric: str = "mig", threshold: float | None = None,
-                  step: int | None = None, note: Note | None = None
-                  ) -> list[str]:
-  """Every figure the workdirs have inputs for, into `out_dir`; returns the
-  paths written.  `note` (default: stderr) gets one line per figure skipped
-  and why.
+                  step: int | None = None) -> list[str]:
+  """Every figure the loaded `runs` have inputs for, into `out_dir`; returns
+  the paths written.  `note` gets one line per figure skipped and why.
 
-  Files: METRIC_distribution.png for every metric in the rows (all workdirs
-  pooled; the failure threshold drawn on `metric`'s), and per workdir TAG
-  (`workdir_tags`): TAG_nmi_over_training[_GROUP].png and
-  TAG_mig_per_stage.png (from trace.npz), TAG_nmi_matrix.png (from
-  results/arrays.npz), TAG_ifp.png (annealing-test rows).
+  Files: METRIC_distribution.png for every metric in the rows (all runs
+  pooled; the failure threshold drawn on `metric`'s), and per run TAG
+  (`workdir_tags` of their workdirs): TAG_nmi_over_training[_GROUP].png and
+  TAG_mig_per_stage.png (from its trace), TAG_nmi_matrix.png (from its
+  results arrays), TAG_ifp.png (annealing-test rows).
   """
-  note = note or _stderr
-  runs = [report.load_run(w) for w in workdirs]
   rows = [row for run in runs for row in run.rows]
   paths = []
-  for name in report.metric_names(report.select_rows(rows, step)):
+  for name in metric_names(select_rows(rows, step)):
     paths.append(metric_distributions(
         rows, name, os.path.join(out_dir, f"{_slug(name)}_distribution.png"),
         threshold=threshold if name == metric else None, step=step))
-  for run, tag in zip(runs, workdir_tags(workdirs)):
+  for run, tag in zip(runs, workdir_tags([run.workdir for run in runs])):
     base = os.path.join(out_dir, tag)
     trace = run.trace
     if trace is None:
-      note(f"{tag}: no {report.TRACE_NAME} in {run.workdir} (training-time "
+      note(f"{tag}: no {TRACE_NAME} in {run.workdir} (training-time "
            f"tracing was off): no NMI-over-training or MIG-per-stage figure")
     else:
       if "nmi_matrix" in trace:
@@ -564,7 +502,7 @@ def write_figures(workdirs: Sequence[str], out_dir: str, *,
               trace, labels, f"{base}_nmi_over_training{suffix}.png",
               members=members, title=f"NMI over training, {label}"))
       else:
-        note(f"{tag}: {report.TRACE_NAME} has no nmi_matrix: no "
+        note(f"{tag}: {TRACE_NAME} has no nmi_matrix: no "
              f"NMI-over-training figure")
       if "stage" in trace and "mig" in trace and (trace["stage"] >= 0).any():
         paths.append(mig_per_stage(trace, run.rows,
@@ -577,10 +515,9 @@ def write_figures(workdirs: Sequence[str], out_dir: str, *,
       paths.append(nmi_matrix_figure(run.arrays, run.rows, labels,
                                      f"{base}_nmi_matrix.png"))
     else:
-      note(f"{tag}: no nmi_matrix in results/arrays.npz (evaluate with MIG): "
-           f"no NMI-matrix figure")
-    if any("ifp" in (r.get("metrics") or {}) and "factor" in r["hparams"]
-           for r in run.rows):
+      note(f"{tag}: no nmi_matrix in {RESULTS_DIR}/{ARRAYS_NAME} (evaluate "
+           f"with MIG): no NMI-matrix figure")
+    if ifp_rows(run.rows):
       paths.append(ifp_distributions(run.rows, run.factor_names or [],
                                      f"{base}_ifp.png"))
     else:
