@@ -147,9 +147,19 @@ def _score_members(means: jax.Array, logvars: jax.Array, errors: jax.Array,
                        jnp.nan) for k, v in scores.items()}
 
 
+@METRICS.register("elbo_decomposition")
 @dataclasses.dataclass(frozen=True)
 class ELBODecomposition(Metric):
-  """Reconstruction error, KL and its TC decomposition for all members."""
+  """Reconstruction error, KL and its TC decomposition for all members.
+
+  Attributes:
+    num_points: uniformly sampled observations (2000, not dlib's usual
+      10000: the aggregate posterior costs num_points^2 * d log-densities
+      per member).
+    chunk_size: query points whose log-densities are computed at a time.
+    batch_size: observations per `posterior_fn` and
+      `reconstruction_error_fn` call.
+  """
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
   name = "elbo_decomposition"
@@ -200,14 +210,3 @@ class ELBODecomposition(Metric):
       chex.assert_shape(scores[name], (num_members,))
     chex.assert_shape(scores["kl_per_latent"], (num_members, d))
     return {name: np.asarray(value) for name, value in scores.items()}
-
-
-@METRICS.register("elbo_decomposition")
-def elbo_decomposition_metric(num_points: int = 2000, chunk_size: int = 100,
-                              batch_size: int = 1000) -> ELBODecomposition:
-  """ELBO terms on `num_points` uniformly sampled points (2000: the
-  aggregate posterior costs num_points^2 * d log-densities per member),
-  `chunk_size` query points at a time, `batch_size` observations per
-  encoder call."""
-  return ELBODecomposition(num_points=num_points, chunk_size=chunk_size,
-                           batch_size=batch_size)

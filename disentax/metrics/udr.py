@@ -153,9 +153,18 @@ def udr_scores(means: jax.Array, logvars: jax.Array, groups: jax.Array,
   return {"udr": score, "udr_matrix": matrix}
 
 
+@METRICS.register("udr")
 @dataclasses.dataclass(frozen=True)
 class UDR(Metric):
-  """UDR of all members of a sweep, seeds compared within each group."""
+  """UDR of all members of a sweep, seeds compared within each group.
+
+  Attributes:
+    num_points: uniformly sampled observations the posteriors are compared
+      on (dlib's udr config: 1000).
+    kl_filter_threshold: latents whose mean KL to the prior is not above it
+      are uninformative and left out (dlib: 0.01).
+    batch_size: observations per `posterior_fn` call.
+  """
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
   name = "udr"
@@ -201,12 +210,3 @@ class UDR(Metric):
     chex.assert_shape(scores["udr"], (num_members,))
     chex.assert_shape(scores["udr_matrix"], (num_members, num_members))
     return {name: np.asarray(value) for name, value in scores.items()}
-
-
-@METRICS.register("udr")
-def udr(num_points: int = 1000, kl_filter_threshold: float = 0.01,
-        batch_size: int = 1000) -> UDR:
-  """UDR (Spearman similarity) on `num_points` uniformly sampled points
-  (dlib's udr config: 1000 points, KL filter 0.01)."""
-  return UDR(num_points=num_points, kl_filter_threshold=kl_filter_threshold,
-             batch_size=batch_size)
