@@ -23,6 +23,7 @@ from disentax import config as config_lib
 from disentax.config import MEMBER_EXECUTIONS
 from disentax.data import GroundTruthDataset, make_dataset
 from disentax.metrics import make_battery, make_metric
+from disentax.metrics.base import Metric
 from disentax.models import VAE, make_model
 from disentax.objectives import Objective, make_objective
 
@@ -102,8 +103,8 @@ class Experiment:
   objective: Objective
   optimizer: optax.GradientTransformation
   members: Members
-  metric: Callable  # the evaluation metric, built now so bad options fail early
-  battery: dict[str, Callable]  # further metrics (config.eval.battery)
+  metric: Metric  # the evaluation metric, built now so bad options fail early
+  battery: dict[str, Metric]  # further metrics (config.eval.battery)
   member_execution: str  # 'vmap' | 'unroll' | 'sequential' (not 'auto')
   loop: str              # 'scan' | 'host'  (likewise)
 

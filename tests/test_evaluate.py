@@ -124,9 +124,9 @@ def test_every_registered_metric_is_in_the_battery():
 
 
 def test_only_factor_free_metrics_score_unlabelled_data():
-  from disentax.metrics import is_supervised, make_battery
+  from disentax.metrics import make_battery
   built = make_battery({name: {} for name in METRICS.names()})
-  assert {n for n, m in built.items() if not is_supervised(m)} == {
+  assert {n for n, m in built.items() if not m.supervised} == {
       "unsupervised", "active_latents", "udr", "elbo_decomposition"}
 
 

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax.metrics import METRICS
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       check_int, sample_codes)
+from disentax.metrics.base import Metric, RepresentationFn, check_int
+from disentax.metrics.sampling import sample_codes
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset

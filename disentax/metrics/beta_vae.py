@@ -32,9 +32,9 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics import logistic
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       jitted_dataset,
-                                       map_in_batches, sample_factors)
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import (jitted_dataset, map_in_batches,
+                                       sample_factors)
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset

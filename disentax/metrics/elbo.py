@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import chex
 import jax
@@ -40,13 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax.metrics import METRICS
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       TrainedMembers, jitted_dataset,
-                                       map_in_batches,
+from disentax.metrics.base import Metric, TrainedMembers
+from disentax.metrics.sampling import (jitted_dataset, map_in_batches,
                                        sample_factors)
-
-if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
-  from disentax.data.base import GroundTruthDataset
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -169,36 +165,31 @@ class ELBODecomposition(Metric):
   chunk_size: int = 100
   batch_size: int = 1000
 
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn, rng: jax.Array,
-               members: TrainedMembers | None = None
-               ) -> dict[str, np.ndarray]:
+  def score(self, members: TrainedMembers,
+            rng: jax.Array) -> dict[str, np.ndarray]:
     """Scores every member on `num_points` uniformly sampled observations.
 
-    `representation_fn` is not used: the decomposition needs the posterior
-    and the reconstruction error, from `members`.  `rng` draws the points
-    and the one z per point (the same draws for every member).
+    Reads `members.posterior_fn` and `members.reconstruction_error_fn` (the
+    means come with the log-variances, so `members.representation_fn` is not
+    used).  `rng` draws the points and the one z per point (the same draws
+    for every member).
 
     Returns:
       {"reconstruction_error", "kl", "index_code_mi", "total_correlation",
        "dimwise_kl": [members], "kl_per_latent": [members, d]} as numpy,
       in nats (reconstruction error: the decoder NLL summed over pixels).
     """
-    del representation_fn  # the means come with the log-variances
-    if members is None:
-      raise ValueError(
-          "elbo_decomposition needs a trained model: pass "
-          "members=TrainedMembers(...) (its posterior_fn and "
-          "reconstruction_error_fn); got members=None")
+    members.require(self.name, "dataset", "posterior_fn",
+                    "reconstruction_error_fn")
     points_rng, noise_rng = jax.random.split(rng)
-    factors = sample_factors(dataset, points_rng, self.num_points)
+    factors = sample_factors(members.dataset, points_rng, self.num_points)
 
     def posterior_and_error(observations):
       mean, logvar = members.posterior_fn(observations)
       return mean, logvar, members.reconstruction_error_fn(observations)
 
     means, logvars, errors = map_in_batches(
-        posterior_and_error, jitted_dataset(dataset)[1],
+        posterior_and_error, jitted_dataset(members.dataset)[1],
         factors, self.batch_size, "elbo_decomposition")
     num_members, _, d = means.shape
     chex.assert_shape(logvars, means.shape)

@@ -14,7 +14,8 @@ import jax
 import joblib
 import numpy as np
 
-from disentax.metrics.sampling import Metric, RepresentationFn, sample_codes
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import sample_codes
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset

@@ -46,9 +46,8 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics.beta_vae import encode_groups
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       jitted_dataset,
-                                       sample_factors)
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import jitted_dataset, sample_factors
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax.metrics import METRICS
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       sample_codes)
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import sample_codes
 from disentax.metrics.discrete import (_static_sizes, discrete_entropy,
                                          discrete_mutual_info, discretize)
 

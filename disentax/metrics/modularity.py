@@ -54,8 +54,8 @@ from disentax.metrics import METRICS
 from disentax.metrics import logistic
 from disentax.metrics.discrete import (_static_sizes, discrete_entropy,
                                        discrete_mutual_info, discretize)
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       sample_codes)
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import sample_codes
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
