@@ -15,6 +15,7 @@ failure-rate table.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import time
@@ -31,9 +32,8 @@ from disentax import config as config_lib
 from disentax.data import make_dataset
 from disentax.experiment import (Experiment, build, make_encode_members,
                                  member_hparams)
-from disentax.metrics import (call_metric, full_battery, is_supervised,
-                              make_battery)
-from disentax.metrics.sampling import TrainedMembers
+from disentax.metrics import full_battery, make_battery
+from disentax.metrics.base import Metric, TrainedMembers
 from disentax.objectives.base import reconstruction_loss
 from disentax.reporting import pictures, render, tables
 from disentax.training.layouts import over_members
@@ -106,7 +106,7 @@ def trained_members(exp: Experiment, params: Any, step: int
                         groups=hyperparameter_groups(exp))
 
 
-def _battery(exp: Experiment, battery: str) -> dict[str, Callable]:
+def _battery(exp: Experiment, battery: str) -> dict[str, Metric]:
   if battery not in BATTERIES:
     raise ValueError(f"--battery={battery!r}; allowed: {BATTERIES}")
   chosen = {"config": exp.battery, "none": {},
@@ -126,9 +126,9 @@ def evaluate(workdir: str, battery: str = "config",
   metrics = _battery(exp, battery)  # bad names fail before any restore
   score_primary = True
   if not exp.dataset.labelled:  # no ground truth: unsupervised metrics only
-    dropped = [n for n, m in metrics.items() if is_supervised(m)]
-    metrics = {n: m for n, m in metrics.items() if not is_supervised(m)}
-    score_primary = not is_supervised(exp.metric)
+    dropped = [n for n, m in metrics.items() if m.supervised]
+    metrics = {n: m for n, m in metrics.items() if not m.supervised}
+    score_primary = not exp.metric.supervised
     print(f"{exp.dataset.name} has no ground-truth factors: skipping "
           f"{dropped + ([] if score_primary else [exp.config.eval.metric.name])}")
   state = restore_members(manager, step, exp)
@@ -148,19 +148,21 @@ def evaluate(workdir: str, battery: str = "config",
   rng = jax.random.key(exp.config.eval.seed)
   print(f"scoring {len(exp.members)} members of {workdir} at step {step} "
         f"with {[exp.config.eval.metric.name, *metrics]}", flush=True)
+  members = dataclasses.replace(trained_members(exp, params, step),
+                                dataset=exp.dataset,
+                                representation_fn=representation(""))
   scores, timings = {}, {}
   for name in names if score_primary else ():
     start = time.perf_counter()
-    scored = exp.metric(exp.dataset, representation(name), rng)
+    scored = exp.metric.score(dataclasses.replace(
+        members, representation_fn=representation(name)), rng)
     scores.update({f"{k}{name}": v for k, v in scored.items()})
     label = f"{exp.config.eval.metric.name}{name}"
     timings[label] = time.perf_counter() - start
     print(f"  {label}: {timings[label]:.1f} s", flush=True)
-  members = trained_members(exp, params, step)
   for metric_name, metric in metrics.items():
     start = time.perf_counter()
-    scores.update(call_metric(metric, exp.dataset, representation(""), rng,
-                              members))
+    scores.update(metric.score(members, rng))
     timings[metric_name] = time.perf_counter() - start
     print(f"  {metric_name}: {timings[metric_name]:.1f} s", flush=True)
   trace_scores = {}

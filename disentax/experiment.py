@@ -22,6 +22,7 @@ import optax
 from disentax import config as config_lib
 from disentax.data import GroundTruthDataset, make_dataset
 from disentax.metrics import make_battery, make_metric
+from disentax.metrics.base import Metric
 from disentax.models import VAE, make_model
 from disentax.objectives import Objective, make_objective
 from disentax.training import layouts
@@ -72,8 +73,8 @@ class Experiment:
   objective: Objective
   optimizer: optax.GradientTransformation
   members: Members
-  metric: Callable  # the evaluation metric, built now so bad options fail early
-  battery: dict[str, Callable]  # further metrics (config.eval.battery)
+  metric: Metric  # the evaluation metric, built now so bad options fail early
+  battery: dict[str, Metric]  # further metrics (config.eval.battery)
   layout: layouts.Layout  # how the member step is laid out (no 'auto')
 
   @property

@@ -2,10 +2,11 @@
 
 Datasets, models, objectives and metrics each keep one `Registry`; a new
 component is one module that decorates its builder with `@REGISTRY.register`,
-and configs pick it with `name = '...'`.  Builders take keyword arguments, and
-their signature *is* the schema of the config section that builds them, so an
-unknown or misspelt key is reported (with the allowed keys) before anything is
-compiled.
+and configs pick it with `name = '...'`.  A builder is a function or a class
+(a metric's dataclass: its `__init__` takes the fields, not the ClassVars);
+it takes keyword arguments, and its signature *is* the schema of the config
+section that builds it, so an unknown or misspelt key is reported (with the
+allowed keys) before anything is compiled.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class Registry(Generic[T]):
     return self._builders[name]
 
   def allowed_keys(self, name: str) -> list[str]:
-    """Keyword arguments the builder of `name` accepts (its config keys)."""
+    """Keyword arguments the builder of `name` accepts (its config keys; a
+    class's are those of its `__init__`)."""
     params = inspect.signature(self.get(name)).parameters.values()
     return [p.name for p in params
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]

@@ -1,6 +1,7 @@
 """The evaluation job with the whole metric battery on a real (tiny) run, and
 the report built from its files."""
 
+import dataclasses
 import json
 import math
 import os
@@ -125,7 +126,19 @@ def test_every_registered_metric_is_in_the_battery():
 
 
 def test_only_factor_free_metrics_score_unlabelled_data():
-  from disentax.metrics import is_supervised, make_battery
+  from disentax.metrics import make_battery
   built = make_battery({name: {} for name in METRICS.names()})
-  assert {n for n, m in built.items() if not is_supervised(m)} == {
+  assert {n for n, m in built.items() if not m.supervised} == {
       "unsupervised", "active_latents", "udr", "elbo_decomposition"}
+
+
+@pytest.mark.parametrize("name", METRICS.names())
+def test_metric_options_are_its_dataclass_fields(name):
+  """A metric declares its options once, as dataclass fields: they are its
+  config keys (no ClassVar among them), and it is registered under its
+  own name."""
+  metric = METRICS.get(name)
+  assert METRICS.allowed_keys(name) == [
+      field.name for field in dataclasses.fields(metric)]
+  assert metric.name == name
+  assert METRICS.build({"name": name}) == metric()

@@ -17,7 +17,7 @@ from disentax.metrics import elbo as elbo_lib
 from disentax.metrics import udr as udr_lib
 from disentax.metrics import unsupervised as unsupervised_lib
 from disentax.metrics import sampling
-from disentax.metrics.sampling import TrainedMembers
+from disentax.metrics.base import TrainedMembers
 from tests import metric_datasets as md
 
 KEY = jax.random.key(0)

@@ -11,6 +11,7 @@ import pytest
 from disentax.data.base import GroundTruthDataset
 from disentax.metrics import METRICS
 from disentax.metrics import mig as mig_lib
+from disentax.metrics.base import TrainedMembers
 
 
 def _random_factors(seed, num_points=10000, factor_sizes=(10,) * 5):
@@ -234,6 +235,18 @@ def test_registered_mig_on_tiny_dataset():
   # Callable form, same rng -> same sample -> same scores.
   again = metric(_TinyDataset(), representation_fn, jax.random.key(0))
   np.testing.assert_array_equal(again["mig"], result["mig"])
+  # The evaluator protocol: the trained members carry dataset and codes.
+  scored = metric.score(TrainedMembers(dataset=_TinyDataset(),
+                                       representation_fn=representation_fn),
+                        jax.random.key(0))
+  np.testing.assert_array_equal(scored["mig"], result["mig"])
+
+
+def test_score_names_what_the_members_lack():
+  metric = METRICS.build({"name": "mig", "num_points": 20, "batch_size": 10})
+  with pytest.raises(ValueError, match=r"mig needs a trained model: "
+                     r"members.representation_fn is None"):
+    metric.score(TrainedMembers(dataset=_TinyDataset()), jax.random.key(0))
 
 
 def test_registered_mig_matches_direct_score():

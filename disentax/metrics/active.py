@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax.metrics import METRICS
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       check_int, sample_codes)
+from disentax.metrics.base import Metric, RepresentationFn, check_int
+from disentax.metrics.sampling import sample_codes
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
@@ -69,9 +69,17 @@ def _score_members(codes: jax.Array, threshold: jax.Array
   return jax.vmap(active_latent_scores, in_axes=(0, None))(codes, threshold)
 
 
+@METRICS.register("active_latents")
 @dataclasses.dataclass(frozen=True)
 class ActiveLatents(Metric):
-  """Active-latent count of all members at once."""
+  """Active-latent count of all members at once.
+
+  Attributes:
+    num_points: uniformly sampled observations the activity is measured on.
+    threshold: a latent is active when the variance of its mean exceeds it
+      (Burda et al.: 0.01).
+    batch_size: observations per `representation_fn` call.
+  """
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
   name = "active_latents"
@@ -101,13 +109,3 @@ class ActiveLatents(Metric):
     chex.assert_shape(scores["active_latents"], (codes.shape[0],))
     chex.assert_shape(scores["latent_activity"], codes.shape[::2])
     return {name: np.asarray(value) for name, value in scores.items()}
-
-
-@METRICS.register("active_latents")
-def active_latents(num_points: int = 10000, threshold: float = 0.01,
-                   batch_size: int = 1000) -> ActiveLatents:
-  """Active latents on `num_points` uniformly sampled points; a latent is
-  active when the variance of its mean exceeds `threshold` (Burda et al.:
-  0.01)."""
-  return ActiveLatents(num_points=num_points, threshold=threshold,
-                       batch_size=batch_size)

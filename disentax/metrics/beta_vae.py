@@ -32,9 +32,9 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics import logistic
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       jitted_dataset,
-                                       map_in_batches, sample_factors)
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import (jitted_dataset, map_in_batches,
+                                       sample_factors)
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
@@ -186,9 +186,18 @@ def _score_members(train_features, train_labels, eval_features, eval_labels,
                                                    eval_features)
 
 
+@METRICS.register("beta_vae_score")
 @dataclasses.dataclass(frozen=True)
 class BetaVAEScore(Metric):
-  """The BetaVAE score over a ground-truth dataset for all members at once."""
+  """The BetaVAE score over a ground-truth dataset for all members at once.
+
+  Attributes:
+    batch_size: pairs of factor tuples averaged into one point's feature
+      (dlib: 64).
+    num_train: points the classifier is fitted on (dlib: 10000).
+    num_eval: fresh points it is scored on (dlib: 5000).
+    encode_batch_size: observations per `representation_fn` call.
+  """
 
   name = "beta_vae_score"
   int_fields = {"batch_size": 1, "num_train": 1, "num_eval": 1,
@@ -243,13 +252,3 @@ class BetaVAEScore(Metric):
     for value in scores.values():
       chex.assert_shape(value, (members,))
     return {name: np.asarray(value) for name, value in scores.items()}
-
-
-@METRICS.register("beta_vae_score")
-def beta_vae_metric(batch_size: int = 64, num_train: int = 10000,
-                    num_eval: int = 5000,
-                    encode_batch_size: int = 1000) -> BetaVAEScore:
-  """BetaVAE score (dlib: batch 64, 10000 train / 5000 eval points), encoding
-  `encode_batch_size` observations at a time."""
-  return BetaVAEScore(batch_size=batch_size, num_train=num_train,
-                      num_eval=num_eval, encode_batch_size=encode_batch_size)

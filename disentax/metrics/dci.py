@@ -195,21 +195,13 @@ def dci_scores(codes_train: np.ndarray, factors_train: np.ndarray,
   return scores
 
 
+@METRICS.register("dci")
 @dataclasses.dataclass(frozen=True)
 class DCI(TrainTestMetric):
-  """The DCI metric over a ground-truth dataset for all members at once (see
-  `dci_scores` for the outputs)."""
+  """The DCI metric over a ground-truth dataset for all members at once:
+  one gradient-boosted-trees classifier per (member, factor), fitted on
+  `num_train` points and tested on `num_test` (see `TrainTestMetric` for the
+  options, `dci_scores` for the outputs)."""
 
   name: ClassVar[str] = "dci"
   score_fn: ClassVar[ScoreFn] = staticmethod(dci_scores)
-
-
-@METRICS.register("dci")
-def dci(num_train: int = 10000, num_test: int = 5000, batch_size: int = 1000,
-        n_jobs: int = -1) -> DCI:
-  """DCI with one GBT classifier per (member, factor) trained on `num_train`
-  points and tested on `num_test` (dlib: 10000 / 5000); codes are encoded
-  `batch_size` observations at a time; fits run on `n_jobs` joblib workers
-  (-1: all cores)."""
-  return DCI(num_train=num_train, num_test=num_test, batch_size=batch_size,
-             n_jobs=n_jobs)

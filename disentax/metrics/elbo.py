@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import chex
 import jax
@@ -40,13 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax.metrics import METRICS
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       TrainedMembers, jitted_dataset,
-                                       map_in_batches,
+from disentax.metrics.base import Metric, TrainedMembers
+from disentax.metrics.sampling import (jitted_dataset, map_in_batches,
                                        sample_factors)
-
-if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
-  from disentax.data.base import GroundTruthDataset
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -147,9 +143,19 @@ def _score_members(means: jax.Array, logvars: jax.Array, errors: jax.Array,
                        jnp.nan) for k, v in scores.items()}
 
 
+@METRICS.register("elbo_decomposition")
 @dataclasses.dataclass(frozen=True)
 class ELBODecomposition(Metric):
-  """Reconstruction error, KL and its TC decomposition for all members."""
+  """Reconstruction error, KL and its TC decomposition for all members.
+
+  Attributes:
+    num_points: uniformly sampled observations (2000, not dlib's usual
+      10000: the aggregate posterior costs num_points^2 * d log-densities
+      per member).
+    chunk_size: query points whose log-densities are computed at a time.
+    batch_size: observations per `posterior_fn` and
+      `reconstruction_error_fn` call.
+  """
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
   name = "elbo_decomposition"
@@ -159,36 +165,31 @@ class ELBODecomposition(Metric):
   chunk_size: int = 100
   batch_size: int = 1000
 
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn, rng: jax.Array,
-               members: TrainedMembers | None = None
-               ) -> dict[str, np.ndarray]:
+  def score(self, members: TrainedMembers,
+            rng: jax.Array) -> dict[str, np.ndarray]:
     """Scores every member on `num_points` uniformly sampled observations.
 
-    `representation_fn` is not used: the decomposition needs the posterior
-    and the reconstruction error, from `members`.  `rng` draws the points
-    and the one z per point (the same draws for every member).
+    Reads `members.posterior_fn` and `members.reconstruction_error_fn` (the
+    means come with the log-variances, so `members.representation_fn` is not
+    used).  `rng` draws the points and the one z per point (the same draws
+    for every member).
 
     Returns:
       {"reconstruction_error", "kl", "index_code_mi", "total_correlation",
        "dimwise_kl": [members], "kl_per_latent": [members, d]} as numpy,
       in nats (reconstruction error: the decoder NLL summed over pixels).
     """
-    del representation_fn  # the means come with the log-variances
-    if members is None:
-      raise ValueError(
-          "elbo_decomposition needs a trained model: pass "
-          "members=TrainedMembers(...) (its posterior_fn and "
-          "reconstruction_error_fn); got members=None")
+    members.require(self.name, "dataset", "posterior_fn",
+                    "reconstruction_error_fn")
     points_rng, noise_rng = jax.random.split(rng)
-    factors = sample_factors(dataset, points_rng, self.num_points)
+    factors = sample_factors(members.dataset, points_rng, self.num_points)
 
     def posterior_and_error(observations):
       mean, logvar = members.posterior_fn(observations)
       return mean, logvar, members.reconstruction_error_fn(observations)
 
     means, logvars, errors = map_in_batches(
-        posterior_and_error, jitted_dataset(dataset)[1],
+        posterior_and_error, jitted_dataset(members.dataset)[1],
         factors, self.batch_size, "elbo_decomposition")
     num_members, _, d = means.shape
     chex.assert_shape(logvars, means.shape)
@@ -200,14 +201,3 @@ class ELBODecomposition(Metric):
       chex.assert_shape(scores[name], (num_members,))
     chex.assert_shape(scores["kl_per_latent"], (num_members, d))
     return {name: np.asarray(value) for name, value in scores.items()}
-
-
-@METRICS.register("elbo_decomposition")
-def elbo_decomposition_metric(num_points: int = 2000, chunk_size: int = 100,
-                              batch_size: int = 1000) -> ELBODecomposition:
-  """ELBO terms on `num_points` uniformly sampled points (2000: the
-  aggregate posterior costs num_points^2 * d log-densities per member),
-  `chunk_size` query points at a time, `batch_size` observations per
-  encoder call."""
-  return ELBODecomposition(num_points=num_points, chunk_size=chunk_size,
-                           batch_size=batch_size)

@@ -14,7 +14,8 @@ import jax
 import joblib
 import numpy as np
 
-from disentax.metrics.sampling import Metric, RepresentationFn, sample_codes
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import sample_codes
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
@@ -103,8 +104,16 @@ ScoreFn = Callable[..., dict[str, np.ndarray]]
 class TrainTestMetric(Metric):
   """A metric fitted on `num_train` points and scored on `num_test` others
   (independent uniform samples, the same for every member), its estimator
-  fits spread over `n_jobs` joblib workers (-1: all cores). Subclasses name
-  the metric and give its `score_fn`."""
+  fits spread over `n_jobs` joblib workers.  Subclasses name the metric and
+  give its `score_fn`.
+
+  Attributes:
+    num_train: uniform points the estimators are fitted on (dlib: 10000).
+    num_test: other uniform points they are scored on (dlib: 5000).
+    batch_size: observations per `representation_fn` call.
+    n_jobs: joblib workers for the fits (-1: all cores); the scores do not
+      depend on it.
+  """
 
   score_fn: ClassVar[ScoreFn]
   int_fields = {"num_train": 2, "num_test": 1, "batch_size": 1}

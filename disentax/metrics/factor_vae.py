@@ -46,9 +46,8 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics.beta_vae import encode_groups
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       jitted_dataset,
-                                       sample_factors)
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import jitted_dataset, sample_factors
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
@@ -222,9 +221,23 @@ def _score_members(train_latents, train_labels, eval_latents, eval_labels,
                                                  active, finite)
 
 
+@METRICS.register("factor_vae_score")
 @dataclasses.dataclass(frozen=True)
 class FactorVAEScore(Metric):
-  """The FactorVAE score over a ground-truth dataset for all members."""
+  """The FactorVAE score over a ground-truth dataset for all members.
+
+  Attributes:
+    batch_size: factor tuples per vote, all sharing the fixed factor's value
+      (dlib's study: 64).
+    num_train: votes the majority-vote classifier is built from (dlib:
+      10000).
+    num_eval: fresh votes it is scored on (dlib: 5000).
+    num_variance_estimate: uniform points for the latents' global variances
+      (dlib: 10000).
+    prune_threshold: latents whose global standard deviation is below it are
+      pruned (dlib's study: 0.05).
+    encode_batch_size: observations per `representation_fn` call.
+  """
 
   name = "factor_vae_score"
   int_fields = {"batch_size": 2, "num_train": 1, "num_eval": 1,
@@ -286,18 +299,3 @@ class FactorVAEScore(Metric):
     for value in scores.values():
       chex.assert_shape(value, (members,))
     return {name: np.asarray(value) for name, value in scores.items()}
-
-
-@METRICS.register("factor_vae_score")
-def factor_vae_metric(batch_size: int = 64, num_train: int = 10000,
-                      num_eval: int = 5000, num_variance_estimate: int = 10000,
-                      prune_threshold: float = 0.05,
-                      encode_batch_size: int = 1000) -> FactorVAEScore:
-  """FactorVAE score (dlib study: batch 64, 10000 train / 5000 eval votes,
-  10000 points for the global variances, prune std < 0.05), encoding
-  `encode_batch_size` observations at a time."""
-  return FactorVAEScore(batch_size=batch_size, num_train=num_train,
-                        num_eval=num_eval,
-                        num_variance_estimate=num_variance_estimate,
-                        prune_threshold=prune_threshold,
-                        encode_batch_size=encode_batch_size)

@@ -32,8 +32,8 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics.discrete import discretize
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       sample_codes)
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import sample_codes
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
@@ -153,9 +153,19 @@ def _score_members(codes: jax.Array, factors: jax.Array, num_bins: int,
       c, groups, num_bins, diff_quantile))(codes)
 
 
+@METRICS.register("irs")
 @dataclasses.dataclass(frozen=True)
 class IRS(Metric):
-  """The IRS metric over a ground-truth dataset for all members at once."""
+  """The IRS metric over a ground-truth dataset for all members at once.
+
+  Attributes:
+    num_train: uniformly sampled points scored (dlib: 10000).
+    diff_quantile: quantile of the within-group deviations (dlib: 0.99; the
+      paper's maximum is 1.0).
+    num_bins: equal-width histogram bins the factors are discretised into
+      (dlib: 20).
+    batch_size: observations per `representation_fn` call.
+  """
 
   name = "irs"
   int_fields = {"num_train": 2, "num_bins": 2, "batch_size": 1}
@@ -197,14 +207,3 @@ class IRS(Metric):
     for value in result.values():
       chex.assert_shape(value, (members,))
     return result
-
-
-@METRICS.register("irs")
-def irs(num_train: int = 10000, diff_quantile: float = 0.99,
-        num_bins: int = 20, batch_size: int = 1000) -> IRS:
-  """IRS on `num_train` uniformly sampled points (dlib: 10000), the
-  `diff_quantile` quantile of within-group deviations (dlib: 0.99), factors
-  discretised into `num_bins` bins (dlib: 20); codes encoded `batch_size`
-  observations at a time."""
-  return IRS(num_train=num_train, diff_quantile=diff_quantile,
-             num_bins=num_bins, batch_size=batch_size)

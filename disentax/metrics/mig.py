@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax.metrics import METRICS
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       sample_codes)
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import sample_codes
 from disentax.metrics.discrete import (_static_sizes, discrete_entropy,
                                          discrete_mutual_info, discretize)
 
@@ -113,9 +113,16 @@ def score_members(codes: jax.Array, factors: jax.Array,
       codes)
 
 
+@METRICS.register("mig")
 @dataclasses.dataclass(frozen=True)
 class MIG(Metric):
-  """The MIG metric over a ground-truth dataset for all members at once."""
+  """The MIG metric over a ground-truth dataset for all members at once.
+
+  Attributes:
+    num_points: uniformly sampled factor tuples scored (dlib: 10000).
+    num_bins: equal-width histogram bins per latent (dlib: 20).
+    batch_size: observations per `representation_fn` call.
+  """
 
   name = "mig"
   int_fields = {"num_points": 2, "num_bins": 2, "batch_size": 1}
@@ -149,11 +156,3 @@ class MIG(Metric):
     chex.assert_shape(scores["mig"], (members,))
     chex.assert_shape(scores["mig_per_factor"], (members, len(factor_sizes)))
     return {name: np.asarray(value) for name, value in scores.items()}
-
-
-@METRICS.register("mig")
-def mig(num_points: int = 10000, num_bins: int = 20,
-        batch_size: int = 1000) -> MIG:
-  """MIG on `num_points` uniformly sampled factor tuples (dlib: 10000, 20
-  bins), encoded `batch_size` observations at a time."""
-  return MIG(num_points=num_points, num_bins=num_bins, batch_size=batch_size)

@@ -54,8 +54,8 @@ from disentax.metrics import METRICS
 from disentax.metrics import logistic
 from disentax.metrics.discrete import (_static_sizes, discrete_entropy,
                                        discrete_mutual_info, discretize)
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       sample_codes)
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import sample_codes
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
@@ -247,9 +247,20 @@ def _score_members(train_codes, train_factors, test_codes, test_factors,
                                                          test_codes)
 
 
+@METRICS.register("modularity_explicitness")
 @dataclasses.dataclass(frozen=True)
 class ModularityExplicitness(Metric):
-  """Modularity and explicitness over a ground-truth dataset, all members."""
+  """Modularity and explicitness over a ground-truth dataset, all members.
+
+  Attributes:
+    num_train: uniform points for the mutual information and the
+      regressions' fit (dlib: 10000).
+    num_test: other uniform points for the held-out explicitness (dlib:
+      5000).
+    num_bins: equal-width histogram bins per latent for the mutual
+      information (dlib: 20).
+    batch_size: observations per `representation_fn` call.
+  """
 
   name = "modularity_explicitness"
   int_fields = {"num_train": 2, "num_test": 2, "num_bins": 2,
@@ -291,14 +302,3 @@ class ModularityExplicitness(Metric):
     for value in scores.values():
       chex.assert_shape(value, (members,))
     return {name: np.asarray(value) for name, value in scores.items()}
-
-
-@METRICS.register("modularity_explicitness")
-def modularity_explicitness_metric(num_train: int = 10000,
-                                   num_test: int = 5000, num_bins: int = 20,
-                                   batch_size: int = 1000
-                                   ) -> ModularityExplicitness:
-  """Modularity and explicitness (dlib: 10000 train / 5000 test points, 20
-  bins), encoding `batch_size` observations at a time."""
-  return ModularityExplicitness(num_train=num_train, num_test=num_test,
-                                num_bins=num_bins, batch_size=batch_size)

@@ -1,55 +1,25 @@
-"""What every metric shares: encoding factor tuples for all members at once,
-the trained members' other functions that some metrics need, and the `Metric`
-base class (option checks and the call).
+"""Sampling and encoding for the metrics: factor tuples drawn uniformly
+from the grid, rendered by the dataset's jitted programs, and encoded for all
+members at once in fixed-size batches.
 
-A metric scores a whole sweep in one call: `representation_fn` maps
-observations [b, H, W, C] to codes [members, b, d] (the vmapped encoder means
-of every member), and metrics keep that leading members axis throughout.
+`representation_fn` maps observations [b, H, W, C] to codes [members, b, d]
+(the vmapped encoder means of every member), and these helpers keep that
+leading members axis throughout.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Callable
 
 import chex
 import jax
 import numpy as np
 
+from disentax.metrics.base import RepresentationFn
+
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
-
-# observations [b, H, W, C] -> codes [members, b, d]
-RepresentationFn = Callable[[jax.Array], jax.Array]
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainedMembers:
-  """The trained members beyond their mean representation, for the metrics
-  that need more than codes (reconstruction, ELBO terms, UDR).
-
-  A metric asks for it by taking a keyword argument `members`; the evaluator
-  passes it only to those.  Every function takes observations [b, H, W, C]
-  (always exactly the metric's batch size) and returns arrays with a leading
-  members axis.
-
-  Attributes:
-    posterior_fn: observations -> (mean, logvar) of q(z|x), each [M, b, d].
-    reconstruction_error_fn: observations -> [M, b] reconstruction error of
-      each observation decoded from its posterior mean: the objective's
-      decoder negative log-likelihood summed over pixels (Bernoulli
-      cross-entropy for the dlib-google models), in nats.
-    decode_fn: codes [M, b, d] -> observations [M, b, H, W, C] in [0, 1]
-      (the decoder's mean), for traversals.
-    groups: int [M]; members with the same hyperparameter values share a
-      group (UDR compares seeds within a group).
-  """
-
-  posterior_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]]
-  reconstruction_error_fn: Callable[[jax.Array], jax.Array]
-  decode_fn: Callable[[jax.Array], jax.Array]
-  groups: np.ndarray
 
 
 @functools.lru_cache(maxsize=64)
@@ -146,46 +116,3 @@ def sample_codes(dataset: GroundTruthDataset,
   factors = sample_factors(dataset, rng, num_points)
   return factors, encode_factors(dataset, representation_fn, factors,
                                  batch_size, where)
-
-
-def check_int(metric: str, name: str, value: int, minimum: int) -> None:
-  """Raises a ValueError naming the metric option and what is allowed."""
-  if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
-      or value < minimum):
-    raise ValueError(
-        f"{metric}: {name} must be an integer >= {minimum}, got {value!r}")
-
-
-class Metric:
-  """Base of the metric classes: validates their options and scores on call.
-
-  A subclass is a `@dataclasses.dataclass(frozen=True)` whose fields are its
-  options.  It sets `name` (the metric's name in error messages) and
-  `int_fields` ({integer option: its minimum}, checked in that order when the
-  metric is built, before `check`), overrides `check` for any other option
-  checks, and implements `evaluate`, which calling the metric runs.  A
-  metric that needs the trained members themselves (UDR, the ELBO terms)
-  overrides `__call__` instead, with a keyword `members` (`needs_members`).
-  """
-
-  name: ClassVar[str]
-  int_fields: ClassVar[Mapping[str, int]] = {}
-
-  def __post_init__(self) -> None:
-    for field, minimum in self.int_fields.items():
-      check_int(self.name, field, getattr(self, field), minimum)
-    self.check()
-
-  def check(self) -> None:
-    """Checks the options other than `int_fields` (raises ValueError)."""
-
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    return self.evaluate(dataset, representation_fn, rng)
-
-  def evaluate(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn,
-               rng: jax.Array) -> dict[str, np.ndarray]:
-    """Scores every member of `representation_fn` (codes [members, b, d])."""
-    raise NotImplementedError(f"{type(self).__name__}.evaluate")

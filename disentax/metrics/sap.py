@@ -131,20 +131,13 @@ def sap_scores(codes_train: np.ndarray, factors_train: np.ndarray,
   return {"sap": score, "sap_matrix": matrix}
 
 
+@METRICS.register("sap")
 @dataclasses.dataclass(frozen=True)
 class SAP(TrainTestMetric):
-  """The SAP metric over a ground-truth dataset for all members at once (see
-  `sap_scores` for the outputs)."""
+  """The SAP metric over a ground-truth dataset for all members at once,
+  with discrete factors: a linear SVM per (member, latent, factor), fitted
+  on `num_train` points and tested on `num_test` (see `TrainTestMetric` for
+  the options, `sap_scores` for the outputs)."""
 
   name: ClassVar[str] = "sap"
   score_fn: ClassVar[ScoreFn] = staticmethod(sap_scores)
-
-
-@METRICS.register("sap")
-def sap(num_train: int = 10000, num_test: int = 5000, batch_size: int = 1000,
-        n_jobs: int = -1) -> SAP:
-  """SAP with discrete factors: a linear SVM per (member, latent, factor)
-  trained on `num_train` points and tested on `num_test` (dlib: 10000 /
-  5000); codes encoded `batch_size` at a time; `n_jobs` joblib workers."""
-  return SAP(num_train=num_train, num_test=num_test, batch_size=batch_size,
-             n_jobs=n_jobs)

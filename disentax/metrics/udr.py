@@ -28,7 +28,7 @@ ranks, inside one jit (no loop over members or pairs).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import chex
 import jax
@@ -37,13 +37,9 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics.active import check_threshold
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       TrainedMembers, check_int,
-                                       jitted_dataset, map_in_batches,
+from disentax.metrics.base import Metric, TrainedMembers, check_int
+from disentax.metrics.sampling import (jitted_dataset, map_in_batches,
                                        sample_factors)
-
-if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
-  from disentax.data.base import GroundTruthDataset
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -153,9 +149,18 @@ def udr_scores(means: jax.Array, logvars: jax.Array, groups: jax.Array,
   return {"udr": score, "udr_matrix": matrix}
 
 
+@METRICS.register("udr")
 @dataclasses.dataclass(frozen=True)
 class UDR(Metric):
-  """UDR of all members of a sweep, seeds compared within each group."""
+  """UDR of all members of a sweep, seeds compared within each group.
+
+  Attributes:
+    num_points: uniformly sampled observations the posteriors are compared
+      on (dlib's udr config: 1000).
+    kl_filter_threshold: latents whose mean KL to the prior is not above it
+      are uninformative and left out (dlib: 0.01).
+    batch_size: observations per `posterior_fn` call.
+  """
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
   name = "udr"
@@ -170,26 +175,21 @@ class UDR(Metric):
                     self.kl_filter_threshold)
     check_int(self.name, "batch_size", self.batch_size, 1)
 
-  def __call__(self, dataset: GroundTruthDataset,
-               representation_fn: RepresentationFn, rng: jax.Array,
-               members: TrainedMembers | None = None
-               ) -> dict[str, np.ndarray]:
+  def score(self, members: TrainedMembers,
+            rng: jax.Array) -> dict[str, np.ndarray]:
     """Scores every member on `num_points` uniformly sampled observations.
 
-    `representation_fn` is not used: UDR needs the posterior (means for the
-    correlations, log-variances for the KL filter), from `members`.
+    Reads `members.posterior_fn` (means for the correlations, log-variances
+    for the KL filter) and `members.groups`; the means come with the
+    log-variances, so `members.representation_fn` is not used.
 
     Returns:
       {"udr": [members], "udr_matrix": [members, members]} as numpy.
     """
-    del representation_fn  # the means come with the log-variances
-    if members is None:
-      raise ValueError(
-          "udr needs a trained model: pass members=TrainedMembers(...) "
-          "(its posterior_fn and groups); got members=None")
-    factors = sample_factors(dataset, rng, self.num_points)
+    members.require(self.name, "dataset", "posterior_fn", "groups")
+    factors = sample_factors(members.dataset, rng, self.num_points)
     means, logvars = map_in_batches(
-        members.posterior_fn, jitted_dataset(dataset)[1],
+        members.posterior_fn, jitted_dataset(members.dataset)[1],
         factors, self.batch_size, "udr")
     num_members = means.shape[0]
     groups = np.asarray(members.groups)
@@ -201,12 +201,3 @@ class UDR(Metric):
     chex.assert_shape(scores["udr"], (num_members,))
     chex.assert_shape(scores["udr_matrix"], (num_members, num_members))
     return {name: np.asarray(value) for name, value in scores.items()}
-
-
-@METRICS.register("udr")
-def udr(num_points: int = 1000, kl_filter_threshold: float = 0.01,
-        batch_size: int = 1000) -> UDR:
-  """UDR (Spearman similarity) on `num_points` uniformly sampled points
-  (dlib's udr config: 1000 points, KL filter 0.01)."""
-  return UDR(num_points=num_points, kl_filter_threshold=kl_filter_threshold,
-             batch_size=batch_size)

@@ -32,8 +32,8 @@ import numpy as np
 
 from disentax.metrics import METRICS
 from disentax.metrics.discrete import discrete_mutual_info, discretize
-from disentax.metrics.sampling import (Metric, RepresentationFn,
-                                       sample_codes)
+from disentax.metrics.base import Metric, RepresentationFn
+from disentax.metrics.sampling import sample_codes
 
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
@@ -138,9 +138,17 @@ def _score_members(codes: jax.Array, num_bins: int) -> dict[str, jax.Array]:
   return jax.vmap(lambda c: unsupervised_scores(c, num_bins))(codes)
 
 
+@METRICS.register("unsupervised")
 @dataclasses.dataclass(frozen=True)
 class Unsupervised(Metric):
-  """The unsupervised scores over a dataset for all members at once."""
+  """The unsupervised scores over a dataset for all members at once.
+
+  Attributes:
+    num_train: uniformly sampled observations scored (dlib: 10000).
+    num_bins: equal-width histogram bins per latent for the mutual
+      information score (dlib: 20).
+    batch_size: observations per `representation_fn` call.
+  """
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
   name = "unsupervised"
@@ -166,12 +174,3 @@ class Unsupervised(Metric):
     for value in scores.values():
       chex.assert_shape(value, (codes.shape[0],))
     return {name: np.asarray(value) for name, value in scores.items()}
-
-
-@METRICS.register("unsupervised")
-def unsupervised(num_train: int = 10000, num_bins: int = 20,
-                 batch_size: int = 1000) -> Unsupervised:
-  """Unsupervised scores on `num_train` uniformly sampled points (dlib:
-  10000 points, 20 bins), encoded `batch_size` observations at a time."""
-  return Unsupervised(num_train=num_train, num_bins=num_bins,
-                      batch_size=batch_size)

@@ -32,7 +32,7 @@ sides report (mean over members, and the largest per-member difference).
 5000 test points, ...); `small` runs reduced sizes for a quick comparison
 (see `reference_pipeline.BATTERY_SIZES`).  --seeds=N scores only the first N
 members on both sides (default: all).  A disentax metric that is not
-registered yet shows "n/a"; a size option its builder does not take is
+registered yet shows "n/a"; a size option it does not take is
 listed under the table.
 """
 
@@ -56,7 +56,8 @@ from disentax import config as config_lib
 from disentax.evaluate import trained_members
 from disentax.experiment import (Experiment, build, make_encode_members,
                                  member_hparams)
-from disentax.metrics import METRICS, call_metric, make_battery, needs_members
+from disentax.metrics import METRICS, make_battery
+from disentax.metrics.base import TrainedMembers
 from disentax.studies import reference_pipeline as reference
 from disentax.training.train_state import restore_members
 
@@ -73,7 +74,7 @@ DISENTAX_NAMES: dict[str, tuple[str, ...]] = {
     "irs": ("irs",),
     "unsupervised": ("unsupervised", "unsupervised_metrics"),
 }
-# A reference size option -> other names a disentax builder may use for it
+# A reference size option -> other names a disentax metric may give it
 # (dlib's MIG `num_train` is disentax's `num_points`).
 SIZE_ALIASES: dict[str, tuple[str, ...]] = {
     "num_train": ("num_points",),
@@ -168,7 +169,7 @@ def seed_representations(exp: Experiment, params: Any,
 
 def time_disentax(exp: Experiment, representation_fn: Callable,
                   battery: Mapping[str, Mapping[str, Any]], rng: jax.Array,
-                  members: Any = None, warm: bool = True
+                  members: TrainedMembers | None = None, warm: bool = True
                   ) -> tuple[dict[str, np.ndarray], dict[str, float],
                              dict[str, float]]:
   """Scores of all members and seconds per metric, metric by metric.
@@ -176,20 +177,17 @@ def time_disentax(exp: Experiment, representation_fn: Callable,
   Returns (scores, seconds of the first call, which compiles, seconds of a
   second, warm call when `warm`, else {}).  A sweep's evaluation job pays
   the first; the second shows the cost once compiled (e.g. when several
-  checkpoints or representations are scored in one process).  A metric that
-  needs the trained members' other functions gets `members` (None when only
-  some members are scored: such metrics are not in the reference battery).
+  checkpoints or representations are scored in one process).  `members`
+  gives the metrics that read more of the model than `representation_fn`
+  its other functions; it is None when only some members are scored, and
+  such a metric (none is in the reference battery) then raises.
   """
   built = make_battery(battery, where="eval_speed")
   scores, first, second = {}, {}, {}
   for name, metric in built.items():
-    if needs_members(metric) and members is None:
-      raise ValueError(f"eval_speed: {name} needs the trained members; "
-                       f"score all members (drop --seeds)")
     for timings in (first, second) if warm else (first,):
       start = time.perf_counter()
-      scores.update(call_metric(metric, exp.dataset, representation_fn, rng,
-                                members))
+      scores.update(metric(exp.dataset, representation_fn, rng, members))
       timings[name] = time.perf_counter() - start
     print(f"  disentax {name}: {first[name]:.1f} s"
           + (f" (warm {second[name]:.1f} s)" if warm else ""), flush=True)
