@@ -68,7 +68,7 @@ def test_unknown_schema_key_lists_it_and_the_allowed_keys(dotted):
     ("objective", "gamma", ["beta", "reconstruction"]),
     ("dataset", "size", ["image_size", "npz_path"]),
     ("model", "latents", ["num_latents", "encoder_kernel_sizes",
-                          "upsampling"]),
+                          "kernels"]),
     ("eval.metric", "bins", ["num_points", "num_bins", "batch_size"])])
 def test_unknown_component_key_lists_the_builders_keys(section, key, allowed):
   """Component sections are checked against their builder's signature."""
@@ -124,9 +124,8 @@ BAD_VALUES = [
     ("dataset__image_size", 40, "multiple of 16 (e.g. 16, 32, 64), got 40"),
     ("dataset__image_size", 8, "multiple of 16 (e.g. 16, 32, 64), got 8"),
     ("model__num_latents", 0, "num_latents=0; must be an integer >= 1"),
-    ("model__upsampling", "bilinear",
-     "upsampling='bilinear'; allowed: ('auto', 'transpose', 'subpixel', "
-     "'paired')"),
+    ("model__kernels", "paired",
+     "kernels='paired'; allowed: ('auto', 'reference', 'fast')"),
     ("objective__beta", (0.0,),
      "config.objective.beta=(0.0,): value(s) [0.0] not allowed; "
      "must be finite and > 0"),
