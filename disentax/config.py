@@ -27,7 +27,16 @@ BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.checkpoint_every", "train.keep_checkpoints",
                     "train.progress", "train.member_execution", "train.loop",
                     "train.num_devices",
-                    "train.trace_every", "train.trace_points", "eval")
+                    "train.trace_every", "train.trace_points", "eval",
+                    "model.kernels")
+
+# Model options of saved configs that chose each layer's formulation, now all
+# chosen by `model.kernels` (disentax/models/kernels): option -> the values
+# that named XLA's own layers ('reference'); its other values, but 'auto',
+# named faster formulations of the same function ('fast').
+FORMULATION_OPTIONS = {"upsampling": ("transpose",),
+                       "downsampling": ("conv",),
+                       "fractional_formulation": ("vmap",)}
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -198,14 +207,36 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
 def from_dict(data: dict[str, Any]) -> ml_collections.ConfigDict:
   """A saved config; schema keys added since it was written get their
   defaults (a run saved before e.g. train.num_devices existed still loads
-  and resumes)."""
+  and resumes), and a model section that names each layer's formulation
+  (`upsampling`, `downsampling`, `fractional_formulation`) gets the one
+  `kernels` setting instead (`kernels_from_formulations`)."""
   return ml_collections.ConfigDict(with_defaults(data))
+
+
+def kernels_from_formulations(model: dict[str, Any]) -> dict[str, Any]:
+  """A saved model section with the FORMULATION_OPTIONS it sets replaced by
+  `kernels`: 'reference' when every one it sets names XLA's own layers,
+  'fast' when every one names a faster formulation, else 'auto' (all
+  'auto', or a mix: a mix was never a default, and every choice computes
+  the same function, so the run goes on with this backend's choice)."""
+  named = {key: model[key] for key in FORMULATION_OPTIONS if key in model}
+  if not named:
+    return model
+  model = {key: value for key, value in model.items() if key not in named}
+  kinds = {"auto" if value == "auto" else
+           "reference" if value in FORMULATION_OPTIONS[key] else "fast"
+           for key, value in named.items()}
+  model.setdefault("kernels", kinds.pop() if len(kinds) == 1 else "auto")
+  return model
 
 
 def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
   """`data` (a plain dict) with every missing schema key of base_config()
-  added at its default; component sections are left as they are."""
+  added at its default; component sections are left as they are, but for
+  the model's formulation options (`kernels_from_formulations`)."""
   data = json.loads(json.dumps(data))
+  if isinstance(data.get("model"), dict):
+    data["model"] = kernels_from_formulations(data["model"])
 
   def fill(node: dict[str, Any], defaults: dict[str, Any]) -> None:
     for key, default in defaults.items():

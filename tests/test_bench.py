@@ -37,16 +37,16 @@ def random_params(model, x, noise_key):
   return jax.tree.map(fill, shapes)
 
 
-@pytest.mark.parametrize("image_size,kernel_sizes,formulation", [
-    (64, (4, 4, 2, 2), "paired"),     # the benchmarked architecture
-    (32, (4, 4, 2, 2), "subpixel"),
-    (32, (3, 5, 4, 1), "transpose"),  # odd kernels: asymmetric SAME padding
+@pytest.mark.parametrize("image_size,kernel_sizes,kernels", [
+    (64, (4, 4, 2, 2), "fast"),       # the benchmarked architecture
+    (32, (4, 4, 2, 2), "reference"),
+    (32, (3, 5, 4, 1), "reference"),  # odd kernels: asymmetric SAME padding
 ])
 def test_torch_reference_computes_the_same_loss_and_gradients(
-    image_size, kernel_sizes, formulation):
+    image_size, kernel_sizes, kernels):
   torch = pytest.importorskip("torch")
   from disentax.bench import torch_reference as ref
-  config = train_step.standard_config(1, image_size, 4, formulation)
+  config = train_step.standard_config(1, image_size, 4, kernels)
   config.model.encoder_kernel_sizes = kernel_sizes
   exp = build(config)
   _, x = jax.jit(exp.dataset.sample, static_argnums=1)(jax.random.key(3), 4)
@@ -182,15 +182,15 @@ def test_torch_step_timing_runs():
 
 
 class _FakeProgram:
-  """A compiled train program whose steps take a set time per formulation
+  """A compiled train program whose steps take a set time per model.kernels
   (divided by the micro-batch count)."""
   exp = types.SimpleNamespace(
       layout=types.SimpleNamespace(members="unroll", loop="host"))
   compile_seconds = 1.0
 
   def __init__(self, config):
-    self.per_step = {"paired": 0.05, "subpixel": 0.1,
-                     "transpose": 0.2}[config.model.upsampling]
+    self.per_step = {"fast": 0.05,
+                     "reference": 0.2}[config.model.kernels]
     self.per_step /= config.train.micro_batches
 
   def run(self, steps):
@@ -204,9 +204,9 @@ def test_train_step_rows(monkeypatch):
   monkeypatch.setattr(train_step, "matmul_flops_per_second",
                       lambda side: 1e11)
   rows = train_step.measure(True)
-  _check_rows(rows, "train_step", 5)
+  _check_rows(rows, "train_step", 4)
   *steps, roofline = rows
-  assert [r.ratio for r in steps] == pytest.approx([0.5, 1.0, 2.0, 0.125])
+  assert [r.ratio for r in steps] == pytest.approx([0.5, 2.0, 0.125])
   # 32x32 quick sizes: 3 forward passes of batch 16 at 0.05 s per step.
   step_flops = 3 * 16 * flops.forward_flops(
       train_step.standard_config(1, 32, 16), 1)
@@ -215,11 +215,11 @@ def test_train_step_rows(monkeypatch):
   share = step_flops / 0.1 / 1e11
   assert f"PyTorch's step reaches {share:.0%}" in roofline.note
   assert f"would need {2 * share:.0%}" in roofline.note
-  assert rows[0].target == rows[3].target == "<= 0.5x PyTorch"
-  assert rows[1].target == rows[2].target == ""
-  assert "paired" in rows[0].case and "sub-pixel" in rows[1].case
-  assert "pre-rendered" in rows[0].note and "conv_transpose" in rows[2].case
-  assert "micro_batches=4" in rows[3].case
+  assert rows[0].target == rows[2].target == "<= 0.5x PyTorch"
+  assert rows[1].target == ""
+  assert "fast kernels" in rows[0].case and "reference" in rows[1].case
+  assert "pre-rendered" in rows[0].note and "conv_transpose" in rows[1].case
+  assert "micro_batches=4" in rows[2].case
 
 
 def test_matmul_rate_counts_two_flops_per_multiply_add(monkeypatch):
@@ -232,9 +232,9 @@ def test_train_step_without_torch_says_how_to_install(monkeypatch):
   monkeypatch.setattr(train_step, "compiled_program", _FakeProgram)
   monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
   rows = train_step.measure(True)
-  assert [r.baseline for r in rows[:4]] == [None] * 4
-  assert all("pip install -e '.[bench]'" in r.note for r in rows[:4])
-  assert "PyTorch" not in rows[4].note
+  assert [r.baseline for r in rows[:3]] == [None] * 3
+  assert all("pip install -e '.[bench]'" in r.note for r in rows[:3])
+  assert "PyTorch" not in rows[3].note
 
 
 @pytest.mark.slow  # CI time; run with -m slow

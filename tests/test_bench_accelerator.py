@@ -38,9 +38,9 @@ def test_standard_architecture_in_closed_form():
   assert per_image == 32_521_216
   assert flops.forward_flops(config, 1) == per_image
   assert flops.forward_flops(config, 3) == 3 * per_image
-  # The architecture's count, whichever formulation trains.
-  for formulation in ("transpose", "subpixel"):
-    config.model.upsampling = formulation
+  # The architecture's count, whichever kernels train.
+  for kernels in ("reference", "fast"):
+    config.model.kernels = kernels
     assert flops.forward_flops(config, 1) == per_image
 
 
@@ -115,12 +115,12 @@ def test_table4_cells():
 
 
 def test_rows_from_known_timings(monkeypatch):
-  # Every program steps in 0.5 s (two seeds -> 4 seed-steps/s), except in
-  # the paired formulation: 0.25 s.
+  # Every program steps in 0.5 s (two seeds -> 4 seed-steps/s), except
+  # with the fast kernels: 0.25 s.
   monkeypatch.setattr(accelerator, "time_train_step",
                       lambda config, steps, repeats: StepTiming(
-                          1.0, 0.25 if config.model.get("upsampling") ==
-                          "paired" else 0.5, "vmap/scan"))
+                          1.0, 0.25 if config.model.get("kernels") ==
+                          "fast" else 0.5, "vmap/scan"))
   deft = load_config("experiments/deft.py:dsprites")
   compared = load_config("experiments/deft_table3.py:beta_vae_dsprites")
   monkeypatch.setattr(accelerator, "table4_cells",
@@ -134,8 +134,8 @@ def test_rows_from_known_timings(monkeypatch):
                               + dense(12))
   assert [r.unit for r in rows] == ["seed-steps/s", "TFLOP/s"] * 2 + [
       "seed-steps/s", "min", "h (projected)"]
-  formulations = rows.pop(4)  # DEFT in the CPU formulations: 2x the rate
-  assert "paired" in formulations.case and formulations.ratio == 2.0
+  fast = rows.pop(4)  # DEFT with the fast kernels: 2x the rate
+  assert "fast kernels" in fast.case and fast.ratio == 2.0
   assert rows[0].disentax == rows[2].disentax == 4.0
   assert rows[1].disentax == pytest.approx(4 * deft_flops / 1e12)
   assert rows[1].ratio == pytest.approx(4 * deft_flops / 100e12)

@@ -69,7 +69,7 @@ def test_unknown_schema_key_lists_it_and_the_allowed_keys(dotted):
     ("objective", "gamma", ["beta", "reconstruction"]),
     ("dataset", "size", ["image_size", "npz_path"]),
     ("model", "latents", ["num_latents", "encoder_kernel_sizes",
-                          "upsampling"]),
+                          "kernels"]),
     ("eval.metric", "bins", ["num_points", "num_bins", "batch_size"])])
 def test_unknown_component_key_lists_the_builders_keys(section, key, allowed):
   """Component sections are checked against their builder's signature."""
@@ -125,9 +125,8 @@ BAD_VALUES = [
     ("dataset__image_size", 40, "multiple of 16 (e.g. 16, 32, 64), got 40"),
     ("dataset__image_size", 8, "multiple of 16 (e.g. 16, 32, 64), got 8"),
     ("model__num_latents", 0, "num_latents=0; must be an integer >= 1"),
-    ("model__upsampling", "bilinear",
-     "upsampling='bilinear'; allowed: ('auto', 'transpose', 'subpixel', "
-     "'paired')"),
+    ("model__kernels", "paired",
+     "kernels='paired'; allowed: ('auto', 'reference', 'fast')"),
     ("objective__beta", (0.0,),
      "config.objective.beta=(0.0,): value(s) [0.0] not allowed; "
      "must be finite and > 0"),
@@ -216,10 +215,51 @@ def test_config_hash_changes_with_what_is_computed(key, value):
 @pytest.mark.parametrize("key, value", [
     ("train__num_steps", 1000), ("train__checkpoint_every", 20),
     ("train__steps_per_chunk", 10), ("train__keep_checkpoints", 1),
-    ("train__progress", True), ("eval__failure_threshold", 0.2)])
+    ("train__progress", True), ("eval__failure_threshold", 0.2),
+    ("model__kernels", "reference"), ("model__kernels", "fast")])
 def test_config_hash_ignores_bookkeeping(key, value):
   assert (config_lib.config_hash(tiny_config(**{key: value}))
           == config_lib.config_hash(tiny_config()))
+
+
+def test_identity_drops_model_kernels_and_keeps_the_model_section():
+  """`model.kernels` is a bookkeeping key inside a component section: the
+  identity drops it and keeps the section's other keys."""
+  saved = config_lib.to_dict(tiny_config(model__kernels="fast"))
+  identity = config_lib.identity(saved)
+  assert "kernels" not in identity["model"]
+  assert identity["model"] == {key: value for key, value in
+                               saved["model"].items() if key != "kernels"}
+  assert saved["model"]["kernels"] == "fast"  # the input is left as it was
+
+
+@pytest.mark.parametrize("options, kernels", [
+    (dict(upsampling="auto", downsampling="auto",
+          fractional_formulation="auto"), "auto"),
+    (dict(upsampling="transpose", downsampling="conv",
+          fractional_formulation="vmap"), "reference"),
+    (dict(upsampling="transpose"), "reference"),
+    (dict(upsampling="paired", downsampling="paired",
+          fractional_formulation="sequential"), "fast"),
+    (dict(upsampling="subpixel", fractional_formulation="stacked"), "fast"),
+    (dict(fractional_formulation="block_diagonal"), "fast"),
+    (dict(upsampling="subpixel", downsampling="conv"), "auto"),
+    (dict(upsampling="paired", downsampling="auto"), "auto")])
+def test_saved_formulation_options_load_as_model_kernels(options, kernels):
+  """A config saved with the per-layer formulation options loads with the
+  one `model.kernels` setting, builds, and is the same run as today's
+  config (so its workdir evaluates and resumes)."""
+  saved = config_lib.to_dict(tiny_config())
+  saved["model"].update(options)
+  loaded = config_lib.from_dict(saved)
+  assert loaded.model.kernels == kernels
+  assert not set(options) & set(loaded.model)
+  build(loaded)
+  assert config_lib.config_hash(loaded) == config_lib.config_hash(
+      tiny_config())
+  # The resume check of a workdir saved so (raises on a different run).
+  trainer._check_same_run({"config": saved},
+                        {"config": config_lib.to_dict(tiny_config())}, "w")
 
 
 # ------------------------------------------------------------ evaluator

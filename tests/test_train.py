@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import checkpoint, run_log
+from disentax import backend, checkpoint, run_log
 from disentax.experiment import build
 from disentax.training import layouts, train_state, trainer
 from disentax.training.layouts import over_members
@@ -208,14 +208,14 @@ def test_auto_member_execution_by_backend_members_and_devices(monkeypatch):
                              build(tiny_config()).objective)
     return layout.members, layout.loop
   limit = layouts.MANY_UNROLLED_MEMBERS
-  if jax.default_backend() == "cpu" and jax.device_count() == 1:
+  if backend.on_cpu() and jax.device_count() == 1:
     assert resolved(limit) == ("unroll", "host")
     assert resolved(limit + 1) == ("sequential", "host")
   with pytest.raises(ValueError, match=r"'sequential'.*loop 'host'.*'scan'"):
     resolved(2, member_execution="sequential", loop="scan")
   with pytest.raises(ValueError, match=r"one device.*got 2, 2 device"):
     resolved(2, member_execution="sequential", num_devices=2)
-  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(backend, "on_cpu", lambda: False)
   assert resolved(limit + 1) == ("vmap", "scan")
   assert resolved(limit + 1, member_execution="sequential") == (
       "sequential", "host")

@@ -2,8 +2,9 @@
 
 Rows (accelerators only; on a CPU backend the item is skipped unless
 `--quick`, which runs tiny sizes to try the code).  The programs use the
-backend's default formulations (`models.conv.AUTO_FORMULATIONS`: on
-accelerators XLA's own convolutions and the vmapped fractional encoder).
+backend's default kernels (`model.kernels` 'auto', decided by
+`models.kernels.resolve`: on accelerators the reference ones, XLA's own
+convolutions and the vmapped fractional encoder).
 
   rate      seed-steps/s of the real train program of 50 seeds of DEFT on
             dSprites (experiments/deft.py:dsprites, journal Table 2, batch
@@ -13,9 +14,10 @@ accelerators XLA's own convolutions and the vmapped fractional encoder).
   share     the model FLOP/s each achieves (`bench.flops`: 3 x the forward
             pass's convolution and matrix-product FLOPs, counted from the
             architecture) over the device's peak.  Target: >= 30%.
-  formulations  DEFT again with the CPU-fast formulations (paired stride-2
-            layers, sequential groups) against the backend's defaults, to
-            decide the accelerator defaults.
+  kernels   DEFT again with the fast kernels (`model.kernels` 'fast':
+            paired stride-2 layers, sequential groups) against the
+            backend's defaults, to decide what 'auto' picks on
+            accelerators.
   80k       the wall time of 50 seeds x DEFT's 80,000 steps (4 stages x
             20,000) at that rate.  Target: < 15 minutes on one H100.
   Table 4   the projected wall time of the whole DEFT journal Table 4 grid
@@ -41,6 +43,7 @@ from typing import Sequence
 import jax
 import ml_collections
 
+from disentax import backend
 from disentax.bench import Row, Skipped
 from disentax.bench.flops import train_step_flops
 from disentax.bench.train_step import log, time_train_step
@@ -83,12 +86,11 @@ class Sizes:
   seeds: int = 50
   steps: int = 20    # steps per timed chunk
   repeats: int = 3   # timed chunks; the fastest counts
-  # DEFT timed again in other formulations (same function, same
-  # parameters): to decide the accelerator defaults (AUTO_FORMULATIONS).
+  # DEFT timed again with other kernels (same function, same parameters):
+  # to decide what model.kernels 'auto' picks on accelerators.
   alternatives: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-      ("CPU formulations (paired stride-2 layers, sequential groups)",
-       (("model.upsampling", "paired"), ("model.downsampling", "paired"),
-        ("model.fractional_formulation", "sequential"))),)
+      ("fast kernels (paired stride-2 layers, sequential groups)",
+       (("model.kernels", "fast"),)),)
 
 
 FULL = Sizes()
@@ -144,7 +146,7 @@ def table4_cells() -> tuple[list[tuple[ml_collections.ConfigDict, bool]],
 def measure(quick: bool, sizes: Sizes | None = None,
             peak_tflops: float | None = None) -> list[Row]:
   """Item 7's rows (see the module docstring)."""
-  if jax.default_backend() == "cpu" and not quick:
+  if backend.on_cpu() and not quick:
     raise Skipped(f"{ITEM}: skipped, the jax backend is cpu (item 7 runs "
                   "on a GPU; --quick tries it at tiny sizes)")
   sizes = sizes or (QUICK if quick else FULL)
@@ -179,7 +181,7 @@ def measure(quick: bool, sizes: Sizes | None = None,
         item=ITEM, case=f"DEFT, {sizes.seeds} seeds, {label}",
         disentax=other.seed_steps_per_second,
         baseline=deft.seed_steps_per_second, unit="seed-steps/s",
-        baseline_name="the config's formulations, 'auto' for this backend",
+        baseline_name="the config's kernels, 'auto' for this backend",
         note=f"ratio > 1: faster than the default; {other.note}"))
   minutes = sizes.seeds * DEFT_STEPS / deft.seed_steps_per_second / 60
   rows.append(Row(

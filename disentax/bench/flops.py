@@ -9,12 +9,12 @@ Adam) is left out: it is a few per cent of the arithmetic and none of the
 peak the accelerators quote.
 
 It is counted by walking the jaxpr of one forward pass of the model built
-in its *reference* formulations (`lax.conv` downsampling, `lax.conv_transpose`
-upsampling, the vmapped fractional encoder), so the figure is the
-architecture's, whichever faster formulation trains: a transposed
-convolution counts the taps that meet real input pixels (not the zeros
-that dilating its input inserts), a grouped convolution only its groups'
-blocks, a vmapped sub-network once per member of its batch.  Padding is
+with its reference layers (`model.kernels` 'reference': `lax.conv`
+downsampling, `lax.conv_transpose` upsampling, the vmapped fractional
+encoder), so the figure is the architecture's, whichever kernels train: a
+transposed convolution counts the taps that meet real input pixels (not
+the zeros that dilating its input inserts), a grouped convolution only its
+groups' blocks, a vmapped sub-network once per member of its batch.  Padding is
 counted as if it were data, as is usual.
 """
 
@@ -32,9 +32,6 @@ from disentax.data import make_dataset
 from disentax.models import MODELS, make_model
 
 TRAIN_FORWARDS = 3  # forward + input gradient + kernel gradient
-# Reference formulations: model option -> value (for models that take it).
-REFERENCE_FORMULATIONS = {"upsampling": "transpose", "downsampling": "conv",
-                          "fractional_formulation": "vmap"}
 # Datasets read from files the bench cannot assume: their image shape,
 # (height, width, channels), as the loaders produce it.
 FILE_DATASET_SHAPES = {"smallnorb": (64, 64, 1)}
@@ -114,14 +111,12 @@ def observation_shape(config: ml_collections.ConfigDict
 
 def forward_flops(config: ml_collections.ConfigDict, batch_size: int,
                   shape: Sequence[int] | None = None) -> int:
-  """Model FLOPs of one forward pass of `config`'s model (reference
-  formulations) on `batch_size` images of `shape` (default: the config's
-  dataset's)."""
+  """Model FLOPs of one forward pass of `config`'s model (its reference
+  kernels, for models that take `kernels`) on `batch_size` images of
+  `shape` (default: the config's dataset's)."""
   model_config = ml_collections.ConfigDict(config.model.to_dict())
-  options = MODELS.allowed_keys(model_config.name)
-  for key, value in REFERENCE_FORMULATIONS.items():
-    if key in options:
-      model_config[key] = value
+  if "kernels" in MODELS.allowed_keys(model_config.name):
+    model_config.kernels = "reference"
   shape = tuple(shape or observation_shape(config))
   model = make_model(model_config, shape)
   images = jax.ShapeDtypeStruct((batch_size, *shape), jnp.float32)

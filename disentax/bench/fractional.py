@@ -18,18 +18,14 @@ the fastest of `repeats` passes of each encoder, the two called in turn
 
   fractional  `disentax.models.conv.FractionalEncoder`: G lite sub-encoders
               (journal Table 1: conv 8, 8, 16, 16, stride 2, kernel 4;
-              dense 64; heads of K = 1000 / G), in each formulation
-              ('vmap': jax.vmap of the sub-encoder; 'stacked': the same
-              function and parameters, grouped convolutions whose kernel
-              gradient avoids XLA:CPU's batch-grouped convolution;
-              'sequential': the groups' ordinary convolutions one group
-              after another (lax.map) on chunks of the batch, fastest on
-              CPU;
-              'block_diagonal': ordinary convolutions with block-diagonal
-              kernels, G x the arithmetic, timed up to G = 100 only).
+              dense 64; heads of K = 1000 / G), with each `model.kernels`
+              setting's groups ('reference': jax.vmap of the sub-encoder;
+              'fast': the groups' ordinary convolutions one group after
+              another on chunks of the batch, models/kernels/fractional.py,
+              fastest on CPU).
   normal      one encoder of the same structure with wider convolutions
-              (in the backend's default formulation, like the library's
-              standard encoder: paired stride-2 layers on CPU):
+              (its layers as the library's standard encoder gets them on
+              this backend, `model.kernels` 'auto': the fast ones on CPU):
               conv a, a, 2a, c (the lite 1:1:2:2 pattern; the last width c
               is free so the counts can match closely), dense 64, heads of
               1,000.  The paper changes only the conv channels; its Table 1
@@ -45,14 +41,13 @@ the fastest of `repeats` passes of each encoder, the two called in turn
 
   python -m disentax.bench.fractional [--groups=10,100,500,1000] \\
       [--batch_size=256] [--num_latents=1000] [--image_size=64] \\
-      [--formulations=vmap,stacked] [--repeats=10]
+      [--kernels=reference,fast] [--repeats=10]
 
 The full setting (batch 256, G up to 1000: 24M parameters) fits a 2-core,
-24 GB CPU with 'sequential' (it holds one chunk of one group's maps at a
-time; the normal encoder's first layer at G = 1000 is ~0.5 GB) and takes
-about 6 minutes for G = 500 and 1000 with --repeats=2 there; 'vmap',
-'stacked' and 'block_diagonal' hold all groups' maps at once (8 GB in the
-first layer alone at G = 1000).
+24 GB CPU with 'fast' (it holds one chunk of one group's maps at a time;
+the normal encoder's first layer at G = 1000 is ~0.5 GB) and takes about 6
+minutes for G = 500 and 1000 with --repeats=2 there; 'reference' holds all
+groups' maps at once (8 GB in the first layer alone at G = 1000).
 """
 
 from __future__ import annotations
@@ -66,10 +61,9 @@ import jax.numpy as jnp
 
 from disentax.bench import (Row, fastest_in_alternation, format_table,
                             seconds_per_call)
-from disentax.models.conv import (FRACTIONAL_FORMULATIONS, LITE_CHANNELS,
-                                  LITE_HIDDEN, DOWNSAMPLING,
-                                  FractionalEncoder, conv_stack,
-                                  resolve_auto)
+from disentax.models import kernels as kernel_lib
+from disentax.models.conv import (LITE_CHANNELS, LITE_HIDDEN, DOWNSAMPLING,
+                                  FractionalEncoder, conv_stack)
 
 KERNEL_SIZES = (4, 4, 4, 4)  # DEFT journal Table 1
 TARGET = "ratio <= 1.1"
@@ -78,16 +72,14 @@ TARGET = "ratio <= 1.1"
 @dataclasses.dataclass(frozen=True)
 class Sizes:
   """One run of the item: batch, image side (1 channel), latents, the G
-  values, the formulations of the fractional encoder and timed repeats."""
+  values, the `model.kernels` settings of the fractional encoder and timed
+  repeats."""
   batch_size: int = 256
   image_size: int = 64
   num_latents: int = 1000
   groups: tuple[int, ...] = (10, 100, 500, 1000)
-  formulations: tuple[str, ...] = FRACTIONAL_FORMULATIONS
+  kernels: tuple[str, ...] = ("reference", "fast")
   repeats: int = 10
-  # 'block_diagonal' does G x the grouped convolutions' arithmetic and its
-  # largest kernel has 16 * 128 G^2 entries: skipped above this G.
-  block_diagonal_max_groups: int = 100
 
 
 FULL = Sizes()
@@ -99,18 +91,18 @@ class NormalEncoder(nn.Module):
   """One encoder with the lite structure and the given conv widths: four
   stride-2 ReLU convolutions, dense `hidden`, Gaussian heads of
   `num_latents` ("normal encoder" of DEFT journal section 5.7), its strided
-  convolutions in the formulation the library's standard encoder gets on
-  this backend (`downsampling` 'auto': paired on CPU)."""
+  convolutions the layers of `kernels` (the standard encoder's default,
+  'auto': the fast ones on CPU)."""
   channels: Sequence[int]
   num_latents: int
   hidden: int = LITE_HIDDEN
   kernel_sizes: Sequence[int] = KERNEL_SIZES
-  downsampling: str = "auto"
+  kernels: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     x = conv_stack(x, self.channels, self.kernel_sizes,
-                   resolve_auto("downsampling", self.downsampling))
+                   kernel_lib.layers(self.kernels).conv)
     x = nn.relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)))
     return (nn.Dense(self.num_latents, name="mean")(x),
             nn.Dense(self.num_latents, name="logvar")(x))
@@ -209,7 +201,7 @@ def encoder_pass(module: nn.Module, images: jax.Array
 
 
 def measure_sizes(sizes: Sizes) -> list[Row]:
-  """One row per (G, formulation): fractional vs normal ms per pass."""
+  """One row per (G, kernels): fractional vs normal ms per pass."""
   images = jax.random.uniform(
       jax.random.key(1), (sizes.batch_size, sizes.image_size,
                           sizes.image_size, 1))
@@ -223,13 +215,10 @@ def measure_sizes(sizes: Sizes) -> list[Row]:
                                   sizes.image_size)
     fractional_f = groups * conv_encoder_flops(
         LITE_CHANNELS, sizes.num_latents // groups, sizes.image_size)
-    for formulation in sizes.formulations:
-      if (formulation == "block_diagonal"
-          and groups > sizes.block_diagonal_max_groups):
-        continue
+    for kernels in sizes.kernels:
       fractional_pass, fractional_n = encoder_pass(
           FractionalEncoder(sizes.num_latents, groups, KERNEL_SIZES,
-                            formulation), images)
+                            kernel_lib.layers(kernels).call_groups), images)
       normal_s, fractional_s = fastest_in_alternation(
           [normal_pass, fractional_pass], sizes.repeats)
       rows.append(Row(
@@ -240,7 +229,7 @@ def measure_sizes(sizes: Sizes) -> list[Row]:
           unit="ms/pass (encoder fwd+bwd)",
           baseline_name=f"normal encoder conv {'/'.join(map(str, channels))}",
           target=TARGET,
-          note=(f"formulation {formulation}; fastest of {sizes.repeats} "
+          note=(f"kernels {kernels}; fastest of {sizes.repeats} "
                 f"passes each, in alternation; params {fractional_n:,} vs "
                 f"{normal_n:,}; model FLOPs per image forward "
                 f"{fractional_f / 1e6:,.1f}M vs {normal_f / 1e6:,.1f}M")))
@@ -258,7 +247,7 @@ def main(argv: Sequence[str]) -> None:
   sizes = Sizes(batch_size=f.batch_size, image_size=f.image_size,
                 num_latents=f.num_latents,
                 groups=tuple(int(g) for g in f.groups),
-                formulations=tuple(f.formulations), repeats=f.repeats)
+                kernels=tuple(f.kernels), repeats=f.repeats)
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}",
         flush=True)
   print(format_table(measure_sizes(sizes)))
@@ -270,9 +259,9 @@ if __name__ == "__main__":
   flags.DEFINE_integer("batch_size", FULL.batch_size, "images per pass")
   flags.DEFINE_integer("image_size", FULL.image_size, "image side (1 channel)")
   flags.DEFINE_integer("num_latents", FULL.num_latents, "latents (G * K)")
-  flags.DEFINE_list("formulations", list(FULL.formulations),
-                    f"fractional encoder formulations "
-                    f"{FRACTIONAL_FORMULATIONS}")
+  flags.DEFINE_list("kernels", list(FULL.kernels),
+                    "model.kernels settings of the fractional encoder "
+                    f"{kernel_lib.KERNELS}")
   flags.DEFINE_integer("repeats", FULL.repeats,
                        "timed passes per encoder (the fastest counts)")
   app.run(main)

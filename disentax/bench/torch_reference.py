@@ -3,8 +3,8 @@ benchmark item 1 (`python -m disentax.bench --items=train_step`).
 
 It is written the way a PyTorch user would write dlib-google's model, so the
 comparison is with idiomatic PyTorch (NCHW, `nn.Conv2d`,
-`nn.ConvTranspose2d`, `torch.optim.Adam`), not with a port of disentax's own
-formulations.  `load_flax_params` copies one disentax member's parameters
+`nn.ConvTranspose2d`, `torch.optim.Adam`), not with a port of disentax's fast
+kernels.  `load_flax_params` copies one disentax member's parameters
 into it, which lets tests/test_bench.py check that both compute the same
 loss and gradients on the same batch and noise -- a speed comparison is only
 meaningful between equal functions.
@@ -145,7 +145,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
 def torch_arrays_from_flax(params: Mapping[str, Any], image_size: int
                            ) -> dict[str, np.ndarray]:
   """One member's disentax `conv_vae` parameters (standard encoder, either
-  upsampling formulation: they share parameters) as float32 arrays named
+  `model.kernels`: they share parameters) as float32 arrays named
   and laid out as `TorchConvVAE.state_dict()`.  The map is a fixed
   permutation of entries, so it also carries gradients across."""
   side = image_size // DOWNSAMPLING

@@ -3,8 +3,9 @@
   python -m disentax.bench.train_layouts [--seeds=1,8] [--image_size=64] [--batch_size=64]
 
 Times one train step of the standard architecture (beta-VAE, dSprites
-rendered inside the step) for each number of seeds and each way of laying
-members and steps out in the program, after compiling.  Prints a Markdown
+rendered inside the step) for each number of seeds, each way of laying
+members and steps out in the program and each `model.kernels` setting,
+after compiling.  Prints a Markdown
 table to paste into BUILD_NOTES.md with the machine and date.
 """
 
@@ -29,12 +30,12 @@ _STEPS = flags.DEFINE_integer("steps", 5, "timed steps per measurement")
 _MODES = flags.DEFINE_list(
     "modes", ["unroll/host", "vmap/host"],
     "member_execution/loop combinations to time")
-_UPSAMPLING = flags.DEFINE_list("upsampling", ["paired", "subpixel", "transpose"],
-                                "decoder upsampling formulations to time")
+_KERNELS = flags.DEFINE_list("kernels", ["fast", "reference"],
+                             "model.kernels settings to time")
 
 
 def time_train_step(num_seeds: int, member_execution: str, loop: str,
-                    upsampling: str) -> tuple[float, float]:
+                    kernels: str) -> tuple[float, float]:
   """(compile + first chunk seconds, seconds per step for all seeds)."""
   config = beta_vae.get_config("paper")
   config.dataset.image_size = _IMAGE_SIZE.value
@@ -43,7 +44,7 @@ def time_train_step(num_seeds: int, member_execution: str, loop: str,
   config.train.batch_size = _BATCH.value
   config.train.member_execution = member_execution
   config.train.loop = loop
-  config.model.upsampling = upsampling
+  config.model.kernels = kernels
   exp = build(config)
   chunk = trainer.make_train_chunk(exp)
   state = train_state.init_state(exp)
@@ -66,16 +67,16 @@ def main(argv):
         f"{datetime.date.today()}, jax {jax.__version__}")
   print(f"beta-VAE train step, {_IMAGE_SIZE.value}x{_IMAGE_SIZE.value} "
         f"dSprites rendered in the step, batch {_BATCH.value} per seed\n")
-  print("| seeds | members/loop | upsampling | ms per step (all seeds) | "
+  print("| seeds | members/loop | kernels | ms per step (all seeds) | "
         "ms per seed-step | compile + first chunk s |")
   print("|---:|---|---|---:|---:|---:|")
   for seeds in map(int, _SEEDS.value):
     for mode in _MODES.value:
       member_execution, loop = mode.split("/")
-      for upsampling in _UPSAMPLING.value:
+      for kernels in _KERNELS.value:
         first, per_step = time_train_step(seeds, member_execution, loop,
-                                          upsampling)
-        print(f"| {seeds} | {mode} | {upsampling} | {per_step * 1e3:.1f} | "
+                                          kernels)
+        print(f"| {seeds} | {mode} | {kernels} | {per_step * 1e3:.1f} | "
               f"{per_step * 1e3 / seeds:.1f} | {first:.1f} |", flush=True)
 
 

@@ -3,18 +3,16 @@ vs the same architecture and loss in PyTorch on this CPU.
 
 The case is dlib-google's beta-VAE training: batch 64, 64x64x1 dSprites,
 conv encoder (4, 4, 2, 2), 10 latents, Adam lr 1e-4, one seed.  Rows, one
-per formulation of the stride-2 layers (all compute the same function from
-the same parameters; the backend's default member layout and loop):
+per `model.kernels` setting (both compute the same function from the same
+parameters; the backend's default member layout and loop):
 
-  paired     disentax as it trains by default on CPU (`model.upsampling`
-             and `model.downsampling` 'auto' = 'paired', models/stride2.py).
+  fast       disentax as it trains by default on CPU ('auto' = 'fast': the
+             paired stride-2 layers of models/kernels/stride2.py).
              Target: <= 0.5x PyTorch.
-  subpixel   the previous default: sub-pixel decoder, XLA's encoder
-             gradients.
-  transpose  the straightforward formulation (lax.conv_transpose and
-             lax.conv, autodiffed) for reference.
+  reference  flax's own layers (lax.conv and lax.conv_transpose,
+             autodiffed).
 
-and one more of `paired` with the opt-in `train.micro_batches` = 4 (the
+and one more of `fast` with the opt-in `train.micro_batches` = 4 (the
 gradient accumulated over slices of the batch: the same gradient and noise,
 one slice's activations in cache).  A last row puts the default step on
 this host's roofline: its model FLOP/s (bench/flops.py: 3 x the forward
@@ -97,36 +95,31 @@ def num_cores() -> int:
     return os.cpu_count() or 1
 
 
-# Formulation name -> (model.upsampling, model.downsampling).
-FORMULATIONS = {"paired": ("paired", "paired"),
-                "subpixel": ("subpixel", "conv"),
-                "transpose": ("transpose", "conv")}
+KERNELS = ("fast", "reference")  # the rows' model.kernels, in order
 MICRO = "micro_batches"  # the row of the default with train.micro_batches
 MICRO_BATCHES = 4
-_LABELS = {"paired": "default, paired stride-2 layers",
-           "subpixel": "sub-pixel decoder, autodiffed encoder",
-           "transpose": "straightforward, lax.conv_transpose / lax.conv",
-           MICRO: f"paired, train.micro_batches={MICRO_BATCHES} (opt-in; the "
+_LABELS = {"fast": "default, fast kernels (paired stride-2 layers)",
+           "reference": "reference kernels, lax.conv_transpose / lax.conv",
+           MICRO: f"fast, train.micro_batches={MICRO_BATCHES} (opt-in; the "
                   "same gradient from slices of the batch)"}
 
 
 def standard_config(num_seeds: int = 1, image_size: int = 64,
-                    batch_size: int = 64, formulation: str | None = None,
+                    batch_size: int = 64, kernels: str | None = None,
                     micro_batches: int = 1) -> ml_collections.ConfigDict:
   """dlib-google's beta-VAE training config (experiments/beta_vae.py
   'paper': dSprites, conv (4, 4, 2, 2), Adam lr 1e-4) with one beta and
   `num_seeds` seeds; the member layout and loop are the backend's defaults.
-  `formulation` (a FORMULATIONS name) sets the stride-2 layers' formulation;
-  None keeps the model's defaults.  `micro_batches`: train.micro_batches."""
+  `kernels` sets model.kernels; None keeps the model's default ('auto').
+  `micro_batches`: train.micro_batches."""
   config = beta_vae.get_config("paper")
   config.objective.beta = (BETA,)
   config.num_seeds = num_seeds
   config.dataset.image_size = image_size
   config.train.batch_size = batch_size
   config.train.micro_batches = micro_batches
-  if formulation is not None:
-    config.model.upsampling, config.model.downsampling = (
-        FORMULATIONS[formulation])
+  if kernels is not None:
+    config.model.kernels = kernels
   return config
 
 
@@ -252,15 +245,14 @@ def torch_step_timer(sizes: Sizes, pool: int = 8
 
 
 def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
-  """The item's rows: disentax (each of FORMULATIONS, and the default with
+  """The item's rows: disentax (each of KERNELS, and the default with
   micro-batches) vs PyTorch, ms/step, all timed in alternation; then the
   roofline row."""
   sizes = sizes or (QUICK if quick else FULL)
   side, batch = sizes.image_size, sizes.batch_size
   case = f"beta-VAE, batch {batch}, {side}x{side}x1, 1 seed"
-  configs = {name: standard_config(1, side, batch, name)
-             for name in FORMULATIONS}
-  configs[MICRO] = standard_config(1, side, batch, "paired", MICRO_BATCHES)
+  configs = {name: standard_config(1, side, batch, name) for name in KERNELS}
+  configs[MICRO] = standard_config(1, side, batch, "fast", MICRO_BATCHES)
   programs = {}
   for name, config in configs.items():
     log(ITEM, f"disentax, {_LABELS[name]}: compiling")
@@ -290,7 +282,7 @@ def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
         case=f"{case}, {_LABELS[name]} ({layout_name(program.exp)})",
         disentax=seconds * 1e3, baseline=torch_ms, unit="ms/step",
         baseline_name=torch_name,
-        target="<= 0.5x PyTorch" if name in ("paired", MICRO) else "",
+        target="<= 0.5x PyTorch" if name in ("fast", MICRO) else "",
         note=(f"{data_note}; fastest of {sizes.repeats} x {sizes.steps} "
               "steps, every row and PyTorch timed in turn; compile "
               f"{program.compile_seconds:.1f} s")))

@@ -86,13 +86,12 @@ class DeVAE(nn.Module):
 def devae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
           num_layers: int = 3, embedding_size: int | None = None,
           encoder_kernel_sizes: Sequence[int] = (4, 4, 2, 2),
-          upsampling: str = "auto", downsampling: str = "auto"
-          ) -> DeVAE:
+          kernels: str = "auto") -> DeVAE:
   """DeVAE with `num_layers` latent layers (DeVAE paper: 3, betas 1, 10,
-  40) of `num_latents` each on the standard conv encoder and decoder."""
-  kernel_sizes, upsampling, downsampling = check_architecture(
-      observation_shape, num_latents, encoder_kernel_sizes, upsampling,
-      downsampling)
+  40) of `num_latents` each on the standard conv encoder and decoder;
+  `kernels` as for conv_vae (how the layers are computed, never what)."""
+  kernel_sizes, layers = check_architecture(
+      observation_shape, num_latents, encoder_kernel_sizes, kernels)
   if isinstance(num_layers, bool) or not isinstance(num_layers, int) or (
       num_layers < 1):
     raise ValueError(f"num_layers={num_layers!r}; must be an integer >= 1")
@@ -101,7 +100,6 @@ def devae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
       embedding_size, int) or embedding_size < 1:
     raise ValueError(f"embedding_size={embedding_size!r}; must be an integer "
                      ">= 1 (or None: num_latents)")
-  return DeVAE(ConvEncoder(num_latents, kernel_sizes,
-                           downsampling=downsampling),
-               DeconvDecoder(tuple(observation_shape), upsampling),
+  return DeVAE(ConvEncoder(num_latents, kernel_sizes, conv=layers.conv),
+               DeconvDecoder(tuple(observation_shape), layers.conv_transpose),
                num_layers, embedding_size)

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from disentax import sharding
+from disentax import backend, sharding
 from disentax.models.vae import BatchRows
 
 MEMBER_EXECUTIONS = ("auto", "vmap", "unroll", "sequential")
@@ -73,7 +73,7 @@ def resolve(train: ml_collections.ConfigDict, num_members: int,
   if train.loop not in TRAIN_LOOPS:
     raise ValueError(f"config.train.loop={train.loop!r}; allowed: "
                      f"{TRAIN_LOOPS}")
-  on_cpu = jax.default_backend() == "cpu"
+  on_cpu = backend.on_cpu()
   num_devices = train.num_devices or jax.device_count()
   members = train.member_execution
   if members == "auto":

@@ -1,7 +1,7 @@
 """The first two 4x4 stride-2 layers of a conv stack, with the map between
 them held in space-to-depth layout.
 
-The second layer's paired gradients (models/stride2.py) read its input in
+The second layer's paired gradients (kernels/stride2.py) read its input in
 the space-to-depth view of the zero-padded map, z[b, i, j, (r, s, c)] =
 map[b, 2i + r - 1, 2j + s - 1, c], and build that view with a transpose
 that XLA:CPU copies slowly.  Here the first layer writes z directly, so the
@@ -23,8 +23,8 @@ products with shifted rows and the transpose disappears:
                 which stride2's kernel gradient also uses).
 
 Same functions and parameters as two `stride2.down` layers with bias and
-ReLU (tests/test_s2d_pair.py); used by the fractional encoder's 'sequential'
-formulation, whose groups' first layers share one image batch.
+ReLU (tests/test_kernels_s2d_pair.py); used by the fast fractional encoder
+(kernels/fractional.py), whose groups' first layers share one image batch.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from disentax.models import stride2
+from disentax.models.kernels import stride2
 
 
 def applies(x: jax.Array, first_kernel: tuple[int, ...],

@@ -1,5 +1,6 @@
-"""The paired stride-2 convolutions (models/stride2.py) compute the reference
-layers exactly, with the reference gradients, and read the same parameters.
+"""The paired stride-2 convolutions (models/kernels/stride2.py) compute the
+reference layers exactly, with the reference gradients, and read the same
+parameters.
 
 Reference: lax.conv_general_dilated (stride 2, SAME) for the encoder and
 lax.conv_transpose (4x4, stride 2, SAME) for the decoder, differentiated by
@@ -12,8 +13,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from disentax.models import stride2
-from disentax.models.upsample import transpose_conv
+from disentax.models.kernels import stride2
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -27,6 +27,10 @@ def normal(rng, *shape):
 def reference_down(x, kernel):
   return lax.conv_general_dilated(x, kernel, (2, 2), "SAME",
                                   dimension_numbers=NHWC)
+
+
+def reference_up(y, kernel):
+  return lax.conv_transpose(y, kernel, (2, 2), "SAME", dimension_numbers=NHWC)
 
 
 def value_and_grads(conv, x, kernel, weights):
@@ -80,7 +84,7 @@ def test_up_equals_conv_transpose_with_its_gradients(shape):
   rng = np.random.default_rng(2)
   x = normal(rng, batch, height, width, cin)
   kernel = normal(rng, 4, 4, cin, cout)
-  assert_same(stride2.up, transpose_conv, x, kernel)
+  assert_same(stride2.up, reference_up, x, kernel)
 
 
 def test_up_equals_flax_conv_transpose():
@@ -126,57 +130,59 @@ def test_odd_inputs_fall_back_to_xla():
   assert_same(stride2.strided_conv, reference_down, x, kernel)
 
 
-def test_downsample2x_is_flax_conv_in_both_formulations():
-  """Same parameter tree and initial values as nn.Conv (so checkpoints and
-  seeds carry over) and the same output from either formulation."""
-  x = normal(np.random.default_rng(6), 2, 8, 8, 3)
-  flax_conv = nn.Conv(5, (4, 4), strides=(2, 2), padding="SAME")
-  expected_params = flax_conv.init(jax.random.key(7), x)
-  expected = flax_conv.apply(expected_params, x)
-  for formulation in stride2.DOWNSAMPLINGS:
-    layer = stride2.Downsample2x(5, 4, formulation)
-    params = layer.init(jax.random.key(7), x)
-    jax.tree.map(np.testing.assert_array_equal, params, expected_params)
-    bias = {"params": {**params["params"],
-                       "bias": jnp.arange(5.0)}}
-    np.testing.assert_allclose(
-        layer.apply(bias, x),
-        flax_conv.apply(bias, x), **TOL)
-    np.testing.assert_allclose(layer.apply(params, x), expected, **TOL)
+def check_drop_in(fast, flax_layer, x, seed=7):
+  """`fast` creates flax_layer's parameter tree with the same initial values
+  and computes its function, with a bias too; returns the output."""
+  expected_params = flax_layer.init(jax.random.key(seed), x)
+  params = fast.init(jax.random.key(seed), x)
+  jax.tree.map(np.testing.assert_array_equal, params, expected_params)
+  inner = params["params"]
+  if "bias" in inner:
+    params = {"params": {**inner, "bias": jnp.arange(
+        inner["bias"].shape[0], dtype=jnp.float32)}}
+  out = fast.apply(params, x)
+  np.testing.assert_allclose(out, flax_layer.apply(params, x), **TOL)
+  return out
 
 
-def test_downsample2x_rejects_unknown_formulation():
-  with pytest.raises(ValueError, match=r"'strided'.*'conv', 'paired'"):
-    stride2.Downsample2x(3, 4, "strided").init(jax.random.key(0),
-                                               jnp.zeros((1, 4, 4, 1)))
+@pytest.mark.parametrize("size", [4, 2])
+@pytest.mark.parametrize("strides, sides", [((2, 2), (8, 8)), (2, (8, 6)),
+                                            ((2, 2), (5, 7)), ((1, 1), (8, 8))])
+def test_conv_is_flax_conv(size, strides, sides):
+  """stride2.Conv is nn.Conv: same parameters and initial values, same
+  output (the paired formulation for stride 2 on even sides, flax's own
+  layer otherwise)."""
+  x = normal(np.random.default_rng(6), 2, *sides, 3)
+  options = dict(strides=strides, padding="SAME")
+  check_drop_in(stride2.Conv(5, (size, size), **options),
+                nn.Conv(5, (size, size), **options), x)
+  check_drop_in(stride2.Conv(5, (size, size), use_bias=False, **options),
+                nn.Conv(5, (size, size), use_bias=False, **options), x)
 
 
-@pytest.mark.parametrize("groups", [1, 3])
-def test_input_grad_of_a_grouped_conv_is_autodiffs(groups):
-  """The grouped transposed convolution by phase = jax's input gradient of
-  the grouped strided convolution (DEFT's stacked sub-encoders use it)."""
-  rng = np.random.default_rng(8)
-  x = normal(rng, 2, 8, 6, 2 * groups)
-  kernel = normal(rng, 4, 4, 2, 5 * groups)
-  dy = normal(rng, 2, 4, 3, 5 * groups)
-
-  def conv(x):
-    return lax.conv_general_dilated(x, kernel, (2, 2), "SAME",
-                                    dimension_numbers=NHWC,
-                                    feature_group_count=groups)
-  expected = jax.vjp(conv, x)[1](dy)[0]
-  np.testing.assert_allclose(stride2.input_grad(dy, kernel, groups),
-                             expected, **GRAD_TOL)
-  assert np.abs(np.asarray(expected)).max() > 0.1
+@pytest.mark.parametrize("kernel_size, strides, padding", [
+    ((4, 4), (2, 2), "SAME"), ((4, 4), 2, "SAME"), ((3, 3), (2, 2), "SAME"),
+    ((4, 4), (2, 2), "VALID")])
+def test_conv_transpose_is_flax_conv_transpose(kernel_size, strides, padding):
+  """stride2.ConvTranspose is nn.ConvTranspose: same parameters and initial
+  values, same output (`up` for the 4x4 stride-2 SAME layer, flax's own
+  otherwise)."""
+  x = normal(np.random.default_rng(6), 2, 4, 3, 6)
+  options = dict(strides=strides, padding=padding)
+  check_drop_in(stride2.ConvTranspose(5, kernel_size, **options),
+                nn.ConvTranspose(5, kernel_size, **options), x)
 
 
-def test_grouped_adjoint_kernel_is_each_groups_adjoint():
-  rng = np.random.default_rng(9)
-  kernel = normal(rng, 4, 4, 2, 3 * 5)  # 3 groups of 2 -> 5 channels
-  star = stride2.adjoint_kernel(kernel, 3)
-  assert star.shape == (4, 4, 5, 3 * 2)
-  for g in range(3):
-    np.testing.assert_array_equal(
-        star[..., 2 * g:2 * g + 2],
-        stride2.adjoint_kernel(kernel[..., 5 * g:5 * g + 5]))
+def test_drop_ins_use_the_paired_formulation():
+  """The covered layers really are computed by `strided_conv` / `up` (their
+  jaxprs call the custom gradients), the others are not."""
+  x = jnp.zeros((1, 8, 8, 2))
 
+  def custom_calls(layer):
+    params = layer.init(jax.random.key(0), x)
+    return str(jax.make_jaxpr(layer.apply)(params, x)).count("custom_vjp")
+
+  assert custom_calls(stride2.Conv(3, (4, 4), strides=(2, 2))) == 1
+  assert custom_calls(stride2.Conv(3, (4, 4), strides=(1, 1))) == 0
+  assert custom_calls(stride2.ConvTranspose(3, (4, 4), strides=(2, 2))) == 1
+  assert custom_calls(nn.ConvTranspose(3, (4, 4), strides=(2, 2))) == 0

@@ -22,19 +22,21 @@ strided convolution, which is fast; `up` is computed by output phase: the
 output pixel (2m + a, 2n + b) reads a 2x2 window of the input, so all four
 phases are one stride-1 2x2 convolution into 4 x Cout channels followed by
 a depth-to-space shuffle (exactly the transposed convolution's arithmetic,
-unlike the 3x3 'subpixel' form, which multiplies 5 zero taps of every 9);
-for a layer with few output channels (the decoder's last, 16 Cout <= Cin)
-every input pixel's products with the 16 taps are added into place
-instead.
+no multiplications by inserted zeros); for a layer with few output
+channels (the decoder's last, 16 Cout <= Cin) every input pixel's products
+with the 16 taps are added into place instead.
 
-Same functions as the reference layers, same parameters (HWIO kernels as
-flax's Conv / ConvTranspose hold them); tests/test_models.py checks values
-and gradients against lax.conv / lax.conv_transpose and flax.  Only first
-derivatives are defined (jax.custom_vjp): no objective here differentiates
-twice.
+`Conv` and `ConvTranspose` are flax's nn.Conv and nn.ConvTranspose with
+these formulations in place of XLA's for the layers they cover: same
+constructor, same parameters (HWIO kernels, the same initialisers), the same
+function; tests/test_kernels_stride2.py checks values and gradients against
+lax.conv / lax.conv_transpose and flax.  Only first derivatives are defined
+(jax.custom_vjp): no objective here differentiates twice.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -47,26 +49,18 @@ KERNEL_SIZES = (2, 4)  # the stride-2 kernels written out here
 # convolution reads input row m + offset through kernel row tap:
 # PHASE_READS[parity] = ((offset, tap), (offset, tap)) (likewise columns).
 PHASE_READS = {0: ((-1, 0), (0, 2)), 1: ((0, 1), (1, 3))}
-DOWNSAMPLINGS = ("conv", "paired")
 
 
-def adjoint_kernel(kernel: jax.Array, groups: int = 1) -> jax.Array:
-  """The kernel of the adjoint operation: spatially flipped, in/out swapped
-  (within each of `groups` groups of a grouped HWIO kernel [k, k, Cin/G,
-  Cout])."""
-  size, _, cin, cout = kernel.shape
-  flipped = kernel[::-1, ::-1].reshape(size, size, cin, groups, cout // groups)
-  return flipped.transpose(0, 1, 4, 3, 2).reshape(size, size, cout // groups,
-                                                  groups * cin)
+def adjoint_kernel(kernel: jax.Array) -> jax.Array:
+  """The kernel of the adjoint operation: spatially flipped, in/out swapped."""
+  return kernel[::-1, ::-1].transpose(0, 1, 3, 2)
 
 
-def xla_strided_conv(x: jax.Array, kernel: jax.Array, groups: int = 1
-                     ) -> jax.Array:
-  """XLA's stride-2 SAME convolution of NHWC `x` with an HWIO `kernel`, in
-  `groups` groups of channels (what flax's Conv computes), left to autodiff."""
+def xla_strided_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """XLA's stride-2 SAME convolution of NHWC `x` with an HWIO `kernel` (what
+  flax's Conv computes), left to autodiff."""
   return lax.conv_general_dilated(x, kernel, (2, 2), "SAME",
-                                  dimension_numbers=_NHWC,
-                                  feature_group_count=groups)
+                                  dimension_numbers=_NHWC)
 
 
 def even_sides(x: jax.Array) -> bool:
@@ -174,24 +168,23 @@ def window_offset_rows(dy: jax.Array) -> jax.Array:
                          axis=1)
 
 
-def _phase_up(y: jax.Array, kernel: jax.Array, groups: int = 1) -> jax.Array:
-  """The transposed convolution by output phase (in `groups` groups of
-  channels).  With SAME padding output row 2m + a reads padded input rows
-  m + a, m + a + 1 through kernel rows a, a + 2 (likewise for columns), so
-  kernel tap (2i + a, 2j + b) is window position (i, j) of phase (a, b)."""
+def _phase_up(y: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The transposed convolution by output phase.  With SAME padding output
+  row 2m + a reads padded input rows m + a, m + a + 1 through kernel rows
+  a, a + 2 (likewise for columns), so kernel tap (2i + a, 2j + b) is window
+  position (i, j) of phase (a, b)."""
   batch, height, width, _ = y.shape
-  cin, cout = kernel.shape[2], kernel.shape[3] // groups
-  windows = kernel.reshape(2, 2, 2, 2, cin, groups, cout).transpose(
-      0, 2, 4, 5, 1, 3, 6)                         # (i, j, c, g, a, b, o)
+  cin, cout = kernel.shape[2:]
+  windows = kernel.reshape(2, 2, 2, 2, cin, cout).transpose(
+      0, 2, 4, 1, 3, 5)                            # (i, j, c, a, b, o)
   padded = jnp.pad(y, ((0, 0), (1, 1), (1, 1), (0, 0)))
   phases = lax.conv_general_dilated(
-      padded, windows.reshape(2, 2, cin, groups * 4 * cout), (1, 1), "VALID",
-      dimension_numbers=_NHWC, feature_group_count=groups).reshape(
-          batch, height + 1, width + 1, groups, 2, 2, cout)
-  rows = [jnp.stack([phases[:, a:a + height, b:b + width, :, a, b]
+      padded, windows.reshape(2, 2, cin, 4 * cout), (1, 1), "VALID",
+      dimension_numbers=_NHWC).reshape(batch, height + 1, width + 1, 2, 2,
+                                       cout)
+  rows = [jnp.stack([phases[:, a:a + height, b:b + width, a, b]
                      for b in (0, 1)], axis=3) for a in (0, 1)]
-  return jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width,
-                                         groups * cout)
+  return jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width, cout)
 
 
 def _overlap_add_up(y: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -227,19 +220,16 @@ def _overlap_add_up(y: jax.Array, kernel: jax.Array) -> jax.Array:
   return jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width, cout)
 
 
-def _transposed(y: jax.Array, kernel: jax.Array, groups: int = 1
-                ) -> jax.Array:
-  if groups == 1 and 16 * kernel.shape[-1] <= kernel.shape[-2]:
+def _transposed(y: jax.Array, kernel: jax.Array) -> jax.Array:
+  if 16 * kernel.shape[-1] <= kernel.shape[-2]:
     return _overlap_add_up(y, kernel)
-  return _phase_up(y, kernel, groups)
+  return _phase_up(y, kernel)
 
 
-def input_grad(dy: jax.Array, kernel: jax.Array, groups: int = 1
-               ) -> jax.Array:
-  """d<down(x, k), dy>/dx for a 4x4 kernel, also for a grouped convolution
-  (`groups` groups, HWIO kernel [4, 4, Cin/G, Cout]): the transposed
-  convolution of dy with the adjoint kernel."""
-  return _transposed(dy, adjoint_kernel(kernel, groups), groups)
+def input_grad(dy: jax.Array, kernel: jax.Array) -> jax.Array:
+  """d<down(x, k), dy>/dx for a 4x4 kernel: the transposed convolution of dy
+  with the adjoint kernel."""
+  return _transposed(dy, adjoint_kernel(kernel))
 
 
 @jax.custom_vjp
@@ -304,22 +294,67 @@ def strided_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return xla_strided_conv(x, kernel)
 
 
-class Downsample2x(nn.Module):
-  """Halves height and width: a size x size stride-2 'SAME' convolution with
-  flax.linen.Conv's parameters (HWIO kernel, bias, same initialisers), so
-  either formulation reads the other's checkpoints.  'conv' leaves its
-  gradient to autodiff; 'paired' is `strided_conv`."""
-  features: int
-  size: int
-  formulation: str = "conv"
+def _pair(value: Any) -> tuple[int, ...]:
+  """A flax stride or dilation as a 2D tuple (an int or None: square)."""
+  if value is None or isinstance(value, int):
+    return (1 if value is None else value,) * 2
+  return tuple(value)
+
+
+def _plain(layer: nn.Module, inputs: jax.Array) -> bool:
+  """Whether a flax convolution layer on `inputs` is a plain float32 2D
+  stride-2 'SAME' one (no mask, dilation, dtype or precision setting): the
+  case the formulations here compute."""
+  return (inputs.ndim == 4 and not isinstance(layer.kernel_size, int)
+          and len(layer.kernel_size) == 2
+          and _pair(layer.strides) == (2, 2) and layer.padding == "SAME"
+          and _pair(layer.kernel_dilation) == (1, 1) and layer.mask is None
+          and layer.dtype is None and layer.precision is None
+          and inputs.dtype == layer.param_dtype == jnp.float32)
+
+
+def _kernel_and_bias(layer: nn.Module, inputs: jax.Array
+                     ) -> tuple[jax.Array, jax.Array | None]:
+  """A flax convolution layer's HWIO kernel and bias (None without one),
+  created as flax creates them: same names, shapes, initialisers, order."""
+  kernel = layer.param("kernel", layer.kernel_init,
+                       (*layer.kernel_size, inputs.shape[-1], layer.features),
+                       layer.param_dtype)
+  bias = (layer.param("bias", layer.bias_init, (layer.features,),
+                      layer.param_dtype) if layer.use_bias else None)
+  return kernel, bias
+
+
+class Conv(nn.Conv):
+  """nn.Conv computed by `strided_conv` when it is a plain stride-2 'SAME'
+  convolution (`_plain`, one group): every encoder convolution of the
+  standard architecture.  Same parameters as nn.Conv, so the two initialise
+  identically and read each other's checkpoints; any other layer is
+  nn.Conv's own computation."""
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    if self.formulation not in DOWNSAMPLINGS:
-      raise ValueError(f"downsampling {self.formulation!r}; allowed: "
-                       f"{DOWNSAMPLINGS}")
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (self.size, self.size, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    conv = strided_conv if self.formulation == "paired" else xla_strided_conv
-    return conv(x, kernel) + bias
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    if not (_plain(self, inputs) and self.feature_group_count == 1
+            and _pair(self.input_dilation) == (1, 1)):
+      return super().__call__(inputs)
+    kernel, bias = _kernel_and_bias(self, inputs)
+    y = strided_conv(inputs, kernel)
+    return y if bias is None else y + bias
+
+
+class ConvTranspose(nn.ConvTranspose):
+  """nn.ConvTranspose computed by `up` when it is a plain 4x4 stride-2
+  'SAME' transposed convolution (`_plain`, kernel as stored): every
+  upsampling of the standard decoder.  Same parameters as
+  nn.ConvTranspose; any other layer is nn.ConvTranspose's own
+  computation."""
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    if not (_plain(self, inputs) and tuple(self.kernel_size) == (4, 4)
+            and not self.transpose_kernel
+            and self.preferred_element_type is None):
+      return super().__call__(inputs)
+    kernel, bias = _kernel_and_bias(self, inputs)
+    y = up(inputs, kernel)
+    return y if bias is None else y + bias

@@ -1,6 +1,6 @@
-"""The first two layers in space-to-depth layout (models/s2d_pair.py) are two
-reference stride-2 layers (lax.conv, 4x4, SAME, bias, ReLU) with the
-reference gradients, and the first layer's output is exactly the
+"""The first two layers in space-to-depth layout (models/kernels/s2d_pair.py)
+are two reference stride-2 layers (lax.conv, 4x4, SAME, bias, ReLU) with
+the reference gradients, and the first layer's output is exactly the
 space-to-depth view of the zero-padded map.  Inputs drawn with numpy."""
 
 import jax
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from disentax.models import s2d_pair, stride2
+from disentax.models.kernels import s2d_pair, stride2
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
