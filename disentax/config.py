@@ -18,17 +18,20 @@ import ml_collections
 
 # Sections whose keys belong to the component they name (checked by its
 # registered builder), not to the shared schema.
-COMPONENT_SECTIONS = ("dataset", "model", "objective", "metric", "battery")
+COMPONENT_SECTIONS = ("dataset", "model", "objective", "metric", "battery",
+                      "trace")
 
 # Keys that change how a run is carried out but not what it computes; they may
 # differ between a run and its resumption and are left out of the config hash
-# (e.g. the execution layout, disentax/training/layouts.py).
+# (e.g. the execution layout, disentax/training/layouts.py, and how the final
+# checkpoint is evaluated).  The training-time trace (eval.trace_every,
+# eval.trace) is part of what a run computes: its series is a result.
 BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.checkpoint_every", "train.keep_checkpoints",
                     "train.progress", "train.member_execution", "train.loop",
-                    "train.num_devices",
-                    "train.trace_every", "train.trace_points", "eval",
-                    "model.kernels")
+                    "train.num_devices", "eval.metric",
+                    "eval.failure_threshold", "eval.seed", "eval.nmi_table",
+                    "eval.battery", "eval.traversals", "model.kernels")
 
 # Model options of saved configs that chose each layer's formulation, now all
 # chosen by `model.kernels` (disentax/models/kernels): option -> the values
@@ -87,11 +90,6 @@ def base_config() -> ml_collections.ConfigDict:
   # of all processes; members are padded to a multiple of the count. Same
   # results on any count (see BUILD_NOTES for the tolerance).
   config.train.num_devices = 0
-  # Training-time tracing (disentax.tracing): every trace_every steps (0 =
-  # off; a multiple of steps_per_chunk) score NMI and MIG of every member on
-  # trace_points fixed points and append them to WORKDIR/trace.npz.
-  config.train.trace_every = 0
-  config.train.trace_points = 2_000
 
   config.eval = ml_collections.ConfigDict()
   config.eval.metric = ml_collections.ConfigDict(
@@ -106,6 +104,14 @@ def base_config() -> ml_collections.ConfigDict:
   # Latent traversal PNGs of the best, median and worst member by eval.metric
   # (results/traversals/), DEFT journal Fig. 10.
   config.eval.traversals = True
+  # The training-time trace (disentax/evaluation/trace.py): every
+  # trace_every steps (0 = off; a multiple of train.steps_per_chunk) the
+  # evaluators of eval.trace, {registered name: options}, score every
+  # member into WORKDIR/trace.npz (NMI and MIG over training, DEFT journal
+  # Figs. 3 and 8; the annealing test's KL-vs-beta curve).
+  config.eval.trace_every = 0
+  config.eval.trace = ml_collections.ConfigDict(
+      {"mig": {"num_points": 2_000}})
   return config
 
 
@@ -157,11 +163,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"config.train.checkpoint_every={train.checkpoint_every} must be a "
         f"multiple of config.train.steps_per_chunk={train.steps_per_chunk} "
         "(checkpoints are taken between chunks)")
-  _require(train.trace_every, "train.trace_every", int, minimum=0)
-  _require(train.trace_points, "train.trace_points", int, minimum=2)
-  if train.trace_every % train.steps_per_chunk:
+  trace_every = config.eval.trace_every
+  _require(trace_every, "eval.trace_every", int, minimum=0)
+  if trace_every % train.steps_per_chunk:
     raise ValueError(
-        f"config.train.trace_every={train.trace_every} must be a multiple of "
+        f"config.eval.trace_every={trace_every} must be a multiple of "
         f"config.train.steps_per_chunk={train.steps_per_chunk} (tracing runs "
         "between chunks); 0 turns tracing off")
   threshold = config.eval.failure_threshold
@@ -207,10 +213,36 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
 def from_dict(data: dict[str, Any]) -> ml_collections.ConfigDict:
   """A saved config; schema keys added since it was written get their
   defaults (a run saved before e.g. train.num_devices existed still loads
-  and resumes), and a model section that names each layer's formulation
-  (`upsampling`, `downsampling`, `fractional_formulation`) gets the one
-  `kernels` setting instead (`kernels_from_formulations`)."""
+  and resumes), and keys since renamed get their new form (`migrate`)."""
   return ml_collections.ConfigDict(with_defaults(data))
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+  """A saved config (plain dict) in today's schema:
+
+  * a model section naming each layer's formulation (`upsampling`,
+    `downsampling`, `fractional_formulation`) gets the one `kernels`
+    setting instead (`kernels_from_formulations`);
+  * `train.trace_every` / `train.trace_points` (MIG traced on that many
+    points) become `eval.trace_every` and `eval.trace` = {mig: {num_points}};
+  * the annealing test's `objective.threshold` is dropped: the IFP is now
+    the `ifp` evaluator's read-out of a traced KL curve (its threshold an
+    option there), which a run saved before has not recorded.
+  """
+  data = json.loads(json.dumps(data))
+  if isinstance(data.get("model"), dict):
+    data["model"] = kernels_from_formulations(data["model"])
+  train = data.get("train", {})
+  if "trace_every" in train or "trace_points" in train:
+    evaluation = data.setdefault("eval", {})
+    evaluation.setdefault("trace_every", train.pop("trace_every", 0))
+    points = train.pop("trace_points", None)
+    if points is not None:
+      evaluation.setdefault("trace", {"mig": {"num_points": points}})
+  objective = data.get("objective", {})
+  if objective.get("name") == "annealing_test":
+    objective.pop("threshold", None)
+  return data
 
 
 def kernels_from_formulations(model: dict[str, Any]) -> dict[str, Any]:
@@ -231,12 +263,10 @@ def kernels_from_formulations(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
-  """`data` (a plain dict) with every missing schema key of base_config()
-  added at its default; component sections are left as they are, but for
-  the model's formulation options (`kernels_from_formulations`)."""
-  data = json.loads(json.dumps(data))
-  if isinstance(data.get("model"), dict):
-    data["model"] = kernels_from_formulations(data["model"])
+  """`data` (a plain dict), `migrate`d, with every missing schema key of
+  base_config() added at its default; component sections are left as they
+  are."""
+  data = migrate(data)
 
   def fill(node: dict[str, Any], defaults: dict[str, Any]) -> None:
     for key, default in defaults.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +75,7 @@ class Experiment:
   members: Members
   metric: Metric  # the evaluation metric, built now so bad options fail early
   battery: dict[str, Metric]  # further metrics (config.eval.battery)
+  trace: dict[str, Metric]  # scored while training (config.eval.trace)
   layout: layouts.Layout  # how the member step is laid out (no 'auto')
 
   @property
@@ -124,23 +125,34 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   members = make_members(grid, config.first_seed, config.num_seeds)
   metric = make_metric(config.eval.metric)
   battery = make_battery(config.eval.battery)
+  trace = make_battery(config.eval.trace, where="config.eval.trace")
+  check_trace_readers(config.eval, {"config.eval.metric": metric,
+                                    **{f"config.eval.battery.{n}": m
+                                       for n, m in battery.items()}}, trace)
   layout = layouts.resolve(config.train, len(members), objective)
   return Experiment(config, dataset, model, objective, optimizer, members,
-                    metric, battery, layout)
+                    metric, battery, trace, layout)
 
 
-def make_encode_members(exp: Experiment) -> Callable:
-  """Jitted (params, hparams, observations [b, ...], step) -> {suffix: mean
-  codes [M, b, d]}: every member's representations (the objective's, or the
-  plain encoder mean as "") at a training step, in one call."""
-  def encode_member(params, member_hparams, x, step):
-    return {name: exp.model.apply({"params": params}, x, control,
-                                  method="encode")[0]
-            for name, control in exp.objective.representations(
-                member_hparams, step).items()}
-
-  return jax.jit(layouts.over_members(encode_member, exp.layout.members,
-                                      in_axes=(0, 0, None, None)))
+def check_trace_readers(eval_section: ml_collections.ConfigDict,
+                        scored: dict[str, Metric],
+                        trace: dict[str, Metric]) -> None:
+  """Read-outs of the training-time trace (e.g. `ifp`) score in the
+  evaluation job from a trace the run records; they cannot be traced
+  themselves."""
+  for name, metric in trace.items():
+    if metric.reads_trace:
+      raise ValueError(
+          f"config.eval.trace.{name}: {name!r} reads the training-time "
+          "trace, so it scores in the evaluation job (config.eval.battery), "
+          "not while training")
+  for where, metric in scored.items():
+    if metric.reads_trace and not (eval_section.trace_every and trace):
+      raise ValueError(
+          f"{where}: {metric.name!r} reads the training-time trace "
+          f"{list(metric.reads_trace)}; set config.eval.trace_every > 0 and "
+          f"config.eval.trace (got trace_every="
+          f"{eval_section.trace_every}, trace {sorted(trace)})")
 
 
 def member_hparams(exp: Experiment) -> dict[str, jax.Array]:

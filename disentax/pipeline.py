@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from disentax import evaluate as evaluation
 from disentax import preemption, sharding
+from disentax.evaluation import job
 from disentax.training import trainer
 
 PHASES = ("train", "evaluate")
@@ -85,12 +85,12 @@ def run(config: ml_collections.ConfigDict | None, workdir: str, *,
     return Outcome("trained", 0)
   try:
     with preemption.sigterm_interrupts():
-      rows, evaluated_config = evaluation.evaluate(workdir)
+      rows, evaluated_config = job.evaluate(workdir)
   except preemption.Interrupted as stopped:
     print(f"{workdir}: {stopped}; rerun to evaluate", flush=True)
     return Outcome("interrupted", preemption.PREEMPTED_EXIT)
   try:
-    evaluation.print_summary(rows, evaluated_config, workdir)
+    print(job.summary(workdir, evaluated_config))
   except Exception as error:  # pylint: disable=broad-except
     # The results are written; a table that cannot be drawn is no failure.
     print(f"(no summary table: {type(error).__name__}: {error})", flush=True)

@@ -70,21 +70,22 @@ def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
               members: Sequence[Mapping[str, Any]],
               scores: Mapping[str, Sequence[float]],
               finite_params: Sequence[bool],
-              trace_scores: Mapping[str, Sequence[float]] | None = None,
+              outcome_scores: Mapping[str, Sequence[float]] | None = None,
               diverged_at: Sequence[int] | None = None
               ) -> list[dict[str, Any]]:
   """Rows for every member from per-member scalar scores.  A member is
   "diverged" when training froze it (`diverged_at` >= 0: its metrics are
   those of its last finite state, kept for inspection), else "non_finite"
-  when its parameters or its `scores` are; `trace_scores` (read off
-  training curves, e.g. an IFP, where NaN means "never happened") are
-  reported but do not decide the status."""
+  when its parameters or its `scores` are; `outcome_scores` (where NaN
+  means "never happened", e.g. an IFP) are reported but do not decide the
+  status."""
   rows = []
   for member in members:
     m = member["member"]
     values = {name: float(v[m]) for name, v in scores.items()}
     finite = finite_params[m] and all(math.isfinite(v) for v in values.values())
-    values.update({name: float(v[m]) for name, v in (trace_scores or {}).items()})
+    values.update({name: float(v[m])
+                   for name, v in (outcome_scores or {}).items()})
     frozen_at = None if diverged_at is None or diverged_at[m] < 0 \
         else int(diverged_at[m])
     status = ("diverged" if frozen_at is not None

@@ -14,7 +14,10 @@ Presets (`experiments/annealing_test.py:PRESET`):
   cpu   minutes on 2 CPU cores: 32x32, per factor, 3 repeats, 1,500 steps.
   tiny  seconds; for tests.
 
-The evaluation job adds each member's IFP (metric `ifp`) and prints the IFP
+Every `config.eval.trace_every` steps the `loss_terms` evaluator records
+each member's KL and beta on a batch of its own sub-dataset (the resolution
+of the IFP, part of the run's config); the evaluation job reads each
+member's IFP off that curve (evaluator `ifp`) and prints the IFP
 distribution per factor; `python -m disentax.propose --workdir=DIR` turns a
 per-factor run into proposed DEFT stages.
 
@@ -41,9 +44,15 @@ def get_config(preset: str | None = None):
   config.model.num_latents = 1
   config.train.batch_size = 64
   config.train.num_steps = 8_000
-  config.train.steps_per_chunk = 50    # the IFP is read off these chunks
+  config.train.steps_per_chunk = 50
   config.train.checkpoint_every = 8_000
   config.eval.metric.num_points = 2_000
+  # The KL-vs-beta curve the IFP is read off, every 50 steps (dlib-deft logs
+  # its training KL at that resolution), on 1,000 points per member.
+  config.eval.trace_every = 50
+  config.eval.trace = {"loss_terms": {"num_points": 1_000,
+                                      "batch_size": 500}}
+  config.eval.battery.ifp = {"threshold": 0.1}  # journal 4.1
   if preset == "dataset":
     # Journal 4.1: "annealing beta from 200 to 0 in 100,000 iterations".
     config.objective.factors = "dataset"
@@ -53,18 +62,21 @@ def get_config(preset: str | None = None):
     config.model.num_latents = 10
     config.num_seeds = 10
     config.train.num_steps = config.train.checkpoint_every = 100_000
-    config.train.steps_per_chunk = 250
+    config.train.steps_per_chunk = config.eval.trace_every = 250
     config.eval.metric.num_points = 10_000
   elif preset == "cpu":
     config.num_seeds = 3
     config.objective.anneal_steps = config.train.num_steps = 1_500
     config.train.batch_size = 32
-    config.train.steps_per_chunk = 25
+    config.train.steps_per_chunk = config.eval.trace_every = 25
     config.train.checkpoint_every = 1_500
+    config.eval.trace = {"loss_terms": {"num_points": 256,
+                                        "batch_size": 256}}
   elif preset == "tiny":
     config.objective.anneal_steps = config.train.num_steps = 20
     config.train.batch_size = 8
-    config.train.steps_per_chunk = 2
+    config.train.steps_per_chunk = config.eval.trace_every = 2
     config.train.checkpoint_every = 20
     config.eval.metric.num_points = 500
+    config.eval.trace = {"loss_terms": {"num_points": 64, "batch_size": 64}}
   return config

@@ -69,7 +69,7 @@ def dsprites_config(preset: str | None):
   config.train.batch_size = 64
   config.train.num_steps = 300_000
   config.train.learning_rate = 1e-4
-  config.train.trace_every = 5_000
+  config.eval.trace_every = 5_000
   config.eval.battery = battery()
   if preset == "cpu":
     config.dataset.image_size = 32
@@ -80,7 +80,7 @@ def dsprites_config(preset: str | None):
     config.train.steps_per_chunk = 100
     config.train.checkpoint_every = 500
     config.eval.metric.num_points = 5_000
-    config.train.trace_every = 100
+    config.eval.trace_every = 100
     config.eval.battery = battery(num_train=1_000, num_test=500)
   elif preset == "tiny":
     config.dataset.image_size = 16
@@ -94,7 +94,7 @@ def dsprites_config(preset: str | None):
     # at 16 px and batch 8 its CPU run-time cost does not matter.
     config.train.member_execution = "vmap"
     config.eval.metric.num_points = 500
-    config.train.trace_every = 0
+    config.eval.trace_every = 0
     config.eval.battery = {}
     config.eval.traversals = False  # drawn in tests/test_evaluate.py
   return config, preset

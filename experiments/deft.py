@@ -73,7 +73,7 @@ def deft_training(config, num_groups, latents_per_group, pressures,
   config.train.num_steps = num_steps
   # Information diffusion (journal Fig. 3) needs a finer trace than the
   # shared paper preset's every 5,000 steps.
-  config.train.trace_every = min(config.train.trace_every, 1_000)
+  config.eval.trace_every = min(config.eval.trace_every, 1_000)
   return config
 
 

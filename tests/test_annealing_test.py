@@ -9,7 +9,10 @@ import pytest
 from disentax import schedules
 from disentax.data import make_dataset
 from disentax.objectives import make_objective
-from disentax.objectives.annealing_test import trace_ifp
+from disentax.experiment import build
+from disentax.metrics import METRICS
+from disentax.metrics.base import TrainedMembers
+from experiments import annealing_test as annealing_experiment
 
 DSPRITES = make_dataset({"name": "dsprites", "image_size": 16})
 
@@ -100,33 +103,62 @@ def test_bad_settings(options, match):
     annealing(**options)
 
 
-def test_ifp_read_off_training_curves_recovers_a_known_threshold():
+def ifp_of_trace(betas, kls, factor, **options):
+  """The `ifp` evaluator's scores of a synthetic trace: betas and kls [T, M]
+  (one point per trace step), the members' `factor` hyperparameter."""
+  metric = METRICS.build({"name": "ifp", **options})
+  trace = {"step": np.arange(len(betas)), "beta": np.asarray(betas),
+           "kl": np.asarray(kls)}
+  return metric.score(TrainedMembers(trace=trace,
+                                     hparams={"factor": np.asarray(factor)}),
+                      jax.random.key(0))
+
+
+def test_ifp_read_off_the_traced_curves_recovers_a_known_threshold():
   """Synthetic curves of 3 members: KL rises 0.05 nats per unit of beta
   below thresholds 40, 25 and 10, so KL exceeds 0.1 below 38, 23 and 8;
-  beta falls 1 per logged chunk, on a half-integer grid the true
-  crossing avoids.  Recovered within 0.05 (linear interpolation is exact
-  on a linear ramp)."""
+  beta falls 1 per trace point, on a half-integer grid the true crossing
+  avoids.  Recovered within 0.05 (linear interpolation is exact on a
+  linear ramp)."""
   betas = np.arange(70.5, 0, -1.0)
   thresholds = np.array([40.0, 25.0, 10.0])
   kls = 0.05 * np.maximum(thresholds[None, :] - betas[:, None], 0.0)
-  lines = [{"step": 10 * (i + 1), "beta": [b] * 3, "kl": list(k)}
-           for i, (b, k) in enumerate(zip(betas, kls))]
-  ifp = trace_ifp(lines, {"factor": np.zeros(3)}, threshold=0.1)["ifp"]
+  ifp = ifp_of_trace(np.repeat(betas[:, None], 3, axis=1), kls,
+                     np.zeros(3), threshold=0.1)["ifp"]
   np.testing.assert_allclose(ifp, thresholds - 2.0, atol=0.05)
-  never = [{"step": 1, "beta": [5.0], "kl": [0.0]},
-           {"step": 2, "beta": [1.0], "kl": [0.05]}]
-  assert np.isnan(trace_ifp(never, {"factor": np.zeros(1)}, 0.1)["ifp"][0])
+  never = ifp_of_trace([[5.0], [1.0]], [[0.0], [0.05]], np.zeros(1))
+  assert np.isnan(never["ifp"][0])
+  # A NaN IFP ("never froze") is an outcome, not a broken member.
+  assert METRICS.get("ifp").nan_is_outcome
+
+
+def test_ifp_needs_the_traced_loss_terms():
+  metric = METRICS.build({"name": "ifp"})
+  with pytest.raises(ValueError, match=r"'loss_terms'"):
+    metric.score(TrainedMembers(trace={"step": np.arange(2),
+                                       "mig": np.zeros((2, 1))}),
+                 jax.random.key(0))
+  config = annealing_experiment.get_config("tiny")
+  config.eval.trace_every = 0
+  with pytest.raises(ValueError, match=r"config.eval.battery.ifp: 'ifp' "
+                     r"reads the training-time trace"):
+    build(config)
+  config.eval.trace_every = 2
+  config.eval.trace = {"ifp": {}}
+  with pytest.raises(ValueError, match=r"config.eval.trace.ifp: 'ifp' reads "
+                     r"the training-time trace, so it scores in the "
+                     r"evaluation job"):
+    build(config)
 
 
 def test_whole_dataset_members_get_change_points_of_the_increment():
   """KL(beta) with kinks at 36 and 16 (slope 0.02 below 36, 0.1 below 16),
-  logged every 0.5 beta from 80 down to 1: the unsupervised variant finds
+  traced every 0.5 beta from 80 down to 1: the unsupervised variant finds
   both within 0.5; per-factor members get none."""
   betas = np.arange(80.0, 0.9, -0.5)
   kl = 0.02 * np.maximum(36 - betas, 0) + 0.08 * np.maximum(16 - betas, 0)
-  lines = [{"step": i, "beta": [b, b], "kl": [k, k]}
-           for i, (b, k) in enumerate(zip(betas, kl))]
-  scores = trace_ifp(lines, {"factor": np.array([-1.0, 2.0])}, 0.1)
+  scores = ifp_of_trace(np.stack([betas, betas], 1), np.stack([kl, kl], 1),
+                        [-1.0, 2.0], threshold=0.1)
   np.testing.assert_allclose([scores["change_point_0"][0],
                               scores["change_point_1"][0]], [36, 16],
                              atol=0.5)

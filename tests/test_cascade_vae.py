@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax.training import trainer
 from disentax.experiment import build
+from disentax.training import trainer
 from tests.conftest import short_run
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES, make_objective

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import pytest
 
 from disentax import checkpoint
-from disentax.training import trainer
 from disentax import config as config_lib
 from disentax.bench.compile import recorded_compiles
-from disentax.evaluate import evaluate
+from disentax.evaluation.job import evaluate
 from disentax.experiment import build
+from disentax.training import trainer
 from tests.conftest import run_module, tiny_config
 
 # Programs loaded from the persistent compilation cache (tests/conftest.py)

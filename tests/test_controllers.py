@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from disentax import checkpoint
-from disentax.training import train_state
 from disentax.experiment import build
+from disentax.training import train_state
 from tests.conftest import short_run
 from disentax.models import VAEOutput
 from disentax.objectives import make_objective

@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax.training import train_state, trainer
 from disentax.experiment import build, make_members
 from disentax.models import make_model
 from disentax.models.conv import FractionalEncoder, LiteEncoder
 from disentax.objectives import make_objective
 from disentax.objectives.deft import deft_gate, stage_boundaries
 from disentax.reporting.tables import format_hparams
+from disentax.training import train_state, trainer
 from tests.conftest import tiny_config
 
 SHAPE = (16, 16, 1)

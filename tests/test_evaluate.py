@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from disentax import evaluate, results
-from disentax.training import trainer
+from disentax import results
+from disentax.evaluation import job
 from disentax.metrics import METRICS
 from disentax.reporting import report
+from disentax.training import trainer
 from experiments.common import battery
 from tests.conftest import tiny_config
 
@@ -25,8 +26,8 @@ def evaluated(tmp_path_factory):
   """Tiny beta-VAE, 2 betas x 2 seeds, traced, scored with every metric."""
   workdir = str(tmp_path_factory.mktemp("battery"))
   config = tiny_config()
-  config.train.trace_every = 10
-  config.train.trace_points = 200
+  config.eval.trace_every = 10
+  config.eval.trace = {"mig": {"num_points": 200}}
   config.eval.traversals = True  # the tiny preset leaves them out
   config.eval.battery = battery(num_train=120, num_test=60)
   config.eval.battery.beta_vae_score.batch_size = 8
@@ -36,7 +37,7 @@ def evaluated(tmp_path_factory):
   # tests cover it, and it runs through the same evaluator path as SAP.
   del config.eval.battery["dci"]
   trainer.train(config, workdir)
-  rows, _ = evaluate.evaluate(workdir)
+  rows, _ = job.evaluate(workdir)
   return workdir, rows
 
 
@@ -117,19 +118,23 @@ def test_report_of_the_evaluated_run(evaluated, tmp_path):
 def test_unknown_battery_is_refused_before_restoring(evaluated):
   with pytest.raises(ValueError, match=r"--battery='most'; allowed: "
                      r"\('config', 'full', 'none'\)"):
-    evaluate.evaluate(evaluated[0], battery="most")
+    job.evaluate(evaluated[0], battery="most")
 
 
 def test_every_registered_metric_is_in_the_battery():
-  """A new metric file joins the paper presets' battery (or this fails)."""
-  assert set(battery()) | {"mig"} == set(METRICS.names())
+  """A new metric file joins the paper presets' battery (or this fails);
+  the loss terms and the IFP read off their trace are the annealing test's
+  (experiments/annealing_test.py)."""
+  assert set(battery()) | {"mig", "loss_terms", "ifp"} == set(
+      METRICS.names())
 
 
 def test_only_factor_free_metrics_score_unlabelled_data():
   from disentax.metrics import make_battery
   built = make_battery({name: {} for name in METRICS.names()})
   assert {n for n, m in built.items() if not m.supervised} == {
-      "unsupervised", "active_latents", "udr", "elbo_decomposition"}
+      "unsupervised", "active_latents", "udr", "elbo_decomposition",
+      "loss_terms", "ifp"}
 
 
 @pytest.mark.parametrize("name", METRICS.names())

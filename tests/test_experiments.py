@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from disentax import evaluate
-from disentax.training import trainer
+from disentax.evaluation import job
 from disentax.experiment import build
+from disentax.training import trainer
 from tests.conftest import REPO
 
 EXPERIMENTS = sorted(
@@ -84,9 +84,11 @@ def test_tiny_preset_trains_and_evaluates(name, tmp_path):
   # for all members (the objectives' own tests train longer).
   config.train.num_steps = config.train.checkpoint_every = 5
   config.train.steps_per_chunk = 5
+  if config.eval.trace_every:  # traced at the chunks' end
+    config.eval.trace_every = 5
   config.train.member_execution = "vmap"
   trainer.train(config, str(tmp_path))
-  rows, _ = evaluate.evaluate(str(tmp_path))
+  rows, _ = job.evaluate(str(tmp_path))
   assert len(rows) == len(build(config).members)
   assert {r["step"] for r in rows} == {5}
   assert all(r["status"] == "ok" and 0 <= r["metrics"]["mig"] <= 1

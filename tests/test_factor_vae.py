@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from disentax import checkpoint, run_log
-from disentax.training import train_state, trainer
 from disentax.experiment import build
 from disentax.models import VAEOutput
 from disentax.objectives import make_objective
 from disentax.objectives.factor_vae import (discriminator_loss, factor_vae,
                                             permute_dims)
+from disentax.training import train_state, trainer
 from disentax.workdir import run_log_path
 from experiments import factor_vae as factor_vae_experiment
 

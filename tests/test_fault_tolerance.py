@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import checkpoint, evaluate, preemption, run_log
+from disentax import checkpoint, preemption, run_log
+from disentax.evaluation import job
 from disentax.experiment import build
 from disentax.reporting import render, tables
 from disentax.training import train_state, trainer
@@ -110,7 +111,7 @@ def test_a_diverging_member_is_frozen_reported_and_leaves_the_others_alone(
                   jax.tree.leaves(healthy.params)):
     np.testing.assert_array_equal(a[:2], b[:2])  # bit for bit
 
-  rows, _ = evaluate.evaluate(str(tmp_path / "diverging"), battery="none",
+  rows, _ = job.evaluate(str(tmp_path / "diverging"), battery="none",
                               traversals=False)
   assert [r["status"] for r in rows] == ["ok", "ok", "diverged", "diverged"]
   assert [r["diverged_at_step"] for r in rows] == [None, None, 1, 1]

@@ -14,9 +14,9 @@ from disentax.data import make_dataset
 from disentax.metrics import METRICS
 from disentax.metrics import active as active_lib
 from disentax.metrics import elbo as elbo_lib
+from disentax.metrics import sampling
 from disentax.metrics import udr as udr_lib
 from disentax.metrics import unsupervised as unsupervised_lib
-from disentax.metrics import sampling
 from disentax.metrics.base import TrainedMembers
 from tests import metric_datasets as md
 

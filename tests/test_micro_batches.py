@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from disentax.experiment import build, member_hparams
+from disentax.models.vae import BatchRows, reparameterisation_noise
 from disentax.training import layouts, train_state
 from disentax.training.step import make_member_step
-from disentax.models.vae import BatchRows, reparameterisation_noise
 from tests.conftest import tiny_config
 
 

@@ -37,7 +37,7 @@ def annealing_workdir(tmp_path, seeds=20):
       method="annealing_test", dataset="dsprites", config_hash="x", step=20,
       members=members, scores={"mig": np.zeros(len(members))},
       finite_params=np.ones(len(members), bool),
-      trace_scores={"ifp": np.asarray(ifps)})
+      outcome_scores={"ifp": np.asarray(ifps)})
   results.write(workdir, rows)
   return workdir
 

@@ -12,9 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from disentax import checkpoint, evaluate, run_log, sharding
-from disentax.training import train_state, trainer
+from disentax import checkpoint, run_log, sharding
+from disentax.evaluation import job
 from disentax.experiment import build
+from disentax.training import train_state, trainer
 from disentax.workdir import results_json_path, run_log_path
 from tests.conftest import REPO, run_module, tiny_config
 
@@ -99,7 +100,7 @@ def test_two_processes_train_one_run_that_the_evaluator_reads(tmp_path):
   lines = run_log.read_lines(run_log_path(workdir))
   assert [line["step"] for line in lines] == [5, 10, 15, 20]
 
-  evaluate.evaluate(workdir)  # in this process (the CLI: test_cli)
+  job.evaluate(workdir)  # in this process (the CLI: test_cli)
   with open(results_json_path(workdir)) as f:
     rows = json.load(f)["rows"]
   assert [(r["seed"], r["hparams"]["beta"], r["status"]) for r in rows] == [

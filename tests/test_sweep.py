@@ -229,7 +229,8 @@ def test_plan_builds_every_config_first(tmp_path):
 
 @pytest.fixture
 def fake_training(monkeypatch):
-  from disentax import evaluate, preemption
+  from disentax import preemption
+  from disentax.evaluation import job
   from disentax.training import trainer
   calls = []
 
@@ -243,8 +244,8 @@ def fake_training(monkeypatch):
     return [], None
 
   monkeypatch.setattr(trainer, "train", fake_train)
-  monkeypatch.setattr(evaluate, "evaluate", fake_evaluate)
-  monkeypatch.setattr(evaluate, "print_summary", lambda *args: None)
+  monkeypatch.setattr(job, "evaluate", fake_evaluate)
+  monkeypatch.setattr(job, "summary", lambda *args: "")
   return calls
 
 

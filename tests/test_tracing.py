@@ -4,7 +4,8 @@ carry DEFT's stage, and survive a restart unchanged."""
 import numpy as np
 import pytest
 
-from disentax import evaluate, results
+from disentax import results
+from disentax.evaluation import job
 from disentax.training import trainer
 from experiments import deft
 
@@ -12,9 +13,9 @@ from experiments import deft
 def _tiny_traced_deft(num_steps=20):
   config = deft.get_config("tiny")  # 2 stages of 10 steps, chunks of 5
   config.train.num_steps = num_steps
-  config.train.trace_every = 5
-  config.train.trace_points = 200
-  config.eval.metric.num_points = 200  # = trace_points: the same points
+  config.eval.trace_every = 5
+  config.eval.trace = {"mig": {"num_points": 200}}
+  config.eval.metric.num_points = 200  # the traced MIG's options
   config.eval.traversals = False
   return config
 
@@ -42,15 +43,15 @@ def test_trace_has_every_point_and_deft_stage(traced_run):
 
 
 def test_last_trace_point_equals_the_evaluation(traced_run):
-  """With trace_points = eval points (same seed, same points), the trace at
-  the final step is exactly what the evaluator scores."""
-  rows, _ = evaluate.evaluate(traced_run, battery="none")
+  """The traced MIG and the evaluation job's primary metric have the same
+  options: the trace point at the final step is exactly what the job
+  scores (one evaluator protocol, one code path, the same key)."""
+  rows, _ = job.evaluate(traced_run, battery="none")
   trace = results.load_trace(traced_run)
-  np.testing.assert_allclose(trace["mig"][-1],
-                             [r["metrics"]["mig"] for r in rows], rtol=1e-6)
-  np.testing.assert_allclose(trace["nmi_matrix"][-1],
-                             results.load_arrays(traced_run)["nmi_matrix"],
-                             rtol=1e-6)
+  np.testing.assert_array_equal(trace["mig"][-1],
+                                [r["metrics"]["mig"] for r in rows])
+  np.testing.assert_array_equal(
+      trace["nmi_matrix"][-1], results.load_arrays(traced_run)["nmi_matrix"])
 
 
 def test_resumed_run_keeps_the_same_trace(traced_run, tmp_path):
@@ -70,7 +71,7 @@ def test_resumed_run_keeps_the_same_trace(traced_run, tmp_path):
 def test_trace_every_must_be_a_multiple_of_the_chunk():
   from disentax.experiment import build
   config = _tiny_traced_deft()
-  config.train.trace_every = 7
-  with pytest.raises(ValueError, match=r"trace_every=7 must be a multiple of "
-                     r"config.train.steps_per_chunk=5"):
+  config.eval.trace_every = 7
+  with pytest.raises(ValueError, match=r"config.eval.trace_every=7 must be a "
+                     r"multiple of config.train.steps_per_chunk=5"):
     build(config)

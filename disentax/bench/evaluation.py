@@ -41,7 +41,7 @@ from absl import logging
 
 from disentax.training import trainer
 from disentax.bench import Row, format_table
-from disentax.evaluate import trained_members
+from disentax.evaluation.members import MemberFunctions
 from disentax.experiment import member_hparams
 from disentax.studies import eval_speed
 from disentax.studies import reference_pipeline as reference
@@ -94,7 +94,7 @@ def train_members(preset: str, members: int, steps: int, workdir: str
   config.train.num_steps = config.train.checkpoint_every = steps
   config.train.steps_per_chunk = min(config.train.steps_per_chunk, steps)
   config.train.member_execution = "vmap"
-  config.train.trace_every = 0
+  config.eval.trace_every = 0
   config.train.progress = False
   config.eval.battery = {}
   trainer.train(config, workdir)
@@ -128,9 +128,8 @@ def score_both(workdir: str, sizes: Mapping[str, Mapping[str, Any]],
   """(members, step, metric -> (disentax first s or None, warm s or None,
   seed-by-seed s)) of scoring every member of `workdir` both ways, as
   `eval_speed.compare` does."""
-  exp, params, step = eval_speed.restore(workdir)
-  hparams = member_hparams(exp)
-  members = trained_members(exp, params, step)
+  exp, state, step = eval_speed.restore(workdir)
+  members, _ = MemberFunctions(exp).at(state, step)
   ours_battery, theirs_battery = {}, {}
   for name, options in sizes.items():
     theirs_battery[name] = eval_speed.reference_options(
@@ -140,11 +139,10 @@ def score_both(workdir: str, sizes: Mapping[str, Mapping[str, Any]],
       ours_battery[ours] = eval_speed.disentax_options(ours, options)[0]
   rng_seed = int(exp.config.eval.seed)
   _, first, second = eval_speed.time_disentax(
-      exp, eval_speed.sweep_representation(exp, params, hparams, step),
-      ours_battery, jax.random.key(rng_seed), members, warm)
+      members, ours_battery, jax.random.key(rng_seed), warm)
   _, theirs = reference.score_seed_by_seed(
-      exp.dataset, eval_speed.seed_representations(exp, params, hparams,
-                                                   step),
+      exp.dataset, eval_speed.seed_representations(
+          exp, state.params, member_hparams(exp), step),
       rng_seed, theirs_battery)
   timings = {}
   for name in sizes:

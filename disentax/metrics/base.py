@@ -8,10 +8,18 @@ one call,
   metric.score(members, rng) -> {score name: np.ndarray [members, ...]}
 
 where `members` (`TrainedMembers`) is everything the metric may read: the
-dataset, the representation of every member, and the model's other
-functions.  Most metrics only need the codes and implement `evaluate(dataset,
-representation_fn, rng)`, which the base `score` calls; the few that need
-more of the model (UDR, the ELBO terms) override `score`.
+dataset, the representation of every member, the model's other functions,
+the members' hyperparameters and the training-time trace.  Most metrics only
+need the codes and implement `evaluate(dataset, representation_fn, rng)`,
+which the base `score` calls; the others (UDR, the ELBO terms, the loss
+terms, the IFP) override `score`.
+
+The same evaluators run during training, every `config.eval.trace_every`
+steps (`config.eval.trace`), and in the evaluation job (`config.eval.metric`
+and `config.eval.battery`), through this one call
+(`disentax/evaluation/`).  An evaluator that reads the trace (a read-out of
+the whole training curve, such as the IFP) declares which arrays in
+`reads_trace`; it scores in the evaluation job only.
 """
 
 from __future__ import annotations
@@ -52,6 +60,14 @@ class TrainedMembers:
       (the decoder's mean), for traversals.
     groups: int [M]; members with the same hyperparameter values share a
       group (UDR compares seeds within a group).
+    hparams: {hyperparameter name: [M] (or [M, n]) array}, the members'
+      values.
+    step: the training step the members are scored at.
+    loss_terms_fn: (rng, batch_size) -> {term: [M]}: the objective's loss
+      and its terms (reconstruction, KL, the current beta, ...) on one batch
+      drawn from each member's own training distribution with `rng`.
+    trace: the training-time trace up to `step` ({array name: [T, M, ...]},
+      `step` [T]; results.load_trace), for the evaluators that read it.
   """
 
   dataset: GroundTruthDataset | None = None
@@ -61,6 +77,10 @@ class TrainedMembers:
   reconstruction_error_fn: Callable[[jax.Array], jax.Array] | None = None
   decode_fn: Callable[[jax.Array], jax.Array] | None = None
   groups: np.ndarray | None = None
+  hparams: Mapping[str, np.ndarray] | None = None
+  step: int | None = None
+  loss_terms_fn: Callable[[jax.Array, int], dict[str, jax.Array]] | None = None
+  trace: Mapping[str, np.ndarray] | None = None
 
   def require(self, metric: str, *fields: str) -> None:
     """Raises a ValueError unless every one of `fields` is set: `metric`
@@ -89,8 +109,9 @@ class Metric:
   options (documented in its docstring, with dlib's defaults).  It sets
   `name` (its registered name, used in error messages), `int_fields`
   ({integer option: its minimum}, checked in that order when the metric is
-  built, before `check`) and, if it scores data without ground-truth
-  factors, `supervised = False`.  It overrides `check` for any other option
+  built, before `check`), if it scores data without ground-truth factors,
+  `supervised = False`, and where they apply `reads_trace` and
+  `nan_is_outcome`.  It overrides `check` for any other option
   checks, and implements `evaluate` (codes only) or overrides `score` (the
   metrics that need more of the model).
   """
@@ -98,6 +119,13 @@ class Metric:
   name: ClassVar[str]
   supervised: ClassVar[bool] = True  # needs ground-truth factors
   int_fields: ClassVar[Mapping[str, int]] = {}
+  # The training-time trace arrays it reads (`members.trace`): such a
+  # read-out of the training curve scores in the evaluation job only.
+  reads_trace: ClassVar[tuple[str, ...]] = ()
+  # Whether a NaN score is an outcome ("never happened", e.g. an IFP never
+  # reached) rather than a broken member: such scores do not decide a
+  # member's status.
+  nan_is_outcome: ClassVar[bool] = False
 
   def __post_init__(self) -> None:
     for field, minimum in self.int_fields.items():

@@ -120,7 +120,9 @@ class VAE(nn.Module):
              ) -> tuple[jax.Array, jax.Array]:
     return gate_posterior(*self.encoder(x), control)
 
-  def decode(self, z: jax.Array) -> jax.Array:
+  def decode(self, z: jax.Array, control: LatentGate | None = None
+             ) -> jax.Array:
+    del control  # the gate acts on the encoder outputs
     return self.decoder(z)
 
   def __call__(self, x: jax.Array, rng: jax.Array,

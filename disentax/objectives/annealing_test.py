@@ -8,8 +8,9 @@ sub-dataset in which one factor varies over all its values while the others
 stay at values drawn from the member's seed; the `factor` hyperparameter
 picks it (-1: the whole dataset, for the unsupervised variant of section
 5.5), so factors x 50 seeds (the 50 repeats) are one vmapped program.  The
-IFP of every member is read off its training curve by the evaluation job
-(metric `ifp`).
+KL-vs-beta curve of every member is traced during training (evaluator
+`loss_terms` in `config.eval.trace`) and the evaluation job reads its IFP
+off it (evaluator `ifp`, disentax/metrics/freezing_points.py).
 
 Schedules: 'exponential' beta = end + (start - end) exp(-rate t), t = step /
 anneal_steps (dlib-deft: 70 exp(-15 t) + 1, 8,000 steps, 1 latent, batch
@@ -19,12 +20,10 @@ over 100,000 steps).
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from disentax import schedules
 from disentax.models import VAEOutput
@@ -65,41 +64,11 @@ def factor_grid(factors: str | Iterable[str], factor_names: Sequence[str]
   return tuple(float(factor_names.index(n)) for n in names)
 
 
-NUM_CHANGE_POINTS = 3
-
-
-def trace_ifp(lines: Sequence[Mapping[str, Any]],
-              hparams: Mapping[str, np.ndarray], threshold: float
-              ) -> dict[str, np.ndarray]:
-  """Every member's IFP from its (beta, KL) training curve; for members on
-  the whole dataset (factor -1) also the unsupervised variant's change
-  points of the information increment (`change_point_<i>`, largest beta
-  first, NaN where fewer were found; DEFT journal 5.5, Fig. 13)."""
-  from disentax import ifp  # analysis module; only the evaluator needs it
-  if not lines:
-    raise ValueError("the run log has no training curve to read IFPs from")
-  betas = np.array([line["beta"] for line in lines], np.float64)
-  kls = np.array([line["kl"] for line in lines], np.float64)
-  scores = {"ifp": ifp.freezing_points(betas, kls, threshold)}
-  factors = np.asarray(hparams["factor"])
-  if factors.min() >= 0:
-    return scores
-  points = np.full((NUM_CHANGE_POINTS, kls.shape[1]), np.nan)
-  for m in np.flatnonzero(factors < 0):
-    positive = (betas[:, m] > 0) & np.isfinite(kls[:, m])
-    found = ifp.increment_change_points(betas[positive, m],
-                                        kls[positive, m], NUM_CHANGE_POINTS)
-    points[:len(found), m] = found
-  scores.update({f"change_point_{i}": points[i]
-                 for i in range(NUM_CHANGE_POINTS)})
-  return scores
-
-
 @OBJECTIVES.register("annealing_test")
 def annealing_test(schedule: str = "exponential", beta_start: float = 71.0,
                    beta_end: float = 1.0, anneal_steps: int = 8_000,
                    rate: float = 15.0, factors: str | Iterable[str] = "all",
-                   threshold: float = 0.1, reconstruction: str = "bernoulli",
+                   reconstruction: str = "bernoulli",
                    *, factor_names: Sequence[str]) -> Objective:
   """`factors`: 'all' (one member group per factor), 'dataset' (the whole
   dataset) or factor names (e.g. 'posX,posY').  Defaults: dlib-deft's annealing test."""
@@ -113,7 +82,6 @@ def annealing_test(schedule: str = "exponential", beta_start: float = 71.0,
                      f"and < beta_start={beta_start}")
   anneal_steps = check_steps("anneal_steps", anneal_steps)
   rate = check_finite("rate", rate, sign=1)
-  threshold = check_finite("threshold", threshold, sign=1)
   reconstruction = check_reconstruction(reconstruction)
   schedule_args = (schedule, beta_start, beta_end, anneal_steps, rate)
 
@@ -133,5 +101,4 @@ def annealing_test(schedule: str = "exponential", beta_start: float = 71.0,
       name="annealing_test", loss=loss, reconstruction=reconstruction,
       hyperparameters={"factor": factor_grid(factors, factor_names)},
       batch_sampler=sample_batch,
-      trace_scores=functools.partial(trace_ifp, threshold=threshold),
       per_example_mean=True)

@@ -115,7 +115,6 @@ class Objective:
   control: StagedControl | None = None
   batch_sampler: BatchSampler | None = None
   update_transform: UpdateTransform | None = None
-  trace_scores: Callable[..., Mapping[str, Any]] | None = None
 
   def representations(self, hparams: Hparams, step: jax.Array
                       ) -> Mapping[str, ModelControl]:

@@ -23,11 +23,11 @@ from disentax.reporting.render import (format_ifp_table, format_markdown,
                                        format_pivot_markdown, write_csv,
                                        write_pivot_csv)
 from disentax.reporting.tables import (check_metric, failure_rate_table,
-                                       ifp_rows, ifp_summary,
+                                       ifp_rows, ifp_summary, metric_names,
                                        metric_summary, nmi_matrix_means,
                                        select_rows)
 from disentax.results import RunResults, load_run
-from disentax.workdir import results_dir
+from disentax.workdir import RESULTS_CSV_NAME, RESULTS_JSON_NAME, results_dir
 
 # What run_report writes into its output directory.
 MARKDOWN_NAME, CSV_NAME, LATEX_NAME = "report.md", "report.csv", "report.tex"
@@ -55,16 +55,49 @@ def _run_sections(runs: Sequence[RunResults]) -> list[str]:
       sections.append(f"## NMI matrices of {run.workdir} (latest evaluated "
                       f"step)\n\n" + format_nmi_matrices(
                           nmi_matrix_means(latest, run.arrays), labels))
-    annealing = ifp_rows(latest)
-    if annealing:
-      num_factors = 1 + max(int(r["hparams"]["factor"]) for r in annealing)
-      labels = (run.factor_names if run.factor_names
-                and len(run.factor_names) >= num_factors
-                else run.factor_labels(num_factors))
+    ifp_table = _ifp_table(run, latest)
+    if ifp_table:
       sections.append(f"## Information freezing points of {run.workdir}\n\n"
-                      + format_ifp_table(ifp_summary(annealing), labels)
-                      + "\n")
+                      + ifp_table + "\n")
   return sections
+
+
+def _ifp_table(run: RunResults, rows: Sequence[dict]) -> str | None:
+  """The IFP distribution per factor of an annealing test's `rows` of
+  `run`, None for rows of other runs."""
+  annealing = ifp_rows(rows)
+  if not annealing:
+    return None
+  num_factors = 1 + max(int(r["hparams"]["factor"]) for r in annealing)
+  labels = (run.factor_names if run.factor_names
+            and len(run.factor_names) >= num_factors
+            else run.factor_labels(num_factors))
+  return format_ifp_table(ifp_summary(annealing), labels)
+
+
+def run_summary(run: RunResults, metric: str, threshold: float,
+                nmi_table: bool = False) -> str:
+  """What the evaluation of one run prints: its failure-rate table, every
+  metric's spread, the IFP distribution per factor when it has one and,
+  with `nmi_table`, each group's NMI matrix."""
+  sections = []
+  rows = run.rows
+  if metric in metric_names(rows):
+    sections.append(format_markdown(failure_rate_table(rows, metric=metric,
+                                                       threshold=threshold),
+                                    metric=metric, threshold=threshold))
+  if len(metric_names(rows)) > 1:
+    sections.append(format_metric_summary(metric_summary(rows)))
+  ifp_table = _ifp_table(run, rows)
+  if ifp_table:
+    sections.append(ifp_table)
+  if nmi_table and run.arrays is not None and "nmi_matrix" in run.arrays:
+    labels = run.factor_labels(run.arrays["nmi_matrix"].shape[-1])
+    sections.append(format_nmi_matrices(nmi_matrix_means(rows, run.arrays),
+                                        labels))
+  sections.append(f"results: {results_dir(run.workdir)}/"
+                  f"{{{RESULTS_JSON_NAME},{RESULTS_CSV_NAME}}}")
+  return "\n".join(sections)
 
 
 def _stderr(line: str) -> None:

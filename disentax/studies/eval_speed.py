@@ -8,11 +8,10 @@ Restores the latest checkpoint of a trained workdir and scores the same
 members twice with the same metric battery at the same sample sizes:
 
 1. disentax: every metric scores all N members in one call (the battery is
-   built with `disentax.metrics.make_battery`, the primary representation is
-   the vmapped encoder of `disentax.experiment.make_encode_members`, exactly
-   what `python -m disentax.evaluate` scores; `evaluate()` itself is not
-   used because it writes results into the workdir and takes no size
-   overrides);
+   built with `disentax.metrics.make_battery`, the members' functions are
+   `disentax.evaluation.members.MemberFunctions`, exactly what `python -m
+   disentax.evaluate` scores; the job itself is not used because it writes
+   results into the workdir and takes no size overrides);
 2. the baseline (`disentax.studies.reference_pipeline`): dlib-google's
    numpy / scikit-learn pipeline, one seed after the other, each seed with
    its own single-member encoder (one `jax.jit`, compiled once per input
@@ -53,9 +52,8 @@ from absl import app, flags, logging
 
 from disentax import checkpoint
 from disentax import config as config_lib
-from disentax.evaluate import trained_members
-from disentax.experiment import (Experiment, build, make_encode_members,
-                                 member_hparams)
+from disentax.evaluation.members import MemberFunctions
+from disentax.experiment import Experiment, build, member_hparams
 from disentax.metrics import METRICS, make_battery
 from disentax.metrics.base import TrainedMembers
 from disentax.studies import reference_pipeline as reference
@@ -119,29 +117,19 @@ def reference_options(name: str, sizes: Mapping[str, Any],
 
 
 def restore(workdir: str) -> tuple[Experiment, Any, int]:
-  """The experiment, stacked parameters [M, ...] and step of the latest
-  checkpoint (as `disentax.evaluate` restores them)."""
+  """The experiment, stacked state [M, ...] and step of the latest
+  checkpoint (as the evaluation job restores them)."""
   manager, step = checkpoint.latest_step_or_fail(workdir)
   meta = checkpoint.restore_meta(manager, step)
   exp = build(config_lib.from_dict(meta["config"]))
-  params = restore_members(manager, step, exp).params
+  state = restore_members(manager, step, exp)
   manager.close()
-  return exp, params, step
+  return exp, state, step
 
 
 def first_members(tree: Any, num: int) -> Any:
   """The first `num` members of every leaf [M, ...]."""
   return jax.tree.map(lambda leaf: leaf[:num], tree)
-
-
-def sweep_representation(exp: Experiment, params: Any,
-                         hparams: Mapping[str, jax.Array], step: int
-                         ) -> Callable[[jax.Array], jax.Array]:
-  """observations [b, ...] -> primary codes [N, b, d] of all N members (the
-  representation `disentax.evaluate` scores its battery with)."""
-  encode = make_encode_members(exp)
-  at_step = jnp.int32(step)
-  return lambda x: encode(params, hparams, x, at_step)[""]
 
 
 def seed_representations(exp: Experiment, params: Any,
@@ -167,27 +155,25 @@ def seed_representations(exp: Experiment, params: Any,
   return fns
 
 
-def time_disentax(exp: Experiment, representation_fn: Callable,
+def time_disentax(members: TrainedMembers,
                   battery: Mapping[str, Mapping[str, Any]], rng: jax.Array,
-                  members: TrainedMembers | None = None, warm: bool = True
+                  warm: bool = True
                   ) -> tuple[dict[str, np.ndarray], dict[str, float],
                              dict[str, float]]:
-  """Scores of all members and seconds per metric, metric by metric.
+  """Scores of the members and seconds per metric, metric by metric, as
+  the evaluation job calls them (`metric.score(members, rng)`).
 
   Returns (scores, seconds of the first call, which compiles, seconds of a
   second, warm call when `warm`, else {}).  A sweep's evaluation job pays
   the first; the second shows the cost once compiled (e.g. when several
-  checkpoints or representations are scored in one process).  `members`
-  gives the metrics that read more of the model than `representation_fn`
-  its other functions; it is None when only some members are scored, and
-  such a metric (none is in the reference battery) then raises.
+  checkpoints or representations are scored in one process).
   """
   built = make_battery(battery, where="eval_speed")
   scores, first, second = {}, {}, {}
   for name, metric in built.items():
     for timings in (first, second) if warm else (first,):
       start = time.perf_counter()
-      scores.update(metric(exp.dataset, representation_fn, rng, members))
+      scores.update(metric.score(members, rng))
       timings[name] = time.perf_counter() - start
     print(f"  disentax {name}: {first[name]:.1f} s"
           + (f" (warm {second[name]:.1f} s)" if warm else ""), flush=True)
@@ -279,14 +265,14 @@ def compare(workdir: str, battery_sizes: str = "small",
   unknown = sorted(set(metrics) - set(sizes))
   if unknown:
     raise ValueError(f"--metrics: unknown {unknown}; known: {list(sizes)}")
-  exp, params, step = restore(workdir)
+  exp, state, step = restore(workdir)
   total = len(exp.members)
   num = total if seeds is None else seeds
   if not 1 <= num <= total:
     raise ValueError(f"--seeds={seeds}: the workdir has {total} members")
-  hparams = member_hparams(exp)
-  members = trained_members(exp, params, step) if num == total else None
-  params, hparams = first_members(params, num), first_members(hparams, num)
+  members, _ = MemberFunctions(exp).at(state, step, num_members=num)
+  params = first_members(state.params, num)
+  hparams = first_members(member_hparams(exp), num)
   rng_seed = int(exp.config.eval.seed)
 
   ours_battery, theirs_battery, notes = {}, {}, []
@@ -307,8 +293,7 @@ def compare(workdir: str, battery_sizes: str = "small",
   print(f"disentax: {num} of {total} members of {workdir} at step {step}",
         flush=True)
   ours_scores, ours_seconds, ours_warm = time_disentax(
-      exp, sweep_representation(exp, params, hparams, step), ours_battery,
-      jax.random.key(rng_seed), members, warm)
+      members, ours_battery, jax.random.key(rng_seed), warm)
   print("seed-by-seed reference pipeline", flush=True)
   theirs_scores, theirs_seconds = reference.score_seed_by_seed(
       exp.dataset, seed_representations(exp, params, hparams, step),

@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from disentax import checkpoint
 from disentax import config as config_lib
-from disentax import preemption, run_log, sharding, tracing
+from disentax import preemption, run_log, sharding
 from disentax import workdir as workdir_lib
+from disentax.evaluation.trace import Trace
 from disentax.experiment import Experiment, build
 from disentax.training import layouts
 from disentax.training.step import make_member_step
@@ -115,17 +116,26 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     if writer:
       print(f"resuming {workdir} from step {latest}", flush=True)
   start = int(state.step)
-  log = tracer = None
+  log = trace = None
   if writer:
     log = run_log.RunLog(workdir_lib.run_log_path(workdir), resume_step=start)
     workdir_lib.write_json(workdir_lib.config_path(workdir), meta["config"])
-    if config.train.trace_every:
-      tracer = tracing.Tracer(exp, workdir, start)
-  tracing_on = bool(config.train.trace_every)
-  if tracing_on and start == 0:  # the untrained models, the series' origin
-    host_params = sharding.to_host(state.params, devices)
-    if tracer is not None:
-      tracer(host_params, 0)
+    if config.eval.trace_every:
+      trace = Trace(exp, workdir, start)
+
+  def trace_point(state: TrainState, step: int
+                  ) -> dict[str, np.ndarray] | None:
+    """Scores the traced evaluators at `step` (every process gathers the
+    state; the writer scores)."""
+    on_host = sharding.to_host((state.params, state.aux), devices)
+    if trace is None:
+      return None
+    params, aux = on_host
+    return trace(TrainState(step, params, None, None, aux), step)
+
+  tracing = bool(config.eval.trace_every)
+  if tracing and start == 0:  # the untrained models, the series' origin
+    trace_point(state, 0)
 
   train_chunk = make_train_chunk(exp, devices)
   advice = layouts.compile_advice(exp.layout, len(exp.members))
@@ -151,10 +161,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                      kl=f"{np.nanmean(metrics['kl']):.2f}")
       if np.any(now_diverged >= 0):
         postfix["diverged"] = int(np.sum(now_diverged >= 0))
-      if tracing_on and step % config.train.trace_every == 0:
-        host_params = sharding.to_host(state.params, devices)
-        if tracer is not None:
-          point = tracer(host_params, step)
+      if tracing and step % config.eval.trace_every == 0:
+        point = trace_point(state, step)
+        if point is not None and "mig" in point:
           postfix["mig"] = f"{np.nanmedian(point['mig']):.2f}"
       if writer:
         log.append(step, metrics)

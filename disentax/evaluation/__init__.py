@@ -1,0 +1,13 @@
+"""Evaluation: the metrics (`disentax.metrics`) applied to trained members.
+
+  members.py  every member's functions an evaluator may call
+              (`TrainedMembers`), jitted once per experiment;
+  trace.py    the evaluators of `config.eval.trace`, scored every
+              `config.eval.trace_every` steps while training (trace.npz);
+  job.py      the evaluation job: the primary metric and the battery on a
+              workdir's latest checkpoint, written to WORKDIR/results/.
+
+Both paths call the same evaluators the same way (`metric.score(members,
+rng)` with the evaluation seed's key), so a trace point and the job agree
+on the same state and options.
+"""

@@ -1,0 +1,159 @@
+"""The trained members as evaluators see them (`metrics.base.TrainedMembers`).
+
+`MemberFunctions(exp)` jits, once per experiment, every function an
+evaluator may call for all members at once: the representations the
+objective asks to score (the encoder means under its controls), the
+posterior, the reconstruction error, the decoder and the loss terms.  The
+training step is an argument of each, so the trace re-uses the compiled
+programs at every step; `at(state, step)` binds them to one state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from disentax.experiment import Experiment, member_hparams
+from disentax.metrics.base import RepresentationFn, TrainedMembers
+from disentax.objectives.base import reconstruction_loss
+from disentax.training.layouts import over_members
+from disentax.training.step import sample_member_batch
+from disentax.training.train_state import split_member_key
+
+
+def finite_members(params: Any, num_members: int) -> np.ndarray:
+  """[M] bool: every parameter of the member is finite."""
+  finite = np.ones(num_members, bool)
+  for leaf in jax.tree.leaves(params):
+    finite &= np.isfinite(np.asarray(leaf)).reshape(num_members, -1).all(1)
+  return finite
+
+
+def hyperparameter_groups(hparams: Mapping[str, np.ndarray],
+                          num_members: int) -> np.ndarray:
+  """int [M]: members with equal hyperparameter values share a group."""
+  values = [np.asarray(v).reshape(num_members, -1)
+            for _, v in sorted(hparams.items())]
+  flat = (np.concatenate(values, axis=1) if values
+          else np.zeros((num_members, 0)))
+  return np.unique(flat, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+class MemberFunctions:
+  """Every member's functions of `exp`, jitted once (module docstring)."""
+
+  def __init__(self, exp: Experiment):
+    self.exp = exp
+    self._hparams = member_hparams(exp)
+    self._keys = exp.members.keys()
+    self._noise_key = jax.random.key(exp.config.eval.seed)
+    model, objective = exp.model, exp.objective
+
+    def primary_control(h, step):
+      return objective.representations(h, step).get("")
+
+    def encode(p, h, x, step):
+      return {name: model.apply({"params": p}, x, control,
+                                method="encode")[0]
+              for name, control in objective.representations(h,
+                                                              step).items()}
+
+    def posterior(p, h, x, step):
+      return model.apply({"params": p}, x, primary_control(h, step),
+                         method="encode")
+
+    def reconstruction_error(p, h, x, step):
+      # The ELBO's reconstruction term with one posterior sample per image.
+      output = model.apply({"params": p}, x, self._noise_key,
+                           primary_control(h, step))
+      return reconstruction_loss(output.logits, x, objective.reconstruction)
+
+    def decode(p, h, z, step):
+      return jax.nn.sigmoid(model.apply({"params": p}, z,
+                                        primary_control(h, step),
+                                        method="decode"))
+
+    def over(fn: Callable, mapped_input: bool = False) -> Callable:
+      return jax.jit(over_members(
+          fn, exp.layout.members,
+          in_axes=(0, 0, 0 if mapped_input else None, None)))
+
+    self._encode = over(encode)
+    self._posterior = over(posterior)
+    self._reconstruction_error = over(reconstruction_error)
+    self._decode = over(decode, mapped_input=True)
+    self._loss_terms: dict[int, Callable] = {}
+
+  def representation_names(self, state: Any) -> list[str]:
+    """The suffixes of the representations the objective scores ("" is
+    the primary one)."""
+    probe = jax.ShapeDtypeStruct((1, *self.exp.dataset.observation_shape),
+                                 jnp.float32)
+    return sorted(jax.eval_shape(self._encode, state.params, self._hparams,
+                                 probe, jnp.int32(0)))
+
+  def _loss_terms_program(self, batch_size: int) -> Callable:
+    """Jitted (params, aux, hparams, keys, rng, step) -> {term: [M]}: the
+    objective's loss metrics of each member on one batch of its own
+    training distribution."""
+    if batch_size not in self._loss_terms:
+      exp = self.exp
+
+      def member_terms(p, aux, h, key, rng, step):
+        _, run_key = split_member_key(key)
+        data_key, noise_key, control_key = jax.random.split(rng, 3)
+        x = sample_member_batch(exp, h, run_key, data_key, batch_size)
+        control = None
+        if exp.objective.control is not None:
+          control = exp.objective.control.for_step(h, step, control_key)
+        output = exp.model.apply({"params": p}, x, noise_key, control)
+        return exp.objective.loss(output, x, h, step, aux)[1]
+
+      self._loss_terms[batch_size] = jax.jit(over_members(
+          member_terms, exp.layout.members,
+          in_axes=(0, 0, 0, 0, None, None)))
+    return self._loss_terms[batch_size]
+
+  def at(self, state: Any, step: int,
+         trace: Mapping[str, np.ndarray] | None = None,
+         num_members: int | None = None
+         ) -> tuple[TrainedMembers, dict[str, RepresentationFn]]:
+    """The members of `state` (a TrainState, on the host or one device) at
+    `step`: (TrainedMembers with the primary representation, {suffix: every
+    representation the objective scores}); with `num_members`, only the
+    first that many members."""
+    num_members = num_members or len(self.exp.members)
+
+    def first(tree: Any) -> Any:
+      return jax.tree.map(lambda leaf: leaf[:num_members], tree)
+
+    at_step = jnp.int32(step)
+    params, aux, hparams = first(state.params), first(state.aux), first(
+        self._hparams)
+    keys, host_hparams = self._keys[:num_members], first(
+        self.exp.members.hparams)
+
+    def bound(fn: Callable) -> Callable:
+      return lambda x: fn(params, hparams, x, at_step)
+
+    def representation(name: str) -> RepresentationFn:
+      return lambda x: self._encode(params, hparams, x, at_step)[name]
+
+    def loss_terms(rng: jax.Array, batch_size: int) -> dict[str, jax.Array]:
+      return self._loss_terms_program(batch_size)(
+          params, aux, hparams, keys, rng, at_step)
+
+    representations = {name: representation(name)
+                       for name in self.representation_names(state)}
+    members = TrainedMembers(
+        dataset=self.exp.dataset, representation_fn=representations[""],
+        posterior_fn=bound(self._posterior),
+        reconstruction_error_fn=bound(self._reconstruction_error),
+        decode_fn=bound(self._decode),
+        groups=hyperparameter_groups(host_hparams, num_members),
+        hparams=host_hparams, step=int(step),
+        loss_terms_fn=loss_terms, trace=trace)
+    return members, representations

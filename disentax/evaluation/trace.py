@@ -1,0 +1,74 @@
+"""Training-time evaluation: the evaluators of `config.eval.trace`, scored
+every `config.eval.trace_every` steps while training.
+
+The DEFT papers show information diffusion (journal Fig. 3, 17) as the NMI
+between latents and factors over training; the annealing test reads the
+IFP off the KL-vs-beta curve.  Both are evaluators run between chunks on the
+members' current state, through the same protocol and the same code as the
+evaluation job (`metrics.base`), so a trace point at the final step equals
+the evaluation job's score with the same options.  The series lives in
+WORKDIR/trace.npz:
+
+  step          int   [T]         training step of each trace point
+  stage         int   [T, M]      the objective's training stage (DEFT), -1
+                                  for objectives without stages
+  <score name>  float [T, M, ...] every score of every traced evaluator
+                                  (e.g. mig [T, M], nmi_matrix [T, M, d, F])
+  factor_names  str   [F]
+
+The file is rewritten atomically at each trace point; on resume the points
+after the restored checkpoint are dropped, so the series equals that of an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from disentax import results
+from disentax.evaluation.members import MemberFunctions
+from disentax.experiment import Experiment
+from disentax.workdir import trace_path, write_npz
+
+FACTOR_NAMES = "factor_names"
+
+
+class Trace:
+  """Scores the traced evaluators of `exp` at steps of training."""
+
+  def __init__(self, exp: Experiment, workdir: str, resume_step: int):
+    self.every = int(exp.config.eval.trace_every)
+    self.workdir = workdir
+    self._exp = exp
+    self._functions = MemberFunctions(exp)
+    self._rng = jax.random.key(exp.config.eval.seed)
+    self._records: dict[str, list[Any]] = {}
+    old = results.load_trace(workdir)
+    if old is not None:
+      keep = old["step"] <= resume_step
+      self._records = {name: list(values[keep])
+                       for name, values in old.items() if name != FACTOR_NAMES}
+
+  def due(self, step: int) -> bool:
+    return bool(self.every) and step % self.every == 0
+
+  def __call__(self, state: Any, step: int) -> dict[str, np.ndarray]:
+    """Scores the members of `state` at `step`, appends the point to the
+    trace file and returns it."""
+    members, _ = self._functions.at(state, step)
+    point = {"step": np.int64(step)}
+    for evaluator in self._exp.trace.values():
+      point.update(evaluator.score(members, self._rng))
+    stage = self._exp.objective.stage(jnp.int32(step))
+    point["stage"] = np.full(len(self._exp.members),
+                             -1 if stage is None else int(stage), np.int32)
+    for name, value in point.items():
+      self._records.setdefault(name, []).append(np.asarray(value))
+    arrays = {name: np.stack(values) for name, values in self._records.items()}
+    arrays[FACTOR_NAMES] = np.asarray(self._exp.dataset.factor_names)
+    write_npz(trace_path(self.workdir), arrays)
+    return point
