@@ -10,8 +10,10 @@ what is allowed.
 from __future__ import annotations
 
 import hashlib
-import math
+import importlib.util
 import json
+import math
+import os
 from typing import Any
 
 import ml_collections
@@ -278,3 +280,47 @@ def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
 
   fill(data, to_dict(base_config()))
   return data
+
+
+# --------------------------------------------------------------------------
+# Config files: "path[:arg]", loaded as a user loads them.
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+  """"path[:arg]" -> (path, arg or None)."""
+  path, _, arg = spec.partition(":")
+  return path, (arg or None)
+
+
+_MODULES: dict[tuple[str, int, int], Any] = {}
+
+
+def load_file(path: str, what: str = "config") -> Any:
+  """The Python file at `path` (relative paths are read from the working
+  directory) as a module, imported again only once it has changed.  Its
+  own imports (e.g. `experiments.common`) resolve as Python resolves them:
+  from the working directory or the installed package."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"{what} file {path} does not exist (relative paths are read from "
+        f"the working directory, {os.getcwd()})")
+  real = os.path.realpath(path)
+  stat = os.stat(real)
+  key = (real, stat.st_mtime_ns, stat.st_size)
+  if key not in _MODULES:
+    name = "_disentax_file_" + "".join(
+        c if c.isalnum() else "_" for c in os.path.relpath(real, "/"))
+    spec = importlib.util.spec_from_file_location(name, real)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _MODULES[key] = module
+  return _MODULES[key]
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """The config of "path[:preset]": `get_config(preset)` of the file."""
+  path, preset = split_spec(spec)
+  module = load_file(path, "config")
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"config file {path} has no get_config(preset)")
+  return module.get_config(preset) if preset else module.get_config()

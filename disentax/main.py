@@ -26,8 +26,9 @@ from ml_collections import config_flags
 
 from disentax import pipeline
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CONFIG = os.path.join(_REPO, "experiments", "beta_vae.py") + ":cpu"
+# Relative to the working directory, as every config path (the README runs
+# it from the repository's root).
+DEFAULT_CONFIG = os.path.join("experiments", "beta_vae.py") + ":cpu"
 DEFAULT_WORKDIR = os.path.join("runs", "beta_vae_cpu")
 
 _CONFIG = config_flags.DEFINE_config_file(

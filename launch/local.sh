@@ -2,7 +2,8 @@
 # Train then evaluate one config on this machine, resuming if DIR has a
 # checkpoint, and print its failure-rate table.
 #   launch/local.sh experiments/beta_vae.py:cpu runs/bvae [--config.x=y ...]
-# Sweeps: launch/sweep_local.sh (here), launch/slurm.sbatch (SLURM array).
+# Sweeps: launch/sweep_local.sh (here), `python -m disentax.sweep slurm`
+# (a SLURM job array).
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 CONFIG[:PRESET] WORKDIR [--config.key=value ...]" >&2

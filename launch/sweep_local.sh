@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every job of a sweep plan that is not done, one after another, on this
 # machine: the same jobs, workdirs and job.json records as the SLURM array
-# (launch/slurm.sbatch), each resuming from its checkpoint.
+# (`python -m disentax.sweep slurm`), each resuming from its checkpoint.
 #   launch/sweep_local.sh ROOT [SWEEP[:ARG]]
 # With SWEEP, plans it into ROOT first (a no-op when ROOT holds the same plan,
 # refused when it holds another).  Ends with the status; exits 1 if a job

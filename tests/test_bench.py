@@ -241,3 +241,16 @@ def test_train_step_without_torch_says_how_to_install(monkeypatch):
 def test_data_item_end_to_end_at_the_smallest_sizes():
   rows = data.measure(True, data.Sizes(seeds=(1,), calls=1, steps=1, **TINY))
   _check_rows(rows, "data", 3)
+
+
+def test_sizes_overrides_are_typed_by_the_defaults():
+  from disentax.bench import fractional, with_sizes
+  sizes = with_sizes(fractional.FULL, ["groups=10/100", "repeats=5",
+                                       "kernels=fast"])
+  assert sizes.groups == (10, 100) and sizes.repeats == 5
+  assert sizes.kernels == ("fast",)
+  assert sizes.batch_size == fractional.FULL.batch_size
+  with pytest.raises(ValueError, match=r"--sizes 'grups=1'.*groups"):
+    with_sizes(fractional.FULL, ["grups=1"])
+  with pytest.raises(ValueError, match=r"repeats takes a value like 10"):
+    with_sizes(fractional.FULL, ["repeats=many"])

@@ -12,7 +12,7 @@ from jax import lax
 from disentax.bench import Skipped, accelerator, flops
 from disentax.bench import __main__ as cli
 from disentax.bench.train_step import StepTiming, standard_config
-from disentax.sweep.spec import load_config
+from disentax.config import load_config
 
 # One 64x64x1 image through the standard architecture with 4x4 kernels
 # (beta-VAE / DEFT papers), 2 FLOPs per multiply-add.

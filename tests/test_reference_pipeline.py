@@ -22,8 +22,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from disentax.studies import eval_speed
-from disentax.studies import reference_pipeline as rp
+from disentax.bench import eval_speed
+from disentax.bench import reference_pipeline as rp
 from tests.metric_datasets import FactorDataset
 
 # Ten factors (a constant code guesses 1 in 10: the 0-0.2 band of dlib's
@@ -239,16 +239,6 @@ def test_battery_sizes_are_options_of_the_reference_metrics():
   for name in rp.ENCODING_BATCH_METRICS:
     assert "batch_size" in inspect.signature(
         rp.REFERENCE_METRICS[name]).parameters
-
-
-def test_speed_table_has_ratios_and_total():
-  table = eval_speed.speed_table(
-      [("mig", 2.0, 1.0, 10.0), ("irs", None, None, 1.0)], num_seeds=4)
-  lines = table.splitlines()
-  assert lines[0].startswith("| metric | disentax s, all 4 seeds at once")
-  assert "| mig | 2.00 | 1.00 | 10.00 | 5.0x | 10.0x |" in lines
-  assert "| irs | n/a | n/a | 1.00 | n/a | n/a |" in lines
-  assert lines[-1] == "| **total** | 2.00 | 1.00 | 10.00 | 5.0x | 10.0x |"
 
 
 def test_disentax_options_translate_size_names():

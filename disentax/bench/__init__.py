@@ -80,6 +80,38 @@ def format_table(rows: list[Row]) -> str:
   return "\n".join(lines)
 
 
+def with_sizes(sizes: object, overrides: Sequence[str]) -> object:
+  """`sizes` (an item's frozen Sizes dataclass) with "name=value"
+  overrides, each value read as the field's default is typed: a tuple as
+  "/"-separated elements, a bool as true/false; an unknown name or a value
+  of the wrong kind is an error naming what is allowed."""
+  fields = {f.name: getattr(sizes, f.name) for f in dataclasses.fields(sizes)}
+  changes = {}
+  for override in overrides:
+    name, sep, text = override.partition("=")
+    if not sep or name not in fields:
+      raise ValueError(f"--sizes {override!r}: give name=value with a name "
+                       f"of {type(sizes).__module__}.Sizes: "
+                       f"{', '.join(fields)}")
+    default = fields[name]
+    try:
+      if isinstance(default, tuple):
+        kind = type(default[0]) if default else str
+        changes[name] = tuple(kind(v) for v in text.split("/") if v)
+      elif isinstance(default, bool):
+        if text.lower() not in ("true", "false"):
+          raise ValueError(text)
+        changes[name] = text.lower() == "true"
+      elif isinstance(default, (int, float)):
+        changes[name] = type(default)(text)
+      else:  # str, or None (a path such as a workdir)
+        changes[name] = text
+    except ValueError:
+      raise ValueError(f"--sizes {override!r}: {name} takes a value like "
+                       f"{default!r}") from None
+  return dataclasses.replace(sizes, **changes)
+
+
 def seconds_per_call(fn: Callable[[], object], repeats: int,
                      warmup: int = 1) -> float:
   """Mean wall seconds of `fn()` (results blocked on) after `warmup` calls."""

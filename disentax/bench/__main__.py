@@ -1,6 +1,7 @@
 """`python -m disentax.bench`: the issue-8 benchmark table on this machine.
 
   python -m disentax.bench [--items=train_step,seeds,data] [--quick]
+      [--sizes=name=value,...]
 
 Prints a header (host, CPU, cores, jax version, backend and devices, date,
 the command line), then each item's rows as the item completes, then the
@@ -28,7 +29,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from disentax.bench import ITEMS, Row, Skipped, format_table
+from disentax.bench import ITEMS, Row, Skipped, format_table, with_sizes
 
 _ITEMS = flags.DEFINE_list(
     "items", list(ITEMS),
@@ -36,6 +37,10 @@ _ITEMS = flags.DEFINE_list(
 _QUICK = flags.DEFINE_bool(
     "quick", False,
     "small sizes, to try the table in a few minutes (record full sizes)")
+_SIZES = flags.DEFINE_list(
+    "sizes", [], "name=value overrides of the items' sizes (fields of their "
+    "Sizes; a tuple as 1/2/3), e.g. --items=fractional "
+    "--sizes=groups=10/100,repeats=5")
 
 INSTALL_HINT = "pip install -e '.[bench]'"
 # Modules an item may need that the `bench` extra installs.
@@ -103,11 +108,25 @@ def header(argv: Sequence[str]) -> str:
   ])
 
 
-def run_item(name: str, quick: bool) -> tuple[list[Row], str]:
+def item_sizes(module: object, quick: bool, overrides: Sequence[str]
+               ) -> object | None:
+  """The item's sizes with `overrides` (None: its own, without any)."""
+  if not overrides:
+    return None
+  if not hasattr(module, "Sizes"):
+    raise ValueError(f"{module.__name__} has no sizes to override")
+  return with_sizes(module.QUICK if quick else module.FULL, overrides)
+
+
+def run_item(name: str, quick: bool, overrides: Sequence[str] = ()
+             ) -> tuple[list[Row], str]:
   """(rows, note) of one item; the note says why an item gave no rows."""
   try:
     module = importlib.import_module(ITEMS[name])
-    return list(module.measure(quick)), ""
+    sizes = item_sizes(module, quick, overrides)
+    if sizes is None:
+      return list(module.measure(quick)), ""
+    return list(module.measure(quick, sizes=sizes)), ""
   except Skipped as skipped:
     return [], str(skipped)
   except ImportError as error:
@@ -119,6 +138,9 @@ def run_item(name: str, quick: bool) -> tuple[list[Row], str]:
 def main(argv: Sequence[str]) -> int:
   try:
     names = resolve_items(_ITEMS.value)
+    for name in names:  # bad sizes fail before anything runs
+      item_sizes(importlib.import_module(ITEMS[name]), _QUICK.value,
+                 _SIZES.value)
   except ValueError as error:
     print(f"python -m disentax.bench: {error}", file=sys.stderr)
     return 2
@@ -131,7 +153,7 @@ def main(argv: Sequence[str]) -> int:
   for name in names:
     print(f"== {name}", flush=True)
     try:
-      item_rows, note = run_item(name, _QUICK.value)
+      item_rows, note = run_item(name, _QUICK.value, _SIZES.value)
     except Exception:  # one broken item must not lose the others' figures
       traceback.print_exc()
       sys.stderr.flush()

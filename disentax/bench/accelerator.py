@@ -47,7 +47,8 @@ from disentax import backend
 from disentax.bench import Row, Skipped
 from disentax.bench.flops import train_step_flops
 from disentax.bench.train_step import log, time_train_step
-from disentax.sweep.spec import apply_overrides, load_config, load_sweep
+from disentax.config import load_config
+from disentax.sweep.spec import apply_overrides, load_sweep
 
 ITEM = "accelerator"
 TABLE_4 = "experiments/sweeps/deft_table4.py:smallnorb_dir=unread"

@@ -34,7 +34,7 @@ after the first chunk has compiled, the item counts the XLA compilations of
     the persistent compilation cache, so a sweep over hyperparameter values
     compiles once across processes.
 
-  python -m disentax.bench.compile [--quick]
+  python -m disentax.bench --items=compile [--quick]
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ import ml_collections
 import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 
-from disentax.training import train_state, trainer
-from disentax.bench import Row, format_table
+from disentax.bench import Row
+from disentax.config import load_config
 from disentax.experiment import Experiment, build
-from experiments import beta_vae, deft
+from disentax.training import train_state, trainer
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 TRACE = "/jax/core/compile/jaxpr_trace_duration"
@@ -117,17 +117,17 @@ def without_persistent_cache() -> Iterator[None]:
 
 def tiny_deft_config() -> ml_collections.ConfigDict:
   """experiments/deft.py:tiny (G 2, K 2, stages of 10 steps, 20 steps)."""
-  return deft.get_config("tiny")
+  return load_config("experiments/deft.py:tiny")
 
 
 # (case name, config factory, steps per chunk): configs timed for compile
 # only, then DEFT configs (stages longer than a chunk) also checked for
 # recompilation.
-QUICK_CONFIGS = (("beta_vae tiny", lambda: beta_vae.get_config("tiny"), 5),)
+QUICK_CONFIGS = (("beta_vae tiny", lambda: load_config("experiments/beta_vae.py:tiny"), 5),)
 QUICK_DEFT = (("deft tiny", tiny_deft_config, 4),)
 FULL_CONFIGS = QUICK_CONFIGS + (
-    ("beta_vae cpu", lambda: beta_vae.get_config("cpu"), 10),)
-FULL_DEFT = QUICK_DEFT + (("deft cpu", lambda: deft.get_config("cpu"), 150),)
+    ("beta_vae cpu", lambda: load_config("experiments/beta_vae.py:cpu"), 10),)
+FULL_DEFT = QUICK_DEFT + (("deft cpu", lambda: load_config("experiments/deft.py:cpu"), 150),)
 
 
 def chunk_inputs(exp: Experiment) -> tuple:
@@ -275,14 +275,3 @@ def measure(quick: bool) -> list[Row]:
   if quick:
     return measure_configs(QUICK_CONFIGS, QUICK_DEFT)
   return measure_configs(FULL_CONFIGS, FULL_DEFT)
-
-
-def main(argv: Sequence[str]) -> None:
-  del argv
-  print(format_table(measure(flags.FLAGS.quick)))
-
-
-if __name__ == "__main__":
-  from absl import app, flags
-  flags.DEFINE_boolean("quick", False, "tiny configs only")
-  app.run(main)

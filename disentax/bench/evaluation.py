@@ -1,13 +1,13 @@
 """Item 5: the metric battery for all trained members at once versus seed by
 seed.
 
-A thin wrapper of `disentax.studies.eval_speed` (read it for the details):
+A thin wrapper of `disentax.bench.eval_speed` (read it for the details):
 the same trained members are scored twice at the same sample sizes,
 
   disentax      every metric of `disentax.metrics` scores all N members in
                 one call (the vmapped encoder of all members, what
                 `python -m disentax.evaluate` scores);
-  seed by seed  `disentax.studies.reference_pipeline`: dlib-google's numpy /
+  seed by seed  `disentax.bench.reference_pipeline`: dlib-google's numpy /
                 scikit-learn pipeline, one member after the other, each
                 encoding 16 observations per call where dlib does.
 
@@ -17,15 +17,15 @@ use and scoring.  One row per metric and a total: disentax's first call
 seconds, with the warm (compiled) second call in the note, and a second
 total row for the warm calls.
 
-The trained members come from, in order: the `workdir` argument, the
+The trained members come from, in order: the `workdir` size, the
 environment variable DISENTAX_BENCH_EVAL_WORKDIR (e.g. /work/runs/bvae50 on
 the development machine: 50 members of experiments/beta_vae.py:cpu), or a
 run trained here into a temporary directory (quick: experiments/
 beta_vae.py:tiny, 4 members; full: beta_vae.py:cpu with 25 seeds x 2 betas
 = 50 members for `steps` steps, members vmapped).
 
-  python -m disentax.bench.evaluation [--workdir=DIR] [--quick] \\
-      [--steps=300] [--battery_sizes=small|dlib]
+  python -m disentax.bench --items=evaluation \\
+      [--sizes=workdir=DIR,steps=300,battery=small|dlib] [--quick]
 """
 
 from __future__ import annotations
@@ -34,18 +34,17 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import jax
-from absl import logging
 
-from disentax.training import trainer
-from disentax.bench import Row, format_table
+from disentax.bench import Row
+from disentax.config import load_config
 from disentax.evaluation.members import MemberFunctions
 from disentax.experiment import member_hparams
-from disentax.studies import eval_speed
-from disentax.studies import reference_pipeline as reference
-from experiments import beta_vae
+from disentax.bench import eval_speed
+from disentax.bench import reference_pipeline as reference
+from disentax.training import trainer
 
 ENV_WORKDIR = "DISENTAX_BENCH_EVAL_WORKDIR"
 # The reference metrics at sizes small enough for seconds on 2 cores; not
@@ -89,7 +88,7 @@ def train_members(preset: str, members: int, steps: int, workdir: str
   """Trains experiments/beta_vae.py:`preset` with `members` members (its
   betas x members / len(betas) seeds) for `steps` steps into `workdir`,
   members vmapped, one checkpoint at the end."""
-  config = beta_vae.get_config(preset)
+  config = load_config(f"experiments/beta_vae.py:{preset}")
   config.num_seeds = max(1, members // len(config.objective.beta))
   config.train.num_steps = config.train.checkpoint_every = steps
   config.train.steps_per_chunk = min(config.train.steps_per_chunk, steps)
@@ -185,32 +184,8 @@ def measure_sizes(sizes: Sizes) -> list[Row]:
   return rows
 
 
-def measure(quick: bool, workdir: str | None = None) -> list[Row]:
+def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
   """Item 5: tiny trained run and tiny sizes when `quick`; else 50 members
   (the given or environment workdir, or trained here) at the 'small'
   battery sizes."""
-  sizes = QUICK if quick else FULL
-  return measure_sizes(dataclasses.replace(sizes, workdir=workdir))
-
-
-def main(argv: Sequence[str]) -> None:
-  del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
-  f = flags.FLAGS
-  sizes = dataclasses.replace(QUICK if f.quick else FULL, workdir=f.workdir)
-  if f.steps:
-    sizes = dataclasses.replace(sizes, steps=f.steps)
-  if f.battery_sizes:
-    sizes = dataclasses.replace(sizes, battery=f.battery_sizes)
-  print(format_table(measure_sizes(sizes)))
-
-
-if __name__ == "__main__":
-  from absl import app, flags
-  flags.DEFINE_string("workdir", None, f"trained workdir to score (default: "
-                      f"${ENV_WORKDIR}, else train one)")
-  flags.DEFINE_boolean("quick", False, "tiny run, tiny sizes")
-  flags.DEFINE_integer("steps", None, "training steps when training here")
-  flags.DEFINE_enum("battery_sizes", None, sorted(reference.BATTERY_SIZES),
-                    "battery sample sizes (default: small; quick: tiny)")
-  app.run(main)
+  return measure_sizes(sizes or (QUICK if quick else FULL))

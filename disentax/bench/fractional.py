@@ -39,14 +39,14 @@ the fastest of `repeats` passes of each encoder, the two called in turn
               convolutions applied at every position, the fractional
               encoder's mostly in the groups' dense layers).
 
-  python -m disentax.bench.fractional [--groups=10,100,500,1000] \\
-      [--batch_size=256] [--num_latents=1000] [--image_size=64] \\
-      [--kernels=reference,fast] [--repeats=10]
+  python -m disentax.bench --items=fractional \\
+      [--sizes=groups=10/100/500/1000,batch_size=256,num_latents=1000,\\
+image_size=64,kernels=reference/fast,repeats=10]
 
 The full setting (batch 256, G up to 1000: 24M parameters) fits a 2-core,
 24 GB CPU with 'fast' (it holds one chunk of one group's maps at a time;
 the normal encoder's first layer at G = 1000 is ~0.5 GB) and takes about 6
-minutes for G = 500 and 1000 with --repeats=2 there; 'reference' holds all
+minutes for G = 500 and 1000 with repeats=2 there; 'reference' holds all
 groups' maps at once (8 GB in the first layer alone at G = 1000).
 """
 
@@ -59,8 +59,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from disentax.bench import (Row, fastest_in_alternation, format_table,
-                            seconds_per_call)
+from disentax.bench import Row, fastest_in_alternation, seconds_per_call
 from disentax.models import kernels as kernel_lib
 from disentax.models.conv import (LITE_CHANNELS, LITE_HIDDEN, DOWNSAMPLING,
                                   FractionalEncoder, conv_stack)
@@ -236,32 +235,6 @@ def measure_sizes(sizes: Sizes) -> list[Row]:
   return rows
 
 
-def measure(quick: bool) -> list[Row]:
+def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
   """Item 3 at the paper's sizes, or at small ones when `quick`."""
-  return measure_sizes(QUICK if quick else FULL)
-
-
-def main(argv: Sequence[str]) -> None:
-  del argv
-  f = flags.FLAGS
-  sizes = Sizes(batch_size=f.batch_size, image_size=f.image_size,
-                num_latents=f.num_latents,
-                groups=tuple(int(g) for g in f.groups),
-                kernels=tuple(f.kernels), repeats=f.repeats)
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}",
-        flush=True)
-  print(format_table(measure_sizes(sizes)))
-
-
-if __name__ == "__main__":
-  from absl import app, flags
-  flags.DEFINE_list("groups", [str(g) for g in FULL.groups], "values of G")
-  flags.DEFINE_integer("batch_size", FULL.batch_size, "images per pass")
-  flags.DEFINE_integer("image_size", FULL.image_size, "image side (1 channel)")
-  flags.DEFINE_integer("num_latents", FULL.num_latents, "latents (G * K)")
-  flags.DEFINE_list("kernels", list(FULL.kernels),
-                    "model.kernels settings of the fractional encoder "
-                    f"{kernel_lib.KERNELS}")
-  flags.DEFINE_integer("repeats", FULL.repeats,
-                       "timed passes per encoder (the fastest counts)")
-  app.run(main)
+  return measure_sizes(sizes or (QUICK if quick else FULL))

@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from disentax.training import train_state, trainer
+from disentax.config import load_config
 from disentax.experiment import build
-from experiments import beta_vae
+from disentax.training import train_state, trainer
 
 _SEEDS = flags.DEFINE_list("seeds", ["1", "8"], "numbers of seeds to time")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "dSprites image side")
@@ -37,7 +37,7 @@ _KERNELS = flags.DEFINE_list("kernels", ["fast", "reference"],
 def time_train_step(num_seeds: int, member_execution: str, loop: str,
                     kernels: str) -> tuple[float, float]:
   """(compile + first chunk seconds, seconds per step for all seeds)."""
-  config = beta_vae.get_config("paper")
+  config = load_config("experiments/beta_vae.py:paper")
   config.dataset.image_size = _IMAGE_SIZE.value
   config.objective.beta = (4.0,)
   config.num_seeds = num_seeds

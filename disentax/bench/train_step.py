@@ -48,11 +48,11 @@ from typing import Callable
 import jax
 import ml_collections
 
-from disentax.training import train_state, trainer
 from disentax.bench import (Row, fastest_in_alternation, flops,
                             seconds_per_call)
+from disentax.config import load_config
 from disentax.experiment import Experiment, build, member_hparams
-from experiments import beta_vae
+from disentax.training import train_state, trainer
 
 ITEM = "train_step"
 BETA = 4.0
@@ -112,7 +112,7 @@ def standard_config(num_seeds: int = 1, image_size: int = 64,
   `num_seeds` seeds; the member layout and loop are the backend's defaults.
   `kernels` sets model.kernels; None keeps the model's default ('auto').
   `micro_batches`: train.micro_batches."""
-  config = beta_vae.get_config("paper")
+  config = load_config("experiments/beta_vae.py:paper")
   config.objective.beta = (BETA,)
   config.num_seeds = num_seeds
   config.dataset.image_size = image_size

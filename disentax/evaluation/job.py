@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from disentax import checkpoint, results
+from disentax import backend, checkpoint, results
 from disentax import config as config_lib
 from disentax.evaluation.members import MemberFunctions, finite_members
 from disentax.experiment import Experiment, build
@@ -68,6 +68,7 @@ def _trace_until(workdir: str, step: int) -> dict[str, np.ndarray] | None:
           for name, values in trace.items()}
 
 
+@backend.program_settings()
 def evaluate(workdir: str, battery: str = "config",
              traversals: bool | None = None
              ) -> tuple[list[dict[str, Any]], ml_collections.ConfigDict]:

@@ -54,8 +54,7 @@ The package's modules: `spec` (loading sweep and config files, overrides),
 `sweep.run_job`, ...).
 """
 
-from disentax.sweep.spec import (OPEN_SECTIONS, REPO, apply_overrides,
-                                 load_config, load_sweep, split_spec)
+from disentax.sweep.spec import OPEN_SECTIONS, apply_overrides, load_sweep
 from disentax.sweep.plan import (PLAN_NAME, PLAN_VERSION, SEED_KEYS,
                                  SWEEP_FIELDS, Job, expand, job_config,
                                  job_workdir, load_jobs, make_plan, plan_path,
@@ -66,18 +65,17 @@ from disentax.sweep.run import (PHASES, RECORDED_STATES, planned_config,
 from disentax.sweep.status import (STATES, count_states, format_status,
                                    job_states, last_checkpoint_step)
 from disentax.sweep.merging import MERGED_DIR, merge
-from disentax.sweep.slurm import (LOGS_DIR, SLURM_TEMPLATE, array_spec,
-                                  render_slurm)
+from disentax.sweep.slurm import LOGS_DIR, array_spec, render_slurm
 
 __all__ = [
     "LOGS_DIR",
     "MERGED_DIR", "OPEN_SECTIONS", "PHASES", "PLAN_NAME", "PLAN_VERSION",
-    "RECORDED_STATES", "REPO", "SEED_KEYS", "SLURM_TEMPLATE", "STATES",
+    "RECORDED_STATES", "SEED_KEYS", "STATES",
     "SWEEP_FIELDS", "Job", "apply_overrides", "array_spec", "count_states",
     "expand", "format_status", "job_config", "job_states",
-    "job_workdir", "last_checkpoint_step", "load_config", "load_jobs",
+    "job_workdir", "last_checkpoint_step", "load_jobs",
     "load_sweep", "make_plan", "merge", "plan_path", "planned_config",
     "read_job_file", "read_plan", "render_slurm", "run_job", "seed_chunks",
-    "split_spec", "validate_jobs", "write_plan",
+    "validate_jobs", "write_plan",
 ]
 

@@ -1,8 +1,7 @@
 """The CLI: `python -m disentax.sweep {plan,run,status,merge,slurm} --flags`
 (usage in the package docstring, disentax/sweep/__init__.py).
 
-Its flags are defined only when this file runs as the program, whose
-`--help` shows the package docstring.
+Run as the program, its `--help` shows the package docstring.
 """
 
 from __future__ import annotations
@@ -11,6 +10,9 @@ import os
 import sys
 from typing import Any, Sequence
 
+from absl import app, flags, logging
+
+import disentax.sweep
 from disentax.sweep.merging import MERGED_DIR, merge
 from disentax.sweep.plan import plan_path, read_plan, write_plan
 from disentax.sweep.run import PHASES, run_job
@@ -20,9 +22,42 @@ from disentax.sweep.status import format_status, job_states
 
 COMMANDS = ("plan", "run", "status", "merge", "slurm")
 
+flags.DEFINE_string("root", None, "Sweep root: plan.json and one workdir "
+                    "per job.")
+flags.DEFINE_string("sweep", None, "plan: sweep file[:arg], e.g. "
+                    "experiments/sweeps/tiny.py.")
+flags.DEFINE_integer("job", None, "run: job index (default "
+                     "$SLURM_ARRAY_TASK_ID).")
+flags.DEFINE_bool("distributed", False, "run: call "
+                  "jax.distributed.initialize() first (one process per "
+                  "node; SLURM is auto-detected).")
+flags.DEFINE_enum("phase", "all", PHASES, "run: train and evaluate (all), "
+                  "or only one of them (multi-node jobs).")
+flags.DEFINE_bool("todo", False, "status: print only the indices of the "
+                  "jobs to (re)run (missing or failed).")
+flags.DEFINE_string("out", None, "merge: output directory (default "
+                    "ROOT/merged); slurm: write the script here (default "
+                    "stdout).")
+flags.DEFINE_string("metric", "mig", "merge: metric of the failure table.")
+flags.DEFINE_float("threshold", 0.1, "merge: a seed fails below this.")
+flags.DEFINE_bool("figures", True, "merge: draw the report's figures.")
+flags.DEFINE_string("partition", "", "slurm: partition (default: the "
+                    "cluster's).")
+flags.DEFINE_string("time", "24:00:00", "slurm: time limit per job.")
+flags.DEFINE_integer("gpus_per_job", 1, "slurm: GPUs per job, split evenly "
+                     "over its nodes (0: none).")
+flags.DEFINE_integer("nodes_per_job", 1, "slurm: nodes per job (one "
+                     "process each).")
+flags.DEFINE_integer("max_concurrent", 0, "slurm: at most this many array "
+                     "tasks at once (0: no limit).")
+flags.DEFINE_integer("cpus_per_task", 8, "slurm: CPUs per process.")
+flags.DEFINE_string("python", "python", "slurm: the Python interpreter "
+                    "the jobs run.")
+flags.DEFINE_bool("missing_only", False, "slurm: array over the jobs not "
+                  "done or running only.")
+
 
 def _required(name: str) -> Any:
-  from absl import flags  # pylint: disable=g-import-not-at-top
   value = flags.FLAGS[name].value
   if value in (None, ""):
     raise ValueError(f"--{name} is required")
@@ -31,7 +66,6 @@ def _required(name: str) -> Any:
 
 def main(argv: Sequence[str]) -> int:
   """The CLI: `python -m disentax.sweep COMMAND --flags` (module doc)."""
-  from absl import flags, logging  # pylint: disable=g-import-not-at-top
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise SystemExit(f"usage: python -m disentax.sweep "
                      f"{{{','.join(COMMANDS)}}} --root=ROOT ...; got "
@@ -93,48 +127,7 @@ def main(argv: Sequence[str]) -> int:
     raise SystemExit(f"error: {e}") from None
 
 
-def _define_flags() -> None:
-  """CLI flags, defined only when run as a program."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string("root", None, "Sweep root: plan.json and one workdir "
-                      "per job.")
-  flags.DEFINE_string("sweep", None, "plan: sweep file[:arg], e.g. "
-                      "experiments/sweeps/tiny.py.")
-  flags.DEFINE_integer("job", None, "run: job index (default "
-                       "$SLURM_ARRAY_TASK_ID).")
-  flags.DEFINE_bool("distributed", False, "run: call "
-                    "jax.distributed.initialize() first (one process per "
-                    "node; SLURM is auto-detected).")
-  flags.DEFINE_enum("phase", "all", PHASES, "run: train and evaluate (all), "
-                    "or only one of them (multi-node jobs).")
-  flags.DEFINE_bool("todo", False, "status: print only the indices of the "
-                    "jobs to (re)run (missing or failed).")
-  flags.DEFINE_string("out", None, "merge: output directory (default "
-                      "ROOT/merged); slurm: write the script here (default "
-                      "stdout).")
-  flags.DEFINE_string("metric", "mig", "merge: metric of the failure table.")
-  flags.DEFINE_float("threshold", 0.1, "merge: a seed fails below this.")
-  flags.DEFINE_bool("figures", True, "merge: draw the report's figures.")
-  flags.DEFINE_string("partition", "", "slurm: partition (default: the "
-                      "cluster's).")
-  flags.DEFINE_string("time", "24:00:00", "slurm: time limit per job.")
-  flags.DEFINE_integer("gpus_per_job", 1, "slurm: GPUs per job, split evenly "
-                       "over its nodes (0: none).")
-  flags.DEFINE_integer("nodes_per_job", 1, "slurm: nodes per job (one "
-                       "process each).")
-  flags.DEFINE_integer("max_concurrent", 0, "slurm: at most this many array "
-                       "tasks at once (0: no limit).")
-  flags.DEFINE_integer("cpus_per_task", 8, "slurm: CPUs per process.")
-  flags.DEFINE_string("python", "python", "slurm: the Python interpreter "
-                      "the jobs run.")
-  flags.DEFINE_bool("missing_only", False, "slurm: array over the jobs not "
-                    "done or running only.")
-
-
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
-  import disentax.sweep  # pylint: disable=g-import-not-at-top
   # --help prints the main module's docstring: the package's (the usage).
   __doc__ = disentax.sweep.__doc__  # pylint: disable=redefined-builtin
-  _define_flags()
   app.run(main)

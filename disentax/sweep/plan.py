@@ -13,9 +13,8 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 
 from disentax import config as config_lib
-from disentax.sweep.spec import (_json_form, _plain, _repo_relative, _resolve,
-                                 apply_overrides, load_config, load_sweep,
-                                 split_spec)
+from disentax.config import load_config, split_spec
+from disentax.sweep.spec import _json_form, _plain, apply_overrides, load_sweep
 from disentax.workdir import read_json, write_json
 
 PLAN_NAME = "plan.json"
@@ -305,7 +304,7 @@ def make_plan(sweep_spec: str) -> dict[str, Any]:
   validate_jobs(jobs)
   description = _checked_sweep(sweep)["description"]
   return {"version": PLAN_VERSION,
-          "sweep": _repo_relative(_resolve(path, cwd_first=True)),
+          "sweep": path,
           "arg": arg, "description": description,
           "jobs": [job.to_json() for job in jobs]}
 

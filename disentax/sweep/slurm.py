@@ -1,20 +1,20 @@
-"""The SLURM array script of a plan (`render_slurm`, from
-launch/slurm.sbatch: one array task per job).
+"""The SLURM array script of a plan (`render_slurm`, from the template
+slurm.sbatch beside this module: one array task per job).
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shlex
 import string
 from typing import Sequence
 
 from disentax.sweep.plan import _safe, load_jobs, plan_path
-from disentax.sweep.spec import REPO
 from disentax.sweep.status import job_states
 
 LOGS_DIR = "logs"
-SLURM_TEMPLATE = os.path.join(REPO, "launch", "slurm.sbatch")
+TEMPLATE_NAME = "slurm.sbatch"  # package data of disentax.sweep
 
 
 def array_spec(indices: Sequence[int]) -> str:
@@ -33,11 +33,12 @@ def array_spec(indices: Sequence[int]) -> str:
 def render_slurm(root: str, *, partition: str = "", time: str = "24:00:00",
                  gpus_per_job: int = 1, nodes_per_job: int = 1,
                  max_concurrent: int = 0, cpus_per_task: int = 8,
-                 python: str = "python", missing_only: bool = False,
-                 template: str = SLURM_TEMPLATE) -> str:
-  """The sbatch script of ROOT's plan from `launch/slurm.sbatch`: one array
-  task per job (`--array=0-{N-1}`, or with `missing_only` the jobs not done
-  or running), each `srun python -m disentax.sweep run --root=ROOT`.
+                 python: str = "python", missing_only: bool = False) -> str:
+  """The sbatch script of ROOT's plan: one array task per job
+  (`--array=0-{N-1}`, or with `missing_only` the jobs not done or running),
+  each `srun python -m disentax.sweep run --root=ROOT` run from the working
+  directory of this call (the plan's config paths are relative to it, as
+  when it was planned).
 
   With nodes_per_job > 1 the job trains as one process per node
   (`--distributed --phase=train`, `jax.distributed.initialize()` reads the
@@ -82,8 +83,8 @@ def render_slurm(root: str, *, partition: str = "", time: str = "24:00:00",
     evaluate_command = ("forward_term srun --nodes=1 --ntasks=1 "
                         f"{run} --phase=evaluate")
   gpus = gpus_per_job // nodes_per_job
-  with open(template) as f:
-    text = f.read()
+  text = importlib.resources.files("disentax.sweep").joinpath(
+      TEMPLATE_NAME).read_text()
   return string.Template(text).substitute(
       job_name=_safe(os.path.basename(root)) or "sweep",
       array=array, num_jobs=len(jobs), nodes=nodes_per_job,
@@ -92,5 +93,5 @@ def render_slurm(root: str, *, partition: str = "", time: str = "24:00:00",
                  else "## --partition: the cluster's default"),
       gpus=(f"#SBATCH --gpus-per-node={gpus}" if gpus
             else "## no GPUs requested"),
-      logs=logs, repo=shlex.quote(REPO),
+      logs=logs, workdir=shlex.quote(os.getcwd()),
       train_command=train_command, evaluate_command=evaluate_command)

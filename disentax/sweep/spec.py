@@ -1,93 +1,32 @@
-"""Loading sweep and config files ("path[:arg]" specs, `load_sweep`,
-`load_config`) and setting dotted overrides in a config (`apply_overrides`).
+"""Loading sweep files ("path[:arg]" specs, `load_sweep`; config files load
+with `disentax.config.load_config`) and setting dotted overrides in a config
+(`apply_overrides`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import sys
 from typing import Any, Mapping
 
 import ml_collections
 
-# The repo root (this file is disentax/sweep/spec.py).
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from disentax.config import load_file, split_spec
 
 # Config sections whose keys are checked by their component's builder (at
 # `build`), so an override may add a key there; elsewhere it must exist.
 OPEN_SECTIONS = ("dataset", "model", "objective", "eval.metric",
-                 "eval.battery")
+                 "eval.battery", "eval.trace")
 
 
 # --------------------------------------------------------------------------
-# Loading sweep and config files.
-
-
-def split_spec(spec: str) -> tuple[str, str | None]:
-  """"path[:arg]" -> (path, arg or None)."""
-  path, _, arg = spec.partition(":")
-  return path, (arg or None)
-
-
-def _resolve(path: str, cwd_first: bool = False) -> str:
-  """An absolute path: relative ones are relative to the repo root (or,
-  with `cwd_first`, to the working directory when the file is there)."""
-  path = os.path.expanduser(path)
-  if os.path.isabs(path):
-    return path
-  if cwd_first and os.path.exists(path):
-    return os.path.abspath(path)
-  return os.path.join(REPO, path)
-
-
-def _repo_relative(path: str) -> str:
-  """`path` relative to the repo root when it lies inside it (what plan.json
-  records, so a plan does not depend on where it was made), else absolute."""
-  path = os.path.abspath(path)
-  relative = os.path.relpath(path, REPO)
-  return path if relative.startswith(os.pardir) else relative
-
-
-_MODULES: dict[tuple[str, int, int], Any] = {}
-
-
-def _load_module(path: str, what: str) -> Any:
-  """Imports the Python file at absolute `path` (again only once it has
-  changed)."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{what} file {path} does not exist")
-  real = os.path.realpath(path)
-  stat = os.stat(real)
-  key = (real, stat.st_mtime_ns, stat.st_size)
-  if key not in _MODULES:
-    if REPO not in sys.path:  # experiment files import `experiments.common`
-      sys.path.insert(0, REPO)
-    name = "_disentax_sweep_" + "".join(
-        c if c.isalnum() else "_" for c in os.path.relpath(real, "/"))
-    spec = importlib.util.spec_from_file_location(name, real)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    _MODULES[key] = module
-  return _MODULES[key]
-
-
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """The config of "path[:preset]" (path relative to the repo root)."""
-  path, preset = split_spec(spec)
-  module = _load_module(_resolve(path), "config")
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"config file {path} has no get_config(preset)")
-  return module.get_config(preset) if preset else module.get_config()
+# Loading sweep files.
 
 
 def load_sweep(spec: str) -> ml_collections.ConfigDict:
   """The sweep of "path[:arg]": `get_sweep(arg)` of the sweep file (a path
-  relative to the working directory, or else to the repo root)."""
+  relative to the working directory)."""
   path, arg = split_spec(spec)
-  module = _load_module(_resolve(path, cwd_first=True), "sweep")
+  module = load_file(path, "sweep")
   if not hasattr(module, "get_sweep"):
     raise ValueError(f"sweep file {path} has no get_sweep(arg)")
   return module.get_sweep(arg)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from disentax import checkpoint
 from disentax import config as config_lib
-from disentax import preemption, run_log, sharding
+from disentax import backend, preemption, run_log, sharding
 from disentax import workdir as workdir_lib
 from disentax.evaluation.trace import Trace
 from disentax.experiment import Experiment, build
@@ -90,6 +90,7 @@ def _report_divergence(exp: Experiment, before: np.ndarray,
           f"step {after[m]}: frozen, the others continue", flush=True)
 
 
+@backend.program_settings()
 def train(config: ml_collections.ConfigDict, workdir: str, *,
           on_save: OnSave | None = None) -> TrainState:
   """Trains all members of `config` in `workdir`, resuming if it has a

@@ -7,7 +7,7 @@ sample with a `numpy.random.RandomState(random_seed)`, calling the seed's
 representation function on `batch_size` observations at a time
 (`generate_batch_factor_code`), and fitting scikit-learn estimators on the
 codes.  disentax scores all seeds at once in JAX; this module is the
-baseline its speed is measured against (`disentax.studies.eval_speed`), and a
+baseline its speed is measured against (`disentax.bench.eval_speed`), and a
 second, independent reading of the metric definitions.
 
 It follows dlib's structure and estimators, written anew:
