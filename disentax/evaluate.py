@@ -16,7 +16,6 @@ failure-rate table.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import time
 from typing import Any, Callable
@@ -69,8 +68,6 @@ def trained_members(exp: Experiment, params: Any, step: int
   """The members' posterior, reconstruction and decoder functions (with the
   primary representation's control, e.g. DEFT's gate at `step`)."""
   kind = exp.objective.reconstruction
-  decode_takes_control = len(inspect.signature(
-      type(exp.model).decode).parameters) > 2  # DeVAE: decode(z, layer)
   noise_key = jax.random.key(exp.config.eval.seed)
 
   def control_of(member_hparams):
@@ -88,8 +85,8 @@ def trained_members(exp: Experiment, params: Any, step: int
     return reconstruction_loss(output.logits, x, kind)
 
   def decode(p, member_hparams, z):
-    args = (control_of(member_hparams),) if decode_takes_control else ()
-    return jax.nn.sigmoid(exp.model.apply({"params": p}, z, *args,
+    return jax.nn.sigmoid(exp.model.apply({"params": p}, z,
+                                          control_of(member_hparams),
                                           method="decode"))
 
   hparams = member_hparams(exp)

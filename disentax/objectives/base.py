@@ -41,14 +41,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from disentax.models import VAEOutput
+from disentax.models import LatentVariableModel, ModelControl, VAEOutput
 
 Metrics = dict[str, jax.Array]
 Hparams = Mapping[str, jax.Array]
 # (output, x, hparams, step, aux) -> (loss, metrics)
 LossFn = Callable[..., tuple[jax.Array, Metrics]]
-# What a model's forward pass takes as `control` (models.vae.ModelControl).
-ModelControl = Any
 
 RECONSTRUCTIONS = ("bernoulli", "gaussian")
 
@@ -90,7 +88,8 @@ class StagedControl:
 # (dataset, hparams, member_key, key, batch_size) -> observations
 BatchSampler = Callable[..., jax.Array]
 # (updates, hparams, step, model) -> updates
-UpdateTransform = Callable[[Any, Hparams, jax.Array, Any], Any]
+UpdateTransform = Callable[[Any, Hparams, jax.Array, LatentVariableModel],
+                           Any]
 
 
 @dataclasses.dataclass(frozen=True)

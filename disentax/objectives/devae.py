@@ -40,12 +40,13 @@ def devae_loss(output: VAEOutput, x: jax.Array,
                hparams: Mapping[str, jax.Array], step: jax.Array,
                aux: None = None, *, reconstruction: str = "bernoulli"
                ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The beta-VAE loss with the beta of the layer the model decoded."""
-  beta = hparams["betas"][output.layer]
+  """The beta-VAE loss with the beta of the layer the model decoded (the
+  model's control)."""
+  beta = hparams["betas"][output.control]
   loss, metrics = beta_vae_loss(output, x, {"beta": beta}, step, aux,
                                 reconstruction=reconstruction)
   return loss, {**metrics, "beta": beta,
-                "layer": output.layer.astype(jnp.float32)}
+                "layer": output.control.astype(jnp.float32)}
 
 
 @OBJECTIVES.register("devae")
