@@ -13,3 +13,7 @@ def make_model(section, observation_shape) -> LatentVariableModel:
   """Builds the model of a config section for the dataset's observations."""
   return MODELS.build(section, where="config.model",
                       observation_shape=tuple(observation_shape))
+
+
+__all__ = ["MODELS", "VAE", "LatentGate", "LatentVariableModel",
+           "ModelControl", "VAEOutput", "make_model"]
