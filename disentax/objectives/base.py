@@ -8,6 +8,10 @@ hyperparameter (the trainer takes their Cartesian product with the seeds).
 Everything that varies over steps is data in the compiled program, never a
 recompile.
 
+Terms every VAE objective shares (the Gaussian KL, the reconstruction
+likelihood, their beta-weighted sum `elbo_loss`) live here, so no objective
+imports another.
+
 The contract is a small required core (`name`, `loss`, `hyperparameters`,
 `per_example_mean`, `reconstruction`) plus typed optional capabilities, each
 `None` when an objective does not have it:
@@ -192,6 +196,17 @@ def reconstruction_loss(logits: jax.Array, x: jax.Array,
   else:
     raise ValueError(f"reconstruction {kind!r}; allowed: {RECONSTRUCTIONS}")
   return per_pixel.reshape(x.shape[0], -1).sum(axis=1)
+
+
+def elbo_loss(output: VAEOutput, x: jax.Array, beta: float | jax.Array,
+              reconstruction: str = "bernoulli") -> tuple[jax.Array, Metrics]:
+  """Batch mean of reconstruction + beta * KL(q(z|x) || N(0, I)): the
+  negative ELBO at beta 1, the beta-VAE loss otherwise; a batch mean of
+  per-example terms.  Returns (loss, {"loss", "recon", "kl"})."""
+  recon = reconstruction_loss(output.logits, x, reconstruction).mean()
+  kl = gaussian_kl(output.mean, output.logvar).sum(axis=1).mean()
+  loss = recon + beta * kl
+  return loss, {"loss": loss, "recon": recon, "kl": kl}
 
 
 def check_reconstruction(kind: str) -> str:
