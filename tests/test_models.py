@@ -267,3 +267,21 @@ def test_scale_parameter_groups_scales_each_group_and_nothing_else():
   assert grouped == len(jax.tree.leaves(params["encoder"]))
   with pytest.raises(ValueError, match=r"shape \(2,\); the encoder has 3"):
     model.scale_parameter_groups(tree, jnp.ones(2))
+
+
+def test_gate_sample_scales_the_reparameterisation_noise():
+  """sample 0: z is the posterior mean exactly (no noise); sample 1 (the
+  default): the same z as the ungated pass."""
+  from disentax.models import LatentGate, make_model
+  model = make_model({"name": "conv_vae", "num_latents": 3}, (16, 16, 1))
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 1))
+  params = model.init(jax.random.key(1), x, jax.random.key(2))
+  ones = jnp.ones(3)
+  plain = model.apply(params, x, jax.random.key(3))
+  sampled = model.apply(params, x, jax.random.key(3), LatentGate(ones, ones))
+  mean_only = model.apply(params, x, jax.random.key(3),
+                          LatentGate(ones, ones, sample=0.0))
+  np.testing.assert_array_equal(sampled.z, plain.z)
+  np.testing.assert_array_equal(mean_only.z, mean_only.mean)
+  np.testing.assert_array_equal(mean_only.mean, plain.mean)
+  assert np.abs(np.asarray(plain.z - plain.mean)).max() > 0

@@ -3,10 +3,12 @@
 An objective may steer the forward pass per step with a *control* (computed
 from the member's hyperparameters and the traced step, so it is data, never a
 recompile).  The plain VAE understands a `LatentGate`: which latents are in
-use (the others output exactly zero: mean 0, log-variance 0, z 0) and how
+use (the others output exactly zero: mean 0, log-variance 0, z 0), how
 strongly the gradient flowing back into each latent's encoder outputs is
-scaled.  DEFT's stages are such gates; models with other controls (DeVAE's
-layer index) define their own.
+scaled, and how much reparameterisation noise z gets (none: z is the
+posterior mean, a deterministic autoencoder's forward pass).  DEFT's stages
+are such gates; models with other controls (DeVAE's layer index) define
+their own.
 
 Every model offers the same contract to objectives, the trainer and the
 evaluator (`LatentVariableModel`): `encode(x, control)`, `decode(z,
@@ -29,6 +31,9 @@ import jax.numpy as jnp
 class LatentGate(NamedTuple):
   keep: jax.Array        # [d] 1.0: latent in use; 0.0: it outputs zeros
   grad_scale: jax.Array  # [d] factor on the gradient into its encoder outputs
+  # Factor on the reparameterisation noise: 1 samples z ~ q(z | x); 0 gives
+  # z = mean exactly.
+  sample: float | jax.Array = 1.0
 
 
 # What a model's forward pass takes as `control`, chosen per step by the
@@ -217,6 +222,8 @@ class VAE(LatentVariableModel):
     mean, logvar = self.encode(x, control)
     noise = reparameterisation_noise(rng, mean.shape, mean.dtype,
                                      self.noise_correlation)
+    if control is not None:
+      noise = noise * jnp.asarray(control.sample, noise.dtype)
     z = mean + jnp.exp(0.5 * logvar) * noise
     if control is not None:
       z = z * control.keep.astype(z.dtype)
