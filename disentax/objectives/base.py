@@ -1,7 +1,9 @@
 """What every objective shares: its contract, and the terms all VAEs use.
 
 An objective is a pure loss `loss(output, x, hparams, step, aux) -> (loss,
-metrics)`.  `hparams` holds this member's hyperparameters as scalars; the
+metrics)`; the metrics hold at least "loss" (the trainer's divergence check
+and logs read it) and whatever terms the objective has ("recon", "kl",
+...).  `hparams` holds this member's hyperparameters as scalars; the
 trainer maps over members, so one compiled program trains a whole
 hyperparameter grid x seeds.  `hyperparameters` lists the grid values of each
 hyperparameter (the trainer takes their Cartesian product with the seeds).
