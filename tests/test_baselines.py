@@ -1,0 +1,60 @@
+"""The baselines: the VAE's loss is recon + KL and its members are seeds;
+a tiny run from the command line lowers the loss."""
+
+import importlib
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from disentax import run_log
+from disentax.experiment import build
+from disentax.models import VAEOutput
+from disentax.objectives import make_objective
+from disentax.workdir import run_log_path
+from tests.conftest import run_module
+
+LN2 = math.log(2.0)
+# Two 1x2 one-channel images, decoded at logit 0 (p = 1/2 per pixel), and a
+# posterior of 2 latents per image.
+X = jnp.array([1.0, 0.0, 0.0, 1.0]).reshape(2, 1, 2, 1)
+OUTPUT = VAEOutput(mean=jnp.array([[1.0, 0.0], [0.0, -2.0]]),
+                   logvar=jnp.array([[0.0, 0.0], [LN2, 0.0]]),
+                   z=jnp.array([[0.5, 0.5], [0.5, 0.5]]),
+                   logits=jnp.zeros((2, 1, 2, 1)))
+RECON = 2 * LN2  # per image: two pixels at p = 1/2
+# KL per image, 0.5 (m^2 + e^lv - lv - 1) summed over latents: 0.5 for
+# the first; (1 - ln 2) / 2 + 2 for the second.
+KL = (0.5 + (0.5 * (1.0 - LN2) + 2.0)) / 2
+
+
+def test_vae_loss_is_recon_plus_kl():
+  objective = make_objective({"name": "vae"})
+  assert objective.name == "vae" and objective.hyperparameters == {}
+  assert objective.per_example_mean and objective.control is None
+  loss, metrics = objective.loss(OUTPUT, X, {}, jnp.int32(3))
+  assert sorted(metrics) == ["kl", "loss", "recon"]
+  np.testing.assert_allclose(metrics["recon"], RECON, rtol=1e-6)
+  np.testing.assert_allclose(metrics["kl"], KL, rtol=1e-6)
+  np.testing.assert_allclose(loss, RECON + 1.0 * KL, rtol=1e-6)
+  assert float(metrics["loss"]) == float(loss)
+
+
+@pytest.mark.parametrize("name", ["vae"])
+def test_members_are_seeds(name):
+  config = importlib.import_module(f"experiments.{name}").get_config("tiny")
+  members = build(config).members
+  assert members.seeds.tolist() == [0, 1] and members.hparams == {}
+
+
+@pytest.mark.parametrize("name", ["vae"])
+def test_tiny_run_from_the_command_line_lowers_the_loss(name, tmp_path):
+  """The tiny preset's 20 steps (at a test-friendly learning rate): every
+  member's last logged loss is well below its first."""
+  run_module("disentax.main", f"--config=experiments/{name}.py:tiny",
+             f"--workdir={tmp_path}", "--noevaluate",
+             "--config.train.learning_rate=1e-3")
+  lines = run_log.read_lines(run_log_path(str(tmp_path)))
+  first, last = np.array(lines[0]["loss"]), np.array(lines[-1]["loss"])
+  assert len(first) == 2 and np.all(last < 0.9 * first), (first, last)
