@@ -23,7 +23,7 @@ from disentax import config as config_lib
 from disentax.data import GroundTruthDataset, make_dataset
 from disentax.metrics import make_battery, make_metric
 from disentax.metrics.base import Metric
-from disentax.models import VAE, make_model
+from disentax.models import LatentVariableModel, make_model
 from disentax.objectives import Objective, make_objective
 from disentax.training import layouts
 
@@ -69,7 +69,7 @@ def make_members(hyperparameters: dict[str, Any], first_seed: int,
 class Experiment:
   config: ml_collections.ConfigDict
   dataset: GroundTruthDataset
-  model: VAE
+  model: LatentVariableModel
   objective: Objective
   optimizer: optax.GradientTransformation
   members: Members
@@ -109,9 +109,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
                              dataset_size=dataset.num_points,
                              factor_names=dataset.factor_names,
                              num_latents=model.encoder.num_latents,
-                             latent_layers=getattr(model, "num_layers", 1),
-                             encoder_groups=getattr(model.encoder,
-                                                    "num_groups", None))
+                             latent_layers=model.latent_layers,
+                             encoder_groups=model.parameter_groups)
   optimizer = optax.adam(learning_rate_schedule(config.train),
                          b1=config.train.adam_b1, b2=config.train.adam_b2,
                          eps=config.train.adam_eps)

@@ -199,7 +199,14 @@ def test_sequence_hyperparameters_are_members():
     ({"pressures": (50.0, 1.0, 1.0, 1.0)}, "4 stages .* do not divide"),
     ({"pressures": ((5.0, 1.0, 1.0), (5.0, 1.0))}, "of one length"),
     ({"pressures": (5.0, -1.0, 1.0)}, r"\[-1.0\] not allowed"),
-    ({"base": "devae"}, "DEFT wraps a plain objective"),
+    ({"base": "devae", "base_options": {"betas": (1.0,)}},
+     "'devae': DEFT wraps a plain objective, but 'devae' has its own "
+     "control"),
+    ({"base": "annealing_test"},
+     "but 'annealing_test' has its own batch_sampler"),
+    ({"base": "deft", "staged": "gamma",
+      "base_options": {"pressures": (2.0, 1.0, 1.0)}},
+     "but 'deft' has its own control"),
     ({"staged": "alpha"}, "objective 'beta_vae' has no such hyperparameter"),
     ({"base_options": {"beta": 3.0}}, "sets 'beta', the staged pressure"),
     ({"base_options": {"betta": 3.0}}, r"base_options: unknown key"),
@@ -255,8 +262,9 @@ def test_update_scaling_gives_old_groups_gamma_times_the_adam_update():
   assert np.all(by_update_objective.control.for_step(
       hparams, step, None).grad_scale == 1.0)
   unscaled = adam_step(gradient_fn(False)(params, hparams, step, x)[0])
+  model, _ = fractional_vae()
   by_update = by_update_objective.update_transform(unscaled, hparams, step,
-                                                  None)
+                                                  model)
   by_gradient = adam_step(gradient_fn(True)(params, hparams, step, x)[0])
   for u, ref, g in zip(jax.tree.leaves(by_update["encoder"]["groups"]),
                        jax.tree.leaves(unscaled["encoder"]["groups"]),
@@ -276,3 +284,33 @@ def test_update_scaling_needs_the_fractional_encoder():
     make_objective({"name": "deft", "pressures": (5.0, 1.0),
                     "scaling": "update"}, dataset_size=10, num_latents=4,
                    encoder_groups=None)
+
+
+def test_update_scaling_in_training_freezes_old_groups_at_gamma_0():
+  """Through the member step (which hands the objective the model): with
+  scaling='update' and gamma 0, once stage 1 begins group 0's parameters
+  stop moving, while group 1 and the decoder keep learning."""
+  config = tiny_config()
+  config.model.encoder, config.model.num_groups = "fractional", 2
+  config.model.num_latents = 4
+  config.objective = {"name": "deft", "pressures": (4.0, 1.0),
+                      "stage_steps": 2, "gamma": 0.0, "scaling": "update"}
+  config.num_seeds = 1
+  config.train.member_execution = "vmap"
+  exp = build(config)
+  chunk = trainer.make_train_chunk(exp)
+  hparams = {k: jnp.asarray(v) for k, v in exp.members.hparams.items()}
+  state = train_state.init_state(exp)
+  state, _ = chunk(state, hparams, exp.members.keys(), 2)  # stage 0
+  before = jax.tree.map(np.array, state.params)  # the chunk donates state
+  state, metrics = chunk(state, hparams, exp.members.keys(), 2)  # stage 1
+  assert metrics["stage"].tolist() == [1]
+  after = jax.tree.map(np.asarray, state.params)
+
+  def moved(group):  # per leaf: did member 0's slice of `group` change?
+    return jax.tree.leaves(jax.tree.map(
+        lambda a, b: bool(np.any(a[0, group] != b[0, group])),
+        before["encoder"]["groups"], after["encoder"]["groups"]))
+  assert not any(moved(0)) and all(moved(1))
+  assert all(jax.tree.leaves(jax.tree.map(
+      lambda a, b: bool(np.any(a != b)), before["decoder"], after["decoder"])))

@@ -73,13 +73,18 @@ def test_model_decodes_the_chosen_layer_with_its_embedding():
   out0 = model.apply({"params": params}, x, jax.random.key(3), jnp.int32(0))
   out2 = model.apply({"params": params}, x, jax.random.key(3), jnp.int32(2))
   np.testing.assert_allclose(out2.mean, np.exp(2.0) * out0.mean, rtol=1e-5)
-  assert int(out2.layer) == 2
+  assert int(out2.control) == 2
   # Same z, other layer: the decoder output differs only by the embedding.
   z = out0.z
   d0 = model.apply({"params": params}, z, 0, method=model.decode)
   d1 = model.apply({"params": params}, z, 1, method=model.decode)
   assert np.abs(np.asarray(d0 - d1)).max() > 0
   np.testing.assert_allclose(d0, out0.logits, rtol=1e-5, atol=1e-6)
+  # Without a control: layer 0, which the output reports as its control.
+  np.testing.assert_array_equal(
+      model.apply({"params": params}, z, method=model.decode), d0)
+  assert int(model.apply({"params": params}, x, jax.random.key(3)).control
+             ) == 0
 
 
 def test_loss_uses_the_beta_of_the_decoded_layer():

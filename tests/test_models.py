@@ -181,3 +181,107 @@ def test_fc_vae_is_the_beta_tcvae_paper_architecture():
                                       + 1200 * pixels + pixels)
   out = model.apply({"params": params}, x, jax.random.key(2))
   assert out.logits.shape == (2, 64, 64, 1) and out.mean.shape == (2, 10)
+
+
+# Each model kind with its (latent layers, parameter groups).
+MODEL_CONTRACTS = [
+    ({"name": "conv_vae"}, 1, None),
+    ({"name": "conv_vae", "encoder": "split", "num_latents": 4}, 1, None),
+    ({"name": "conv_vae", "encoder": "fractional", "num_groups": 2,
+      "num_latents": 4}, 1, 2),
+    ({"name": "fc_vae"}, 1, None),
+    ({"name": "devae", "num_layers": 3}, 3, None)]
+
+
+def test_the_contract_covers_every_registered_model():
+  assert {section["name"] for section, _, _ in MODEL_CONTRACTS} == set(
+      MODELS.names())
+
+
+@pytest.mark.parametrize("section, layers, groups", MODEL_CONTRACTS,
+                         ids=lambda v: str(v))
+def test_every_model_offers_the_contract(section, layers, groups):
+  """latent_layers, parameter_groups, and decode(z, control) with or
+  without a control (shapes traced abstractly, nothing compiled); a model
+  without groups refuses to scale them."""
+  from disentax.models import make_model
+  model = make_model(section, (16, 16, 1))
+  assert model.latent_layers == layers
+  assert model.parameter_groups == groups
+  x = jax.ShapeDtypeStruct((2, 16, 16, 1), jnp.float32)
+  rng = jax.eval_shape(jax.random.key, 0)
+  params = jax.eval_shape(model.init, rng, x, rng)
+  out = jax.eval_shape(model.apply, params, x, rng)
+  # The control the pass ran with: none, or DeVAE's default layer 0.
+  if layers == 1:
+    assert out.control is None
+  else:
+    assert out.control.shape == () and out.control.dtype == jnp.int32
+  for control in (None, jnp.int32(layers - 1) if layers > 1 else None):
+    logits = jax.eval_shape(
+        lambda p, z, c=control: model.apply(p, z, c, method="decode"),
+        params, out.mean)
+    assert logits.shape == x.shape
+  if groups is None:
+    with pytest.raises(ValueError, match="has no parameter groups"):
+      model.scale_parameter_groups(params["params"], jnp.ones(2))
+
+
+def test_plain_vae_decode_ignores_the_control_and_reports_it():
+  from disentax.models import LatentGate, make_model
+  model = make_model({"name": "conv_vae", "num_latents": 2}, (16, 16, 1))
+  x = jnp.ones((2, 16, 16, 1))
+  params = model.init(jax.random.key(0), x, jax.random.key(1))
+  gate = LatentGate(jnp.array([1.0, 0.0]), jnp.ones(2))
+  out = model.apply(params, x, jax.random.key(2), gate)
+  assert out.control is gate
+  np.testing.assert_array_equal(
+      model.apply(params, out.z, gate, method="decode"),
+      model.apply(params, out.z, method="decode"))
+
+
+def test_scale_parameter_groups_scales_each_group_and_nothing_else():
+  """Group g's leaves (stacked on axis 0) times scales[g], exactly (powers
+  of two); the rest of the tree is unchanged."""
+  from disentax.models import make_model
+  model = make_model({"name": "conv_vae", "encoder": "fractional",
+                      "num_groups": 3, "num_latents": 3}, (16, 16, 1))
+  x = jnp.ones((1, 16, 16, 1))
+  params = model.init(jax.random.key(0), x, jax.random.key(1))["params"]
+  tree = jax.tree.map(lambda p: p + 1.0, params)  # no zero leaves
+  scales = jnp.array([0.5, 1.0, 4.0])
+  scaled = model.scale_parameter_groups(tree, scales)
+  leaves = jax.tree_util.tree_leaves_with_path(tree)
+  scaled_leaves = dict(jax.tree_util.tree_leaves_with_path(scaled))
+  assert len(scaled_leaves) == len(leaves)
+  grouped = 0
+  for path, leaf in leaves:
+    names = [getattr(k, "key", None) for k in path]
+    if names[:2] == ["encoder", "groups"]:
+      grouped += 1
+      for g in range(3):
+        np.testing.assert_array_equal(scaled_leaves[path][g],
+                                      scales[g] * leaf[g])
+    else:
+      np.testing.assert_array_equal(scaled_leaves[path], leaf)
+  assert grouped == len(jax.tree.leaves(params["encoder"]))
+  with pytest.raises(ValueError, match=r"shape \(2,\); the encoder has 3"):
+    model.scale_parameter_groups(tree, jnp.ones(2))
+
+
+def test_gate_sample_scales_the_reparameterisation_noise():
+  """sample 0: z is the posterior mean exactly (no noise); sample 1 (the
+  default): the same z as the ungated pass."""
+  from disentax.models import LatentGate, make_model
+  model = make_model({"name": "conv_vae", "num_latents": 3}, (16, 16, 1))
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 1))
+  params = model.init(jax.random.key(1), x, jax.random.key(2))
+  ones = jnp.ones(3)
+  plain = model.apply(params, x, jax.random.key(3))
+  sampled = model.apply(params, x, jax.random.key(3), LatentGate(ones, ones))
+  mean_only = model.apply(params, x, jax.random.key(3),
+                          LatentGate(ones, ones, sample=0.0))
+  np.testing.assert_array_equal(sampled.z, plain.z)
+  np.testing.assert_array_equal(mean_only.z, mean_only.mean)
+  np.testing.assert_array_equal(mean_only.mean, plain.mean)
+  assert np.abs(np.asarray(plain.z - plain.mean)).max() > 0

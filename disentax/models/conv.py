@@ -43,7 +43,7 @@ same functions with the same parameters (`model.kernels`, models/kernels).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import chex
 import flax.linen as nn
@@ -51,7 +51,8 @@ import jax
 
 from disentax.models import MODELS
 from disentax.models import kernels as kernel_lib
-from disentax.models.vae import VAE, check_noise_correlation
+from disentax.models.vae import (VAE, GroupedEncoder, check_noise_correlation,
+                                 scale_stacked)
 
 ENCODER_CHANNELS = (32, 32, 64, 64)
 DECODER_CHANNELS = (64, 32, 32)  # then the image channels
@@ -59,6 +60,9 @@ DOWNSAMPLING = 2 ** len(ENCODER_CHANNELS)
 ENCODERS = ("standard", "split", "sharing", "fractional")
 LITE_CHANNELS = (8, 8, 16, 16)  # DEFT journal Table 1, "Lite Encoder"
 LITE_HIDDEN = 64
+# The fractional encoder's vmapped sub-encoders (the parameters stacked over
+# groups on axis 0).
+GROUPS_MODULE = "groups"
 # The decoder's 2x upsampling: 4x4 stride-2 'SAME' transposed convolutions.
 UPSAMPLING_KERNEL = (4, 4)
 
@@ -162,7 +166,7 @@ class LiteEncoder(nn.Module):
             nn.Dense(self.num_latents, name="logvar")(x))
 
 
-class FractionalEncoder(nn.Module):
+class FractionalEncoder(GroupedEncoder):
   """`num_groups` LiteEncoders of num_latents / num_groups latents each, as
   one batched computation: nn.vmap stacks each sub-encoder parameter over
   the groups (leading axis num_groups, the module named `groups`), the
@@ -175,13 +179,21 @@ class FractionalEncoder(nn.Module):
   call_groups: Callable[[nn.Module, jax.Array],
                         tuple[jax.Array, jax.Array]] = kernel_lib.call_module
 
+  @property
+  def parameter_groups(self) -> int:
+    return self.num_groups
+
+  def scale_parameter_groups(self, params: Any, scales: jax.Array) -> Any:
+    return {**params,
+            GROUPS_MODULE: scale_stacked(params[GROUPS_MODULE], scales)}
+
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     batch, per_group = x.shape[0], self.num_latents // self.num_groups
     groups = nn.vmap(LiteEncoder, variable_axes={"params": 0},
                      split_rngs={"params": True}, in_axes=None, out_axes=1,
                      axis_size=self.num_groups)
-    groups = groups(per_group, self.kernel_sizes, name="groups")
+    groups = groups(per_group, self.kernel_sizes, name=GROUPS_MODULE)
     mean, logvar = self.call_groups(groups, x)
     chex.assert_shape([mean, logvar], (batch, self.num_groups, per_group))
     return (mean.reshape(batch, self.num_latents),

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 from disentax.models import MODELS
 from disentax.models.conv import (ConvEncoder, DeconvDecoder,
                                   check_architecture)
-from disentax.models.vae import VAEOutput, reparameterisation_noise
+from disentax.models.vae import (LatentVariableModel, ModelControl, VAEOutput,
+                                 reparameterisation_noise)
 
 
 def layer_posterior(mean0: jax.Array, logvar0: jax.Array, w1: jax.Array,
@@ -47,7 +48,17 @@ def layer_posterior(mean0: jax.Array, logvar0: jax.Array, w1: jax.Array,
           logvar0 + 2.0 * log_scale_std)
 
 
-class DeVAE(nn.Module):
+def layer_index(control: ModelControl) -> jax.Array:
+  """The latent layer a control selects: an int scalar; layer 0 without
+  one."""
+  layer = jnp.asarray(0 if control is None else control, jnp.int32)
+  chex.assert_shape(layer, ())
+  return layer
+
+
+class DeVAE(LatentVariableModel):
+  """Latent layers joined by DiT scalings (module docstring); the control
+  is the layer index."""
   encoder: nn.Module
   decoder: nn.Module
   num_layers: int
@@ -61,21 +72,26 @@ class DeVAE(nn.Module):
                          (self.num_layers - 1, num_latents))
     self.embeddings = nn.Embed(self.num_layers, self.embedding_size)
 
-  def encode(self, x: jax.Array, control: jax.Array | None = None
+  @property
+  def latent_layers(self) -> int:
+    return self.num_layers
+
+  def encode(self, x: jax.Array, control: ModelControl = None
              ) -> tuple[jax.Array, jax.Array]:
     """Layer `control`'s posterior parameters (layer 0 without one)."""
-    layer = jnp.asarray(0 if control is None else control, jnp.int32)
-    return layer_posterior(*self.encoder(x), self.w1, self.w2, layer)
+    return layer_posterior(*self.encoder(x), self.w1, self.w2,
+                           layer_index(control))
 
-  def decode(self, z: jax.Array, layer: jax.Array) -> jax.Array:
-    embedding = self.embeddings(jnp.asarray(layer, jnp.int32))
+  def decode(self, z: jax.Array, control: ModelControl = None) -> jax.Array:
+    """Logits of `z` decoded as layer `control` (layer 0 without one): the
+    shared decoder sees z with the layer's embedding."""
+    embedding = self.embeddings(layer_index(control))
     embedding = jnp.broadcast_to(embedding, (z.shape[0], self.embedding_size))
     return self.decoder(jnp.concatenate([z, embedding], axis=-1))
 
   def __call__(self, x: jax.Array, rng: jax.Array,
-               control: jax.Array | None = None) -> VAEOutput:
-    layer = jnp.asarray(0 if control is None else control, jnp.int32)
-    chex.assert_shape(layer, ())
+               control: ModelControl = None) -> VAEOutput:
+    layer = layer_index(control)
     mean, logvar = self.encode(x, layer)
     z = mean + jnp.exp(0.5 * logvar) * reparameterisation_noise(
         rng, mean.shape, mean.dtype)

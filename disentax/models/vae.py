@@ -3,20 +3,43 @@
 An objective may steer the forward pass per step with a *control* (computed
 from the member's hyperparameters and the traced step, so it is data, never a
 recompile).  The plain VAE understands a `LatentGate`: which latents are in
-use (the others output exactly zero: mean 0, log-variance 0, z 0) and how
+use (the others output exactly zero: mean 0, log-variance 0, z 0), how
 strongly the gradient flowing back into each latent's encoder outputs is
-scaled.  DEFT's stages are such gates; models with other controls (DeVAE's
-layer index) define their own.
+scaled, and how much reparameterisation noise z gets (none: z is the
+posterior mean, a deterministic autoencoder's forward pass).  DEFT's stages
+are such gates; models with other controls (DeVAE's layer index) define
+their own.
+
+Every model offers the same contract to objectives, the trainer and the
+evaluator (`LatentVariableModel`): `encode(x, control)`, `decode(z,
+control)`, the forward pass `(x, rng, control) -> VAEOutput`, its number of
+latent layers, and its encoder's parameter groups with a way to scale them,
+so nothing outside models/ inspects a model's signatures or addresses its
+parameters by path.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+
+class LatentGate(NamedTuple):
+  keep: jax.Array        # [d] 1.0: latent in use; 0.0: it outputs zeros
+  grad_scale: jax.Array  # [d] factor on the gradient into its encoder outputs
+  # Factor on the reparameterisation noise: 1 samples z ~ q(z | x); 0 gives
+  # z = mean exactly.
+  sample: float | jax.Array = 1.0
+
+
+# What a model's forward pass takes as `control`, chosen per step by the
+# objective: the plain VAE's `LatentGate`, DeVAE's latent layer index (an int
+# scalar), or None (the plain forward pass).
+ModelControl = LatentGate | jax.Array | None
 
 
 class VAEOutput(NamedTuple):
@@ -24,12 +47,10 @@ class VAEOutput(NamedTuple):
   logvar: jax.Array   # [b, d] encoder log-variance
   z: jax.Array        # [b, d] reparameterised sample
   logits: jax.Array   # [b, H, W, C] decoder output for z
-  layer: jax.Array | None = None  # the latent layer decoded (DeVAE), scalar
-
-
-class LatentGate(NamedTuple):
-  keep: jax.Array        # [d] 1.0: latent in use; 0.0: it outputs zeros
-  grad_scale: jax.Array  # [d] factor on the gradient into its encoder outputs
+  # The control the forward pass ran with, as the model resolved it: the
+  # plain VAE's gate (None without one), the layer DeVAE decoded (layer 0
+  # without one), which the DeVAE loss reads.
+  control: ModelControl = None
 
 
 @jax.custom_vjp
@@ -107,7 +128,61 @@ def reparameterisation_noise(rng: jax.Array | BatchRows,
           + math.sqrt(correlation) * common)
 
 
-class VAE(nn.Module):
+def scale_stacked(tree: Any, scales: jax.Array) -> Any:
+  """`tree` with slice g of every leaf's leading axis multiplied by
+  scales[g] (for parameters stacked over groups on axis 0)."""
+  def scale(leaf):
+    shape = (-1, *([1] * (leaf.ndim - 1)))
+    return leaf * scales.astype(leaf.dtype).reshape(shape)
+  return jax.tree.map(scale, tree)
+
+
+class GroupedEncoder(nn.Module):
+  """An encoder made of independent sub-encoders, one per latent group,
+  whose parameters are stacked on a leading group axis (DEFT's fractional
+  encoder).  Subclasses say how many groups they have and where in their
+  own parameter tree the stacked parameters live."""
+
+  @property
+  def parameter_groups(self) -> int:
+    raise NotImplementedError
+
+  def scale_parameter_groups(self, params: Any, scales: jax.Array) -> Any:
+    """`params` (this encoder's parameter-shaped tree) with group g's
+    parameters multiplied by scales[g]."""
+    raise NotImplementedError
+
+
+class LatentVariableModel(nn.Module):
+  """The contract of every model (module docstring).  Subclasses define
+  `encode(x, control=None) -> (mean, logvar)`, `decode(z, control=None) ->
+  logits` and `__call__(x, rng, control=None) -> VAEOutput`; the defaults
+  below describe a model with one latent layer and no parameter groups."""
+
+  @property
+  def latent_layers(self) -> int:
+    """How many latent layers the model has (DeVAE's hierarchy; 1 for a
+    plain VAE), the layers a control may select."""
+    return 1
+
+  @property
+  def parameter_groups(self) -> int | None:
+    """G, the number of independent encoder groups whose parameters are
+    stacked on a leading axis (the fractional encoder's sub-encoders);
+    None for an encoder without such groups."""
+    return None
+
+  def scale_parameter_groups(self, tree: Any, scales: jax.Array) -> Any:
+    """`tree` (shaped like the model's parameters, e.g. Adam updates) with
+    encoder group g's leaves multiplied by scales[g] ([G]); every other
+    leaf unchanged.  Raises ValueError on a model without groups."""
+    raise ValueError(
+        f"model {type(self).__name__} has no parameter groups to scale; "
+        "scaling per group needs an encoder of independent sub-encoders "
+        "(conv_vae with encoder='fractional')")
+
+
+class VAE(LatentVariableModel):
   """Any encoder (x -> mean, logvar) with any decoder (z -> logits).
 
   `noise_correlation` s: the reparameterisation noise is N(0, (1-s)I +
@@ -116,21 +191,40 @@ class VAE(nn.Module):
   decoder: nn.Module
   noise_correlation: float = 0.0
 
-  def encode(self, x: jax.Array, control: LatentGate | None = None
+  @property
+  def parameter_groups(self) -> int | None:
+    if isinstance(self.encoder, GroupedEncoder):
+      return self.encoder.parameter_groups
+    return None
+
+  def scale_parameter_groups(self, tree: Any, scales: jax.Array) -> Any:
+    groups = self.parameter_groups
+    if groups is None:
+      return super().scale_parameter_groups(tree, scales)
+    if jnp.shape(scales) != (groups,):
+      raise ValueError(f"scales of shape {jnp.shape(scales)}; the encoder "
+                       f"has {groups} parameter groups, one scale each")
+    return {**tree, "encoder": self.encoder.scale_parameter_groups(
+        tree["encoder"], scales)}
+
+  def encode(self, x: jax.Array, control: ModelControl = None
              ) -> tuple[jax.Array, jax.Array]:
+    """The posterior's (mean, log-variance), gated by a `LatentGate`."""
     return gate_posterior(*self.encoder(x), control)
 
-  def decode(self, z: jax.Array, control: LatentGate | None = None
-             ) -> jax.Array:
-    del control  # the gate acts on the encoder outputs
+  def decode(self, z: jax.Array, control: ModelControl = None) -> jax.Array:
+    """Decoder logits of `z`; the plain VAE's decoder takes no control."""
+    del control
     return self.decoder(z)
 
   def __call__(self, x: jax.Array, rng: jax.Array,
-               control: LatentGate | None = None) -> VAEOutput:
+               control: ModelControl = None) -> VAEOutput:
     mean, logvar = self.encode(x, control)
     noise = reparameterisation_noise(rng, mean.shape, mean.dtype,
                                      self.noise_correlation)
+    if control is not None:
+      noise = noise * jnp.asarray(control.sample, noise.dtype)
     z = mean + jnp.exp(0.5 * logvar) * noise
     if control is not None:
       z = z * control.keep.astype(z.dtype)
-    return VAEOutput(mean, logvar, z, self.decoder(z))
+    return VAEOutput(mean, logvar, z, self.decoder(z), control)

@@ -29,8 +29,8 @@ from disentax import schedules
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES
 from disentax.objectives.base import (Objective, check_finite,
-                                      check_reconstruction, check_steps)
-from disentax.objectives.beta_vae import beta_vae_loss
+                                      check_reconstruction, check_steps,
+                                      elbo_loss)
 
 SCHEDULES = ("exponential", "linear")
 WHOLE_DATASET = -1
@@ -86,9 +86,9 @@ def annealing_test(schedule: str = "exponential", beta_start: float = 71.0,
   schedule_args = (schedule, beta_start, beta_end, anneal_steps, rate)
 
   def loss(output: VAEOutput, x, hparams, step, aux=None):
+    del aux
     beta = annealed_beta(step, *schedule_args)
-    value, metrics = beta_vae_loss(output, x, {"beta": beta}, step, aux,
-                                   reconstruction=reconstruction)
+    value, metrics = elbo_loss(output, x, beta, reconstruction)
     return value, {**metrics, "beta": beta}
 
   def sample_batch(dataset, hparams, member_key, key, batch_size):

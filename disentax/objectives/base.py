@@ -1,12 +1,18 @@
 """What every objective shares: its contract, and the terms all VAEs use.
 
 An objective is a pure loss `loss(output, x, hparams, step, aux) -> (loss,
-metrics)`.  `hparams` holds this member's hyperparameters as scalars; the
+metrics)`; the metrics hold at least "loss" (the trainer's divergence check
+and logs read it) and whatever terms the objective has ("recon", "kl",
+...).  `hparams` holds this member's hyperparameters as scalars; the
 trainer maps over members, so one compiled program trains a whole
 hyperparameter grid x seeds.  `hyperparameters` lists the grid values of each
 hyperparameter (the trainer takes their Cartesian product with the seeds).
 Everything that varies over steps is data in the compiled program, never a
 recompile.
+
+Terms every VAE objective shares (the Gaussian KL, the reconstruction
+likelihood, their beta-weighted sum `elbo_loss`) live here, so no objective
+imports another.
 
 The contract is a small required core (`name`, `loss`, `hyperparameters`,
 `per_example_mean`, `reconstruction`) plus typed optional capabilities, each
@@ -41,14 +47,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from disentax.models import VAEOutput
+from disentax.models import LatentVariableModel, ModelControl, VAEOutput
 
 Metrics = dict[str, jax.Array]
 Hparams = Mapping[str, jax.Array]
 # (output, x, hparams, step, aux) -> (loss, metrics)
 LossFn = Callable[..., tuple[jax.Array, Metrics]]
-# What a model's forward pass takes as `control` (models.vae.ModelControl).
-ModelControl = Any
 
 RECONSTRUCTIONS = ("bernoulli", "gaussian")
 
@@ -90,7 +94,8 @@ class StagedControl:
 # (dataset, hparams, member_key, key, batch_size) -> observations
 BatchSampler = Callable[..., jax.Array]
 # (updates, hparams, step, model) -> updates
-UpdateTransform = Callable[[Any, Hparams, jax.Array, Any], Any]
+UpdateTransform = Callable[[Any, Hparams, jax.Array, LatentVariableModel],
+                           Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +197,17 @@ def reconstruction_loss(logits: jax.Array, x: jax.Array,
   else:
     raise ValueError(f"reconstruction {kind!r}; allowed: {RECONSTRUCTIONS}")
   return per_pixel.reshape(x.shape[0], -1).sum(axis=1)
+
+
+def elbo_loss(output: VAEOutput, x: jax.Array, beta: float | jax.Array,
+              reconstruction: str = "bernoulli") -> tuple[jax.Array, Metrics]:
+  """Batch mean of reconstruction + beta * KL(q(z|x) || N(0, I)): the
+  negative ELBO at beta 1, the beta-VAE loss otherwise; a batch mean of
+  per-example terms.  Returns (loss, {"loss", "recon", "kl"})."""
+  recon = reconstruction_loss(output.logits, x, reconstruction).mean()
+  kl = gaussian_kl(output.mean, output.logvar).sum(axis=1).mean()
+  loss = recon + beta * kl
+  return loss, {"loss": loss, "recon": recon, "kl": kl}
 
 
 def check_reconstruction(kind: str) -> str:

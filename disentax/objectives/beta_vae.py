@@ -10,8 +10,7 @@ import jax
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES
 from disentax.objectives.base import (Objective, check_reconstruction,
-                                      gaussian_kl, hyperparameter_grid,
-                                      reconstruction_loss)
+                                      elbo_loss, hyperparameter_grid)
 
 
 def beta_vae_loss(output: VAEOutput, x: jax.Array,
@@ -20,10 +19,7 @@ def beta_vae_loss(output: VAEOutput, x: jax.Array,
                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Batch mean of recon + beta * KL; no schedule, no state."""
   del step, aux
-  recon = reconstruction_loss(output.logits, x, reconstruction).mean()
-  kl = gaussian_kl(output.mean, output.logvar).sum(axis=1).mean()
-  loss = recon + hparams["beta"] * kl
-  return loss, {"loss": loss, "recon": recon, "kl": kl}
+  return elbo_loss(output, x, hparams["beta"], reconstruction)
 
 
 @OBJECTIVES.register("beta_vae")

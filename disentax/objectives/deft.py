@@ -28,8 +28,13 @@ factor shrinks an old group's updates only until the second-moment estimate
 adapts, a few hundred steps after the stage switch (BUILD_NOTES).  'update'
 is the arXiv formulation (Algorithm 1: old encoders learn at gamma x the
 learning rate): the optimiser's updates of old groups' parameters are scaled
-by gamma, which Adam cannot undo; it needs the fractional encoder (the
-groups' parameters are its stacked sub-encoders).
+by gamma, which Adam cannot undo; it needs a model whose encoder has one
+parameter group per stage (the fractional encoder's stacked sub-encoders),
+and the model scales them (`scale_parameter_groups`).
+
+DEFT steers the model (its stage gate) and trains on uniform batches, so its
+base must be a plain objective: one without a model control or a batch
+sampler of its own.
 """
 
 from __future__ import annotations
@@ -42,14 +47,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax import schedules
-from disentax.models import LatentGate, VAEOutput
+from disentax.models import LatentGate, LatentVariableModel, VAEOutput
 from disentax.objectives import OBJECTIVES
 from disentax.objectives.base import (AuxState, Objective, StagedControl,
                                       hyperparameter_grid, sequence_grid)
 
-# Objectives DEFT cannot wrap: they steer the model or the data themselves.
-NOT_A_BASE = ("deft", "devae", "annealing_test")
 SCALINGS = ("gradient", "update")
+# The base of plain DEFT; methods around another base are named deft_<base>.
+DEFAULT_BASE = "beta_vae"
 
 
 def stage_boundaries(stage_steps: int | Sequence[int],
@@ -87,15 +92,25 @@ def deft_gate(stage: jax.Array, gamma: jax.Array, num_latents: int,
   return LatentGate(keep, grad_scale)
 
 
-def scale_old_group_updates(updates: Any, stage: jax.Array, gamma: jax.Array
-                            ) -> Any:
-  """Multiplies the updates of the fractional encoder's groups < stage by
-  gamma (their parameters are stacked on a leading group axis)."""
-  def scale(leaf):
-    group = jnp.arange(leaf.shape[0]).reshape(-1, *([1] * (leaf.ndim - 1)))
-    return leaf * jnp.where(group < stage, gamma, 1.0).astype(leaf.dtype)
-  groups = jax.tree.map(scale, updates["encoder"]["groups"])
-  return {**updates, "encoder": {**updates["encoder"], "groups": groups}}
+def scale_old_group_updates(updates: Any, stage: jax.Array, gamma: jax.Array,
+                            model: LatentVariableModel) -> Any:
+  """Multiplies the updates of the model's parameter groups < stage by
+  gamma, the others by 1."""
+  old = jnp.arange(model.parameter_groups) < stage
+  return model.scale_parameter_groups(updates, jnp.where(old, gamma, 1.0))
+
+
+def check_plain_base(base: str, objective: Objective) -> None:
+  """DEFT sets the model's control (its stage gate) and draws uniform
+  batches, so it refuses a base that does either itself."""
+  own = [capability for capability, present in (
+      ("control", objective.control is not None),
+      ("batch_sampler", objective.batch_sampler is not None)) if present]
+  if own:
+    raise ValueError(
+        f"config.objective.base={base!r}: DEFT wraps a plain objective, but "
+        f"{base!r} has its own {' and '.join(own)} (it steers the model or "
+        "draws its data itself, which DEFT's stages do)")
 
 
 def _staged_hparams(hparams: Mapping[str, jax.Array], stage: jax.Array,
@@ -124,13 +139,14 @@ def _update_aux(aux, output, hparams, step, key, *, base: Objective,
 
 
 @OBJECTIVES.register("deft")
-def deft(base: str = "beta_vae", staged: str = "beta",
+def deft(base: str = DEFAULT_BASE, staged: str = "beta",
          pressures: Iterable = (70.0, 30.0, 12.0, 1.0),
          stage_steps: int | Sequence[int] = 15_000,
          gamma: float | Iterable[float] = 0.1,
          base_options: Mapping[str, Any] | None = None,
          scaling: str = "gradient", *, num_latents: int, dataset_size: int,
-         encoder_groups: int | None = None) -> Objective:
+         encoder_groups: int | None = None, latent_layers: int = 1,
+         factor_names: Sequence[str] = ()) -> Objective:
   """DEFT around the `base` objective (any registered objective with a
   `staged` hyperparameter: 'beta' of beta_vae, 'alpha' of beta_tcvae for
   DEFT(TC)); `base_options`: the base objective's other settings.
@@ -139,24 +155,27 @@ def deft(base: str = "beta_vae", staged: str = "beta",
   sequences; `stage_steps`: steps per stage, or one length per stage (the
   last runs to the end of training); `gamma` in [0, 1]: the old groups'
   gradient factor, one value or a grid; `scaling`: 'gradient' or 'update'
-  (module docstring).  The model's num_latents must be a multiple of G.  Defaults: dlib-deft's dSprites launch (70, 30, 12, 1;
-  15,000 steps per stage; gamma 0.1).
+  (module docstring).  The model's num_latents must be a multiple of G.
+  Defaults: dlib-deft's dSprites launch (70, 30, 12, 1; 15,000 steps per
+  stage; gamma 0.1).  The run's context (dataset_size, ...) is passed on
+  to the base's builder.
   """
-  if base in NOT_A_BASE:
-    raise ValueError(f"config.objective.base={base!r}; DEFT wraps a plain "
-                     f"objective, not one of {NOT_A_BASE}")
   options = dict(base_options or {})
   if staged in options:
     raise ValueError(
         f"config.objective.base_options sets {staged!r}, the staged pressure; "
         "DEFT sets it per stage from config.objective.pressures")
-  if staged not in OBJECTIVES.allowed_keys(base):
+  takes_staged = staged in OBJECTIVES.allowed_keys(base)
+  base_objective = OBJECTIVES.build(
+      {"name": base, **options, **({staged: 1.0} if takes_staged else {})},
+      where="config.objective.base_options", dataset_size=dataset_size,
+      num_latents=num_latents, encoder_groups=encoder_groups,
+      latent_layers=latent_layers, factor_names=factor_names)
+  check_plain_base(base, base_objective)
+  if not takes_staged:
     raise ValueError(
         f"config.objective.staged={staged!r}: objective {base!r} has no such "
         f"hyperparameter; it takes {OBJECTIVES.allowed_keys(base)}")
-  base_objective = OBJECTIVES.build(
-      {"name": base, **options, staged: 1.0},
-      where="config.objective.base_options", dataset_size=dataset_size)
   if staged not in base_objective.hyperparameters:
     raise ValueError(
         f"config.objective.staged={staged!r}: objective {base!r} has no such "
@@ -192,9 +211,8 @@ def deft(base: str = "beta_vae", staged: str = "beta",
                      num_groups)
 
   def scale_updates(updates, hparams, step, model):
-    del model
     return scale_old_group_updates(updates, deft_stage(step, boundaries),
-                                   hparams["gamma"])
+                                   hparams["gamma"], model)
 
   common = dict(base=base_objective, staged=staged, boundaries=boundaries)
   aux = None
@@ -202,7 +220,7 @@ def deft(base: str = "beta_vae", staged: str = "beta",
     aux = AuxState(init=base_objective.aux.init,
                    update=functools.partial(_update_aux, **common))
   return Objective(
-      name="deft" if base == "beta_vae" else f"deft_{base}",
+      name="deft" if base == DEFAULT_BASE else f"deft_{base}",
       loss=functools.partial(deft_loss, **common),
       hyperparameters=hyperparameters,
       per_example_mean=base_objective.per_example_mean,

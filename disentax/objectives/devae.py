@@ -23,9 +23,8 @@ import jax.numpy as jnp
 from disentax.models import VAEOutput
 from disentax.objectives import OBJECTIVES
 from disentax.objectives.base import (Objective, StagedControl,
-                                      check_reconstruction,
+                                      check_reconstruction, elbo_loss,
                                       hyperparameter_grid, sequence_grid)
-from disentax.objectives.beta_vae import beta_vae_loss
 
 
 def layer_log_probabilities(scale: jax.Array, num_layers: int) -> jax.Array:
@@ -40,12 +39,13 @@ def devae_loss(output: VAEOutput, x: jax.Array,
                hparams: Mapping[str, jax.Array], step: jax.Array,
                aux: None = None, *, reconstruction: str = "bernoulli"
                ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The beta-VAE loss with the beta of the layer the model decoded."""
-  beta = hparams["betas"][output.layer]
-  loss, metrics = beta_vae_loss(output, x, {"beta": beta}, step, aux,
-                                reconstruction=reconstruction)
+  """The beta-VAE loss with the beta of the layer the model decoded (the
+  model's control)."""
+  del step, aux
+  beta = hparams["betas"][output.control]
+  loss, metrics = elbo_loss(output, x, beta, reconstruction)
   return loss, {**metrics, "beta": beta,
-                "layer": output.layer.astype(jnp.float32)}
+                "layer": output.control.astype(jnp.float32)}
 
 
 @OBJECTIVES.register("devae")

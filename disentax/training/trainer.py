@@ -29,6 +29,9 @@ from disentax.training.train_state import (TrainState, init_state,
                                            member_inputs, restore_members,
                                            single_device, unpadded)
 
+# Metrics the progress bar shows, those of them an objective reports: every
+# objective reports its loss; a KL term only those that have one.
+PROGRESS_METRICS = ("loss", "kl")
 # Called after each checkpoint save has been issued (it may still be being
 # written): (step, checkpoint manager).
 OnSave = Callable[[int, ocp.CheckpointManager], None]
@@ -158,8 +161,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       step += num_steps
       metrics = sharding.to_host(metrics, devices)
       now_diverged = sharding.to_host(state.diverged_at, devices)
-      postfix = dict(loss=f"{np.nanmean(metrics['loss']):.2f}",
-                     kl=f"{np.nanmean(metrics['kl']):.2f}")
+      postfix = {name: f"{np.nanmean(metrics[name]):.2f}"
+                 for name in PROGRESS_METRICS if name in metrics}
       if np.any(now_diverged >= 0):
         postfix["diverged"] = int(np.sum(now_diverged >= 0))
       if tracing and step % config.eval.trace_every == 0:
