@@ -71,7 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.steps_per_chunk = 500  # steps per host round trip (lax.scan)
   # Accumulate each step's gradient over this many equal slices of the batch
   # (a loop; a slice's activations stay in a CPU's cache: ~10-15% faster at
-  # 64x64 with batch 64-256, slower at 32x32; BUILD_NOTES, issue 8).
+  # 64x64 with batch 64-256, slower at 32x32; BUILD_NOTES).
   # The same gradient, noise and metrics as the whole batch up to float
   # summation order; only for objectives whose loss is a mean of
   # per-example terms (Objective.per_example_mean).

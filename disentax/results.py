@@ -34,8 +34,8 @@ stable:
 Per-member arrays (e.g. the NMI matrix I(z_j; c_k) / H(c_k), [M, d, F], and
 MIG per factor) go to `WORKDIR/results/arrays.npz`, each with the member
 axis first, in member order.  The training-time trace `WORKDIR/trace.npz`
-(written by `disentax.tracing`) is read here too, shapes checked against
-`TRACE_SHAPES`.
+(written by `disentax.evaluation.trace`) is read here too, the shapes of
+the arrays the figures draw checked against `TRACE_SHAPES`.
 
 Files are replaced atomically (`disentax.workdir`), so a failed evaluation
 never leaves a half-written results file behind.

@@ -5,7 +5,8 @@ that produce them.
     config.json          the run's config (written by training)
     metrics.jsonl        per-member training curves (`disentax.run_log`)
     checkpoints/<step>/  Orbax checkpoints (`disentax.checkpoint`)
-    trace.npz            NMI / MIG over training (`disentax.tracing`)
+    trace.npz            evaluators scored while training
+                         (`disentax.evaluation.trace`)
     job.json             a sweep job's recorded state (`disentax.sweep`)
     results/             what the evaluation job writes (`disentax.results`)
       results.json       one row per member and evaluated step

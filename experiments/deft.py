@@ -5,7 +5,7 @@ Presets (`experiments/deft.py:PRESET`):
   dsprites, color, scream, smallnorb   DEFT journal Table 2 (G, K, steps per
         stage N, pressures; gamma 0.1), trained as section 5.1 says: lite
         fractional encoder, Adam lr 5e-4, b1 0, b2 0.99, batch 256; 50 seeds
-        (section 5.3).  color/scream/smallnorb need their datasets (issue 7).
+        (section 5.3).  color/scream/smallnorb need their datasets (files, see README).
   arxiv_dsprites, arxiv_color, arxiv_scream, arxiv_smallnorb   DEFT arXiv
         Table 1 (groups, epochs per stage, pressures); epochs are converted
         to steps at batch 256 (our assumption: the arXiv text gives no batch

@@ -1,4 +1,4 @@
-"""Known-answer tests of the benchmark package (issue 8; timings never go in
+"""Known-answer tests of the benchmark package (timings never go in
 tests): the PyTorch reference computes disentax's function, the table's
 arithmetic, the CLI's item checking, and the items' plumbing end to end at
 the smallest sizes (numbers positive and finite, not fast)."""

@@ -1,5 +1,5 @@
-"""Benchmark item 7 (disentax/bench/accelerator.py, flops.py): the model
-FLOPs counted from the architecture against closed forms, the peak table,
+"""The `accelerator` benchmark (disentax/bench/accelerator.py, flops.py):
+the model FLOPs counted from the architecture against closed forms, the peak table,
 and the item's arithmetic from known timings.  No timing is asserted."""
 
 import math

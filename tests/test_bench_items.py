@@ -1,5 +1,6 @@
-"""Benchmark items 3, 5 and 6 (disentax/bench/fractional.py, evaluation.py,
-compile.py): known answers only, never timings.
+"""The `fractional`, `evaluation` and `compile` benchmarks
+(disentax/bench/fractional.py, evaluation.py, compile.py): known answers
+only, never timings.
 
 The normal encoder the fractional one is timed against has its parameter
 count; a DEFT train chunk compiles nothing after its first chunk, across

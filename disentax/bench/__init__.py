@@ -1,5 +1,5 @@
 """Benchmarks: `python -m disentax.bench` prints one table of ratios measured
-in one run on the current machine (issue 8).  Timings never go in tests;
+in one run on the current machine.  Timings never go in tests;
 tests check that the fast kernels compute the same function.
 
 Each item is a module of this package with a `measure(quick: bool) ->

@@ -1,4 +1,4 @@
-"""`python -m disentax.bench`: the issue-8 benchmark table on this machine.
+"""`python -m disentax.bench`: the benchmark table on this machine.
 
   python -m disentax.bench [--items=train_step,seeds,data] [--quick]
       [--sizes=name=value,...]

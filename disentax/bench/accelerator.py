@@ -1,4 +1,4 @@
-"""Benchmark item 7: 50-seed DEFT on an accelerator, against its peak.
+"""Benchmark `accelerator`: 50-seed DEFT on an accelerator, against its peak.
 
 Rows (accelerators only; on a CPU backend the item is skipped unless
 `--quick`, which runs tiny sizes to try the code).  The programs use the
@@ -146,9 +146,9 @@ def table4_cells() -> tuple[list[tuple[ml_collections.ConfigDict, bool]],
 
 def measure(quick: bool, sizes: Sizes | None = None,
             peak_tflops: float | None = None) -> list[Row]:
-  """Item 7's rows (see the module docstring)."""
+  """The item's rows (see the module docstring)."""
   if backend.on_cpu() and not quick:
-    raise Skipped(f"{ITEM}: skipped, the jax backend is cpu (item 7 runs "
+    raise Skipped(f"{ITEM}: skipped, the jax backend is cpu (this item runs "
                   "on a GPU; --quick tries it at tiny sizes)")
   sizes = sizes or (QUICK if quick else FULL)
   device = jax.devices()[0].device_kind

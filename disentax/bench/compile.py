@@ -1,4 +1,4 @@
-"""Item 6: compile time per program, and proof of no recompilation across
+"""Benchmark `compile`: compile time per program, and proof of no recompilation across
 DEFT stages and hyperparameter values.
 
 For each config, the train chunk (`training.trainer.make_train_chunk`, the
@@ -271,7 +271,7 @@ def measure_configs(configs: Sequence[tuple], deft_configs: Sequence[tuple],
 
 
 def measure(quick: bool) -> list[Row]:
-  """Item 6 for the tiny configs, or also the cpu presets (full)."""
+  """The tiny configs, or also the cpu presets (full)."""
   if quick:
     return measure_configs(QUICK_CONFIGS, QUICK_DEFT)
   return measure_configs(FULL_CONFIGS, FULL_DEFT)

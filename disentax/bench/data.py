@@ -1,4 +1,4 @@
-"""Benchmark item 4: images per second the data pipeline produces vs the
+"""Benchmark `data`: images per second the data pipeline produces vs the
 images per second the train step consumes.
 
 Training draws each member's batch inside its jitted step

@@ -1,4 +1,4 @@
-"""Item 5: the metric battery for all trained members at once versus seed by
+"""Benchmark `evaluation`: the metric battery for all trained members at once versus seed by
 seed.
 
 A thin wrapper of `disentax.bench.eval_speed` (read it for the details):
@@ -185,7 +185,7 @@ def measure_sizes(sizes: Sizes) -> list[Row]:
 
 
 def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
-  """Item 5: tiny trained run and tiny sizes when `quick`; else 50 members
+  """Tiny trained run and tiny sizes when `quick`; else 50 members
   (the given or environment workdir, or trained here) at the 'small'
   battery sizes."""
   return measure_sizes(sizes or (QUICK if quick else FULL))

@@ -1,4 +1,4 @@
-"""Item 3: DEFT's fractional encoder versus a normal encoder of equal size.
+"""Benchmark `fractional`: DEFT's fractional encoder versus a normal encoder of equal size.
 
 The setting is DEFT journal section 5.7 / Table 5 (Wu et al., Machine
 Learning 2022; ../shared/papers/deft-machine-learning-2022.txt): 1,000
@@ -7,7 +7,7 @@ change the number of channels in convolutional layers so that the total
 parameters of the fractional encoder and the normal one are equal.  Each
 trail generates a batch of samples (256) randomly and then runs a forward
 and a backward process."  The paper's fractional encoder cost up to 2.8x the
-normal one (G = 1000); issue 8's target is at most 10% more at every G.
+normal one (G = 1000); the target is at most 10% more at every G.
 
 What is timed: the encoder alone (no decoder, as in the paper), one jitted
 forward and backward pass, value_and_grad of a KL-like scalar of its outputs
@@ -236,5 +236,5 @@ def measure_sizes(sizes: Sizes) -> list[Row]:
 
 
 def measure(quick: bool, sizes: Sizes | None = None) -> list[Row]:
-  """Item 3 at the paper's sizes, or at small ones when `quick`."""
+  """The paper's sizes, or at small ones when `quick`."""
   return measure_sizes(sizes or (QUICK if quick else FULL))

@@ -1,4 +1,4 @@
-"""Benchmark item 2: N seeds trained in one program vs N single-seed runs.
+"""Benchmark `seeds`: N seeds trained in one program vs N single-seed runs.
 
 For each N (1, 8, 50; quick: 1, 4) the real train program of N seeds of the
 standard beta-VAE (batch 64, 64x64x1 dSprites rendered in the step; quick:

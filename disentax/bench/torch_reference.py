@@ -1,5 +1,5 @@
 """The standard architecture and beta-VAE loss in PyTorch: the baseline of
-benchmark item 1 (`python -m disentax.bench --items=train_step`).
+the `train_step` benchmark (`python -m disentax.bench --items=train_step`).
 
 It is written the way a PyTorch user would write dlib-google's model, so the
 comparison is with idiomatic PyTorch (NCHW, `nn.Conv2d`,

@@ -1,4 +1,4 @@
-"""Benchmark item 1: one train step of the standard architecture, disentax
+"""Benchmark `train_step`: one train step of the standard architecture, disentax
 vs the same architecture and loss in PyTorch on this CPU.
 
 The case is dlib-google's beta-VAE training: batch 64, 64x64x1 dSprites,
