@@ -20,8 +20,8 @@ import ml_collections
 
 # Sections whose keys belong to the component they name (checked by its
 # registered builder), not to the shared schema.
-COMPONENT_SECTIONS = ("dataset", "model", "objective", "metric", "battery",
-                      "trace")
+COMPONENT_SECTIONS = ("dataset", "model", "objective", "eval.metric",
+                      "eval.battery", "eval.trace")
 
 # Keys that change how a run is carried out but not what it computes; they may
 # differ between a run and its resumption and are left out of the config hash
@@ -121,8 +121,8 @@ def _flat_keys(config: Any, prefix: str = "") -> set[str]:
   keys = set()
   for key, value in config.items():
     keys.add(prefix + key)
-    if isinstance(value, (ml_collections.ConfigDict, dict)) and key not in (
-        COMPONENT_SECTIONS):
+    if isinstance(value, (ml_collections.ConfigDict, dict)) and (
+        prefix + key not in COMPONENT_SECTIONS):
       keys |= _flat_keys(value, f"{prefix}{key}.")
   return keys
 
@@ -270,13 +270,14 @@ def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
   are."""
   data = migrate(data)
 
-  def fill(node: dict[str, Any], defaults: dict[str, Any]) -> None:
+  def fill(node: dict[str, Any], defaults: dict[str, Any],
+           prefix: str = "") -> None:
     for key, default in defaults.items():
       if key not in node:
         node[key] = default
       elif (isinstance(default, dict) and isinstance(node[key], dict)
-            and key not in COMPONENT_SECTIONS):
-        fill(node[key], default)
+            and prefix + key not in COMPONENT_SECTIONS):
+        fill(node[key], default, f"{prefix}{key}.")
 
   fill(data, to_dict(base_config()))
   return data

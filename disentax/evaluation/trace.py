@@ -41,7 +41,6 @@ class Trace:
   """Scores the traced evaluators of `exp` at steps of training."""
 
   def __init__(self, exp: Experiment, workdir: str, resume_step: int):
-    self.every = int(exp.config.eval.trace_every)
     self.workdir = workdir
     self._exp = exp
     self._functions = MemberFunctions(exp)
@@ -52,9 +51,6 @@ class Trace:
       keep = old["step"] <= resume_step
       self._records = {name: list(values[keep])
                        for name, values in old.items() if name != FACTOR_NAMES}
-
-  def due(self, step: int) -> bool:
-    return bool(self.every) and step % self.every == 0
 
   def __call__(self, state: Any, step: int) -> dict[str, np.ndarray]:
     """Scores the members of `state` at `step`, appends the point to the

@@ -54,7 +54,7 @@ The package's modules: `spec` (loading sweep and config files, overrides),
 `sweep.run_job`, ...).
 """
 
-from disentax.sweep.spec import OPEN_SECTIONS, apply_overrides, load_sweep
+from disentax.sweep.spec import apply_overrides, load_sweep
 from disentax.sweep.plan import (PLAN_NAME, PLAN_VERSION, SEED_KEYS,
                                  SWEEP_FIELDS, Job, expand, job_config,
                                  job_workdir, load_jobs, make_plan, plan_path,
@@ -69,7 +69,7 @@ from disentax.sweep.slurm import LOGS_DIR, array_spec, render_slurm
 
 __all__ = [
     "LOGS_DIR",
-    "MERGED_DIR", "OPEN_SECTIONS", "PHASES", "PLAN_NAME", "PLAN_VERSION",
+    "MERGED_DIR", "PHASES", "PLAN_NAME", "PLAN_VERSION",
     "RECORDED_STATES", "SEED_KEYS", "STATES",
     "SWEEP_FIELDS", "Job", "apply_overrides", "array_spec", "count_states",
     "expand", "format_status", "job_config", "job_states",

@@ -10,12 +10,7 @@ from typing import Any, Mapping
 
 import ml_collections
 
-from disentax.config import load_file, split_spec
-
-# Config sections whose keys are checked by their component's builder (at
-# `build`), so an override may add a key there; elsewhere it must exist.
-OPEN_SECTIONS = ("dataset", "model", "objective", "eval.metric",
-                 "eval.battery", "eval.trace")
+from disentax.config import COMPONENT_SECTIONS, load_file, split_spec
 
 
 # --------------------------------------------------------------------------
@@ -54,7 +49,7 @@ def _json_form(value: Any) -> Any:
 
 
 def _in_open_section(dotted: str) -> bool:
-  return any(dotted.startswith(section + ".") for section in OPEN_SECTIONS)
+  return any(dotted.startswith(section + ".") for section in COMPONENT_SECTIONS)
 
 
 def apply_overrides(config: ml_collections.ConfigDict,
@@ -88,7 +83,7 @@ def apply_overrides(config: ml_collections.ConfigDict,
       raise ValueError(
           f"unknown config key {dotted!r} in {where}; allowed in {section}: "
           f"{sorted(node)} (new keys only inside "
-          f"{', '.join(OPEN_SECTIONS)}, checked by their builders)")
+          f"{', '.join(COMPONENT_SECTIONS)}, checked by their builders)")
     try:
       node[leaf] = _plain(value)
     except (TypeError, ValueError, AttributeError) as e:
