@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax import run_log
+from disentax import results, run_log
 from disentax.experiment import build
 from disentax.models import VAEOutput, make_model
 from disentax.objectives import make_objective
@@ -50,7 +50,7 @@ def test_autoencoder_decodes_the_posterior_mean():
   the representation scored is that same gated mean."""
   objective = make_objective({"name": "autoencoder"}, num_latents=3)
   assert objective.name == "autoencoder" and objective.hyperparameters == {}
-  model = make_model({"name": "conv_vae", "num_latents": 3}, (16, 16, 1))
+  model = make_model({"name": "fc_vae", "num_latents": 3}, (16, 16, 1))
   x = jax.random.uniform(jax.random.key(0), (4, 16, 16, 1))
   params = model.init(jax.random.key(1), x, jax.random.key(2))
   gate = objective.control.for_step({}, jnp.int32(5), jax.random.key(3))
@@ -87,11 +87,14 @@ def test_members_are_seeds(name):
 
 @pytest.mark.parametrize("name", ["vae", "autoencoder"])
 def test_tiny_run_from_the_command_line_lowers_the_loss(name, tmp_path):
-  """The tiny preset's 20 steps (at a test-friendly learning rate): every
-  member's last logged loss is well below its first."""
+  """The tiny preset's 20 steps (at a test-friendly learning rate), trained
+  and evaluated: every member's last logged loss is well below its first,
+  and every member is scored."""
   run_module("disentax.main", f"--config=experiments/{name}.py:tiny",
-             f"--workdir={tmp_path}", "--noevaluate",
-             "--config.train.learning_rate=1e-3")
+             f"--workdir={tmp_path}", "--config.train.learning_rate=1e-3")
   lines = run_log.read_lines(run_log_path(str(tmp_path)))
   first, last = np.array(lines[0]["loss"]), np.array(lines[-1]["loss"])
   assert len(first) == 2 and np.all(last < 0.9 * first), (first, last)
+  rows = results.load_rows([str(tmp_path)])
+  assert [r["status"] for r in rows] == ["ok", "ok"]
+  assert all(0 <= r["metrics"]["mig"] <= 1 for r in rows)

@@ -67,13 +67,15 @@ def distinct_programs(names):
 # Experiments whose tiny preset another test module already trains (and
 # checks): stateless objectives trained by their own modules, beta_vae and
 # deft (trained, traced and evaluated by test_evaluate / test_tracing),
+# annealing_test (test_evaluators), vae and autoencoder (test_baselines),
 # factor_vae (test_factor_vae's tiny run) and the PI-controller objectives
 # control_vae and dynamic_vae (test_controllers' tiny runs); evaluating them
 # is the objective-independent path the others here cover.
 # Training them here again would only cost CI time.
 TRAINED_ELSEWHERE = ("annealed_vae", "beta_tcvae", "cascade_vae", "dip_vae_i",
                      "dip_vae_ii", "beta_vae", "deft", "control_vae",
-                     "dynamic_vae", "factor_vae")
+                     "dynamic_vae", "factor_vae", "annealing_test", "vae",
+                     "autoencoder")
 
 
 @pytest.mark.parametrize("name", [n for n in distinct_programs(EXPERIMENTS)

@@ -247,8 +247,9 @@ def test_scale_parameter_groups_scales_each_group_and_nothing_else():
   model = make_model({"name": "conv_vae", "encoder": "fractional",
                       "num_groups": 3, "num_latents": 3}, (16, 16, 1))
   x = jnp.ones((1, 16, 16, 1))
-  params = model.init(jax.random.key(0), x, jax.random.key(1))["params"]
-  tree = jax.tree.map(lambda p: p + 1.0, params)  # no zero leaves
+  params = jax.eval_shape(model.init, jax.random.key(0), x,
+                          jax.random.key(1))["params"]
+  tree = jax.tree.map(lambda p: jnp.full(p.shape, 3.0), params)
   scales = jnp.array([0.5, 1.0, 4.0])
   scaled = model.scale_parameter_groups(tree, scales)
   leaves = jax.tree_util.tree_leaves_with_path(tree)
