@@ -94,6 +94,7 @@ def dsprites_config(preset: str | None):
     # at 16 px and batch 8 its CPU run-time cost does not matter.
     config.train.member_execution = "vmap"
     config.eval.metric.num_points = 500
+    config.eval.metric.batch_size = 500  # one encoder call, no padding
     config.eval.trace_every = 0
     config.eval.battery = {}
     config.eval.traversals = False  # drawn in tests/test_evaluate.py

@@ -27,7 +27,7 @@ def evaluated(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("battery"))
   config = tiny_config()
   config.eval.trace_every = 10
-  config.eval.trace = {"mig": {"num_points": 200}}
+  config.eval.trace = {"mig": {"num_points": 200, "batch_size": 200}}
   config.eval.traversals = True  # the tiny preset leaves them out
   config.eval.battery = battery(num_train=120, num_test=60)
   config.eval.battery.beta_vae_score.batch_size = 8

@@ -23,9 +23,9 @@ from disentax.training.train_state import MemberState
 from disentax.workdir import checkpoint_dir, run_log_path
 from tests.conftest import REPO, run_killed, run_module, tiny_config
 
-# 100 steps in chunks of 5 (~5 s of stepping at the tests' XLA flags): long
-# enough to be interrupted mid-run, two checkpoints.
-LONG_STEPS = 100
+# 60 steps in chunks of 5 (a few seconds of stepping at the tests' XLA
+# flags): long enough to be interrupted mid-run, two checkpoints.
+LONG_STEPS = 60
 LONG = dict(train__num_steps=LONG_STEPS,
             train__checkpoint_every=LONG_STEPS // 2)
 LONG_FLAGS = ("--config=experiments/beta_vae.py:tiny", "--noevaluate",

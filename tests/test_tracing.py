@@ -14,8 +14,9 @@ def _tiny_traced_deft(num_steps=20):
   config = deft.get_config("tiny")  # 2 stages of 10 steps, chunks of 5
   config.train.num_steps = num_steps
   config.eval.trace_every = 5
-  config.eval.trace = {"mig": {"num_points": 200}}
+  config.eval.trace = {"mig": {"num_points": 200, "batch_size": 200}}
   config.eval.metric.num_points = 200  # the traced MIG's options
+  config.eval.metric.batch_size = 200
   config.eval.traversals = False
   return config
 
