@@ -99,7 +99,15 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("section", MODELS.values(), ids=MODELS.keys())
+# The sharing encoder is the standard convs without the dense layer, and
+# the 4,4,4,4 standard encoder the fractional groups' kernels: slow only.
+SLOW_MODELS = ("standard_4444", "sharing")
+
+
+@pytest.mark.parametrize("section", [
+    pytest.param(section, id=name,
+                 marks=pytest.mark.slow if name in SLOW_MODELS else ())
+    for name, section in MODELS.items()])
 def test_reference_and_fast_models_are_one_function(section):
   """Same tree and initial values (so checkpoints of either restore in the
   other); random params applied in both give the same outputs and the same
