@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from disentax import config as config_lib
-from disentax import propose, results
+from disentax import proposal, results
 from disentax.experiment import build
 from experiments import annealing_test
 
@@ -50,7 +50,7 @@ def test_nan_ifp_is_reported_but_not_a_divergence(tmp_path):
 
 def test_proposal_from_results_and_the_config_it_writes(tmp_path):
   workdir = annealing_workdir(tmp_path)
-  plan, samples = propose.propose(workdir)
+  plan, samples = proposal.propose(workdir)
   assert len(samples["shape"]) == 20 and np.isnan(samples["shape"][0])
   assert plan.groups == [["posX", "posY"], ["scale"], ["shape"],
                          ["orientation"]]
@@ -62,7 +62,7 @@ def test_proposal_from_results_and_the_config_it_writes(tmp_path):
     assert min(np.nanmin(samples[n]) for n in passing) > beta
     assert max(np.nanmax(samples[n]) for n in blocked) < beta
   path = str(tmp_path / "deft_proposed.py")
-  propose.write_config(path, plan, workdir)
+  proposal.write_config(path, plan, workdir)
   spec = importlib.util.spec_from_file_location("deft_proposed", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -75,5 +75,5 @@ def test_proposal_from_results_and_the_config_it_writes(tmp_path):
 
 def test_rows_without_ifp_are_refused(tmp_path):
   with pytest.raises(ValueError, match="without metric 'ifp'"):
-    propose.ifp_samples([{"hparams": {"factor": 0.0}, "metrics": {}}],
+    proposal.ifp_samples([{"hparams": {"factor": 0.0}, "metrics": {}}],
                         ["shape"])
