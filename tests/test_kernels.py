@@ -99,9 +99,11 @@ MODELS = {
 }
 
 
-# The sharing encoder is the standard convs without the dense layer, and
-# the 4,4,4,4 standard encoder the fractional groups' kernels: slow only.
-SLOW_MODELS = ("standard_4444", "sharing")
+# Their layers are the standard model's (sharing: its convs without the
+# dense layer; split: its trunk, with heads of plain convolutions; devae:
+# its encoder and decoder) or the fractional groups' (4,4,4,4 kernels),
+# which the default suite checks: slow only.
+SLOW_MODELS = ("standard_4444", "sharing", "split", "devae")
 
 
 @pytest.mark.parametrize("section", [
