@@ -91,9 +91,72 @@ def test_total_correlation_from_samples():
   cov = np.array([[1, rho, 0], [rho, 1, 0], [0, 0, 1]])
   codes = np.random.default_rng(1).multivariate_normal(np.zeros(3), cov,
                                                        20000)
-  scores = unsupervised_lib.unsupervised_scores(codes.astype(np.float32))
+  scores = unsupervised_lib.gaussian_scores(codes.astype(np.float32))
   np.testing.assert_allclose(scores["gaussian_total_correlation"],
                              -0.5 * math.log(1 - rho ** 2), atol=0.02)
+
+
+def _dsprites_like_identity_code(n=10_000, seed=0):
+  """Codes equal to uniformly drawn dSprites factor indices (sizes 3, 6, 40,
+  32, 32): tr C ~ 305, the identity code on which float32 lost 16%."""
+  rng = np.random.default_rng(seed)
+  return np.stack([rng.integers(0, size, n) for size in (3, 6, 40, 32, 32)],
+                  axis=1).astype(np.float32)
+
+
+def _sqrt_eigen_sum(matrix):
+  return np.sum(np.sqrt(np.linalg.eigvalsh(matrix)))
+
+
+def test_gaussian_scores_in_float64_on_identity_code():
+  codes = _dsprites_like_identity_code()
+  cov = np.cov(codes.astype(np.float64), rowvar=False)
+  expected_w = 2 * np.trace(cov) - 2 * np.trace(
+      scipy.linalg.sqrtm(cov * np.diag(cov)[:, None])).real
+  _, logdet = np.linalg.slogdet(cov)
+  expected_tc = 0.5 * (np.sum(np.log(np.diag(cov))) - logdet)
+  scores = unsupervised_lib.gaussian_scores(codes)
+  np.testing.assert_allclose(scores["gaussian_wasserstein_correlation"],
+                             expected_w, rtol=1e-8)
+  np.testing.assert_allclose(scores["gaussian_wasserstein_correlation_norm"],
+                             expected_w / np.trace(cov), rtol=1e-8)
+  np.testing.assert_allclose(scores["gaussian_total_correlation"],
+                             expected_tc, rtol=1e-8)
+
+
+def test_gaussian_scores_of_duplicated_code():
+  # [z, z]: C = [[S, S], [S, S]], so D^1/2 C D^1/2 = [[A, A], [A, A]] with
+  # A = D_S^1/2 S D_S^1/2, whose eigenvalues are 2 eig(A) and zeros:
+  # W = 4 tr S - 2 sqrt(2) sum sqrt(eig A), computed from the nonsingular A.
+  z = _dsprites_like_identity_code()
+  s = np.cov(z.astype(np.float64), rowvar=False)
+  root = np.sqrt(np.diag(s))
+  expected = 4 * np.trace(s) - 2 * math.sqrt(2) * _sqrt_eigen_sum(
+      s * root[:, None] * root[None, :])
+  scores = unsupervised_lib.gaussian_scores(np.concatenate([z, z], axis=1))
+  # The five zero eigenvalues come out as ~eps x 100 in float64 and add
+  # sqrt of that, ~1e-6, each (float32 was off by 0.087).
+  np.testing.assert_allclose(scores["gaussian_wasserstein_correlation"],
+                             expected, rtol=0, atol=1e-4)
+  assert scores["gaussian_total_correlation"] == np.inf  # singular
+
+
+def test_gaussian_scores_of_rank_deficient_rotated_code():
+  # 3 independent latents rotated into 6: C = Q^T S Q has rank 3, and the
+  # nonzero eigenvalues of D^1/2 C D^1/2 are those of S^1/2 Q D Q^T S^1/2.
+  rng = np.random.default_rng(1)
+  z = rng.normal(size=(20_000, 3)) * [3.0, 1.0, 0.3]
+  q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+  codes = (z @ q[:3]).astype(np.float32)
+  s = np.cov(codes.astype(np.float64) @ q[:3].T, rowvar=False)
+  c = q[:3].T @ s @ q[:3]
+  s_root = scipy.linalg.sqrtm(s).real
+  small = s_root @ q[:3] @ np.diag(np.diag(c)) @ q[:3].T @ s_root
+  expected = 2 * np.trace(c) - 2 * _sqrt_eigen_sum(small)
+  scores = unsupervised_lib.gaussian_scores(codes)
+  np.testing.assert_allclose(scores["gaussian_wasserstein_correlation"],
+                             expected, rtol=1e-6)
+  assert scores["gaussian_total_correlation"] == np.inf
 
 
 def test_mutual_info_score_hand_computed():

@@ -15,8 +15,9 @@ scores 0 on all of them):
   different (histogram-discretised) latents, the off-diagonal mean of the
   d x d matrix.
 
-The math is pure JAX on one member's codes, vmapped over the members axis in
-one `jax.jit`.
+The d x d Gaussian statistics are float64 numpy on the host, member by
+member (float32 cancels catastrophically in 2 tr C - 2 sum sqrt(lambda));
+the mutual information score is JAX, vmapped over the members axis.
 """
 
 from __future__ import annotations
@@ -38,58 +39,76 @@ from disentax.metrics.sampling import sample_codes
 if TYPE_CHECKING:  # only for annotations; keeps metrics free of dataset imports
   from disentax.data.base import GroundTruthDataset
 
-_HIGHEST = jax.lax.Precision.HIGHEST
+# Codes arrive in float32 (the models' precision): a correlation-matrix
+# eigenvalue below float32's resolution of the largest one, times d, cannot
+# be told from 0, so the covariance counts as singular (TC +inf).
+_SINGULAR_TOLERANCE = float(np.finfo(np.float32).eps)
 
 
-def code_covariance(codes: jax.Array) -> jax.Array:
-  """Sample covariance [d, d] of codes [n, d] (ddof 1, as `np.cov`)."""
+def code_covariance(codes: np.ndarray) -> np.ndarray:
+  """Sample covariance [d, d] of codes [n, d] in float64 (ddof 1, as
+  `np.cov`).
+
+  The d x d statistics below subtract numbers of the size of tr C (the
+  Wasserstein correlation is 2 tr C - 2 sum sqrt(lambda)), so they are
+  computed on the host in float64: in float32 that difference loses ~16%
+  of an identity code's score and the determinant of a singular matrix
+  comes out finite.
+  """
+  codes = np.asarray(codes, np.float64)
   chex.assert_rank(codes, 2)
   n = codes.shape[0]
-  centred = codes - jnp.mean(codes, axis=0, keepdims=True)
-  return jnp.matmul(centred.T, centred, precision=_HIGHEST) / max(n - 1, 1)
+  centred = codes - codes.mean(axis=0, keepdims=True)
+  return centred.T @ centred / max(n - 1, 1)
 
 
-def _correlation(cov: jax.Array) -> jax.Array:
+def _correlation(cov: np.ndarray) -> np.ndarray:
   """Correlation matrix of `cov`; a latent with zero variance is uncorrelated
   with everything (its row and column become those of the identity)."""
-  variance = jnp.diag(cov)
+  variance = np.diag(cov)
   positive = variance > 0
-  inv_std = jnp.where(positive, jax.lax.rsqrt(jnp.where(positive, variance,
-                                                         1.0)), 0.0)
+  inv_std = np.where(positive, 1.0 / np.sqrt(np.where(positive, variance,
+                                                        1.0)), 0.0)
   corr = cov * inv_std[:, None] * inv_std[None, :]
-  return jnp.where(jnp.diag(~positive), 1.0, corr)
+  return np.where(np.diag(~positive), 1.0, corr)
 
 
-def gaussian_total_correlation(cov: jax.Array) -> jax.Array:
-  """Total correlation of N(0, cov): KL(N(0, C) || N(0, diag C)).
+def gaussian_total_correlation(cov: np.ndarray) -> float:
+  """Total correlation of N(0, cov): KL(N(0, C) || N(0, diag C)), float64.
 
-  dlib's 0.5 (sum log diag C - log det C), computed as -0.5 log det R of the
-  correlation matrix R (the same value, but without subtracting two large
-  log-determinants).  A constant latent (zero variance) is independent of
-  the others and adds 0 (dlib: NaN from log 0).  Exactly dependent latents
-  make C singular and the total correlation infinite: +inf when the
-  determinant is not positive.
+  dlib's 0.5 (sum log diag C - log det C), computed as -0.5 sum log lambda
+  over the eigenvalues of the correlation matrix R (the same value, without
+  subtracting two large log-determinants).  A constant latent (zero
+  variance) is independent of the others and adds 0 (dlib: NaN from log 0).
+  Linearly dependent latents make C singular and the total correlation
+  infinite: +inf when the smallest eigenvalue of R is below d x float32's
+  epsilon times the largest (`_SINGULAR_TOLERANCE`).
   """
+  cov = np.asarray(cov, np.float64)
   chex.assert_rank(cov, 2)
-  sign, logdet = jnp.linalg.slogdet(_correlation(cov))
-  return jnp.where(sign > 0, -0.5 * logdet, jnp.inf)
+  eigenvalues = np.linalg.eigvalsh(_correlation(cov))
+  if eigenvalues[0] <= len(cov) * _SINGULAR_TOLERANCE * eigenvalues[-1]:
+    return float("inf")
+  return float(-0.5 * np.sum(np.log(eigenvalues)))
 
 
-def gaussian_wasserstein_correlation(cov: jax.Array) -> jax.Array:
-  """Squared 2-Wasserstein distance between N(0, C) and N(0, diag C).
+def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
+  """Squared 2-Wasserstein distance between N(0, C) and N(0, diag C),
+  float64.
 
   W^2 = tr C + tr D - 2 tr (D^1/2 C D^1/2)^1/2 with D = diag C, which is
   dlib's 2 tr C - 2 tr sqrtm(D C): D C is similar to the symmetric PSD
   D^1/2 C D^1/2, so tr sqrtm is the sum of square roots of its eigenvalues
-  (a symmetric eigendecomposition instead of a general matrix square root).
+  (a symmetric eigendecomposition instead of a general matrix square root;
+  rounding below 0 is clipped).
   """
+  cov = np.asarray(cov, np.float64)
   chex.assert_rank(cov, 2)
-  sqrt_diag = jnp.sqrt(jnp.maximum(jnp.diag(cov), 0.0))
+  sqrt_diag = np.sqrt(np.maximum(np.diag(cov), 0.0))
   scaled = cov * sqrt_diag[:, None] * sqrt_diag[None, :]
-  scaled = 0.5 * (scaled + scaled.T)  # exactly symmetric for eigvalsh
-  eigenvalues = jnp.linalg.eigvalsh(scaled)
-  return 2 * jnp.trace(cov) - 2 * jnp.sum(jnp.sqrt(jnp.maximum(eigenvalues,
-                                                                0.0)))
+  eigenvalues = np.linalg.eigvalsh(0.5 * (scaled + scaled.T))
+  return float(2 * np.trace(cov)
+               - 2 * np.sum(np.sqrt(np.maximum(eigenvalues, 0.0))))
 
 
 def mutual_info_score(codes: jax.Array, num_bins: int = 20) -> jax.Array:
@@ -108,34 +127,48 @@ def mutual_info_score(codes: jax.Array, num_bins: int = 20) -> jax.Array:
   return off_diagonal / max(d * d - d, 1)
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def unsupervised_scores(codes: jax.Array,
-                        num_bins: int = 20) -> dict[str, jax.Array]:
-  """All unsupervised scores of one member's codes [n, d] (scalars).
+def gaussian_scores(codes: np.ndarray) -> dict[str, float]:
+  """The covariance-based scores of one member's codes [n, d], in float64.
 
-  Codes with NaN/inf (a diverged member) give NaN scores.  The Wasserstein
-  norm of codes without any variance (tr C = 0) is 0, not 0/0.
+  Codes with NaN/inf (a diverged member) give NaN.  The Wasserstein norm of
+  codes without any variance (tr C = 0) is 0, not 0/0.
   """
-  chex.assert_rank(codes, 2)
-  finite = jnp.all(jnp.isfinite(codes))
-  safe = jnp.where(finite, codes, 0.0)
-  cov = code_covariance(safe)
-  trace = jnp.trace(cov)
+  names = ("gaussian_total_correlation", "gaussian_wasserstein_correlation",
+           "gaussian_wasserstein_correlation_norm")
+  if not np.all(np.isfinite(codes)):
+    return dict.fromkeys(names, float("nan"))
+  cov = code_covariance(codes)
+  trace = float(np.trace(cov))
   wasserstein = gaussian_wasserstein_correlation(cov)
-  scores = {
-      "gaussian_total_correlation": gaussian_total_correlation(cov),
-      "gaussian_wasserstein_correlation": wasserstein,
-      "gaussian_wasserstein_correlation_norm": jnp.where(
-          trace > 0, wasserstein / jnp.where(trace > 0, trace, 1.0), 0.0),
-      "mutual_info_score": mutual_info_score(safe, num_bins),
-  }
-  return {k: jnp.where(finite, v, jnp.nan) for k, v in scores.items()}
+  return dict(zip(names, (gaussian_total_correlation(cov), wasserstein,
+                          wasserstein / trace if trace > 0 else 0.0)))
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _score_members(codes: jax.Array, num_bins: int) -> dict[str, jax.Array]:
-  """`unsupervised_scores` of every member, codes [members, n, d]."""
-  return jax.vmap(lambda c: unsupervised_scores(c, num_bins))(codes)
+def _mutual_info_of_members(codes: jax.Array, num_bins: int) -> jax.Array:
+  """`mutual_info_score` of every member, codes [members, n, d]; NaN for a
+  member whose codes are not all finite."""
+
+  def one(member_codes):
+    finite = jnp.all(jnp.isfinite(member_codes))
+    safe = jnp.where(finite, member_codes, 0.0)
+    return jnp.where(finite, mutual_info_score(safe, num_bins), jnp.nan)
+
+  return jax.vmap(one)(codes)
+
+
+def unsupervised_scores(codes: np.ndarray,
+                        num_bins: int = 20) -> dict[str, np.ndarray]:
+  """All unsupervised scores of every member, codes [members, n, d] ->
+  {name: [members]}: the Gaussian ones in float64 on the host, the
+  mutual information score vmapped in JAX."""
+  chex.assert_rank(codes, 3)
+  per_member = [gaussian_scores(member) for member in np.asarray(codes)]
+  scores = {name: np.array([s[name] for s in per_member])
+            for name in per_member[0]}
+  scores["mutual_info_score"] = np.asarray(
+      _mutual_info_of_members(jnp.asarray(codes), num_bins), np.float64)
+  return scores
 
 
 @METRICS.register("unsupervised")
@@ -170,7 +203,7 @@ class Unsupervised(Metric):
     """
     _, codes = sample_codes(dataset, representation_fn, rng, self.num_train,
                             self.batch_size, "unsupervised")
-    scores = _score_members(codes, self.num_bins)
+    scores = unsupervised_scores(np.asarray(codes), self.num_bins)
     for value in scores.values():
       chex.assert_shape(value, (codes.shape[0],))
-    return {name: np.asarray(value) for name, value in scores.items()}
+    return scores
