@@ -289,6 +289,20 @@ def test_roc_auc_with_ties_matches_sklearn():
   assert not valid
 
 
+@pytest.mark.parametrize("num_positive", [3_096, 10_244, 15_929])
+def test_roc_auc_exact_for_ties_and_perfect_separation(num_positive):
+  # 20,000 points: float32 rank sums gave 0.49999976 for all-tied scores
+  # and 0.99999988 / 1.00000012 for a perfect separation at these counts;
+  # the doubled integer ranks are exact.
+  targets = np.random.default_rng(0).permutation(20_000) < num_positive
+  auc, _ = modularity_lib.roc_auc(targets, np.zeros(20_000, np.float32))
+  assert float(auc) == 0.5
+  auc, _ = modularity_lib.roc_auc(targets, targets.astype(np.float32))
+  assert float(auc) == 1.0
+  auc, _ = modularity_lib.roc_auc(targets, (~targets).astype(np.float32))
+  assert float(auc) == 0.0
+
+
 def test_macro_roc_auc_matches_dlib_binarizer():
   rng = np.random.default_rng(10)
   labels = rng.integers(0, 4, 200)

@@ -95,22 +95,29 @@ def roc_auc(targets: jax.Array, scores: jax.Array
 
   Rank-based (Mann-Whitney): tied scores get their average rank, i.e. a tied
   positive/negative pair counts 1/2, which equals sklearn's `roc_auc_score`.
-  Returns (auc, valid); valid is False (and auc 0.5) unless both classes
-  occur, where sklearn raises.
+  Ranks are kept doubled, as integers, so the rank sums are exact (a
+  float32 rank sum gave 0.49996 for all-tied scores); the one division at
+  the end makes all-tied scores exactly 0.5 and a perfect separation
+  exactly 1.  Returns (auc, valid); valid is False (and auc 0.5) unless
+  both classes occur, where sklearn raises.
   """
   chex.assert_rank([targets, scores], 1)
   chex.assert_equal_shape([targets, scores])
   n = scores.shape[0]
+  if n * (n + 1) >= 2 ** 31:  # the doubled rank sum must fit in int32
+    raise ValueError(f"roc_auc: {n} points; at most 46,340 fit int32 ranks")
   ordered = jnp.sort(scores)
   below = jnp.searchsorted(ordered, scores, side="left")
   at_or_below = jnp.searchsorted(ordered, scores, side="right")
-  ranks = (below + at_or_below + 1).astype(jnp.float32) / 2  # 1-based
-  positive = targets.astype(jnp.float32)
+  doubled_ranks = (below + at_or_below + 1).astype(jnp.int32)  # 2 x 1-based
+  positive = targets.astype(jnp.int32)
   num_positive = jnp.sum(positive)
   num_negative = n - num_positive
   valid = (num_positive > 0) & (num_negative > 0)
-  mean_rank = jnp.sum(ranks * positive) / jnp.maximum(num_positive, 1)
-  auc = (mean_rank - (num_positive + 1) / 2) / jnp.maximum(num_negative, 1)
+  # 2 U = sum of doubled positive ranks - P (P + 1); AUC = 2 U / (2 P N).
+  doubled_u = jnp.sum(doubled_ranks * positive) - num_positive * (
+      num_positive + 1)
+  auc = doubled_u / jnp.maximum(2 * num_positive * num_negative, 1)
   return jnp.where(valid, auc, 0.5), valid
 
 
