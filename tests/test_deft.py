@@ -228,6 +228,21 @@ def test_fractional_model_settings_are_checked():
     build(config)
 
 
+def test_gradient_scaling_refuses_sub_encoders_cut_by_stages():
+  # 20 latents, 5 sub-encoders of 4, 4 stages of 5: stage 0 would keep
+  # latents 0-4, a sub-encoder and a quarter.
+  with pytest.raises(ValueError, match="5 sub-encoders .* do not split "
+                     "into 4 stages .* a multiple of 4"):
+    make_objective({"name": "deft", "pressures": (50.0, 20.0, 5.0, 1.0)},
+                   dataset_size=100, num_latents=20, encoder_groups=5)
+  # Whole sub-encoders per stage (8 of 2 latents, 4 stages) are fine.
+  objective = make_objective({"name": "deft",
+                              "pressures": (50.0, 20.0, 5.0, 1.0)},
+                             dataset_size=100, num_latents=16,
+                             encoder_groups=8)
+  assert objective.name == "deft"
+
+
 def test_deft_tc_stages_the_mutual_information_weight():
   objective = make_objective(
       {"name": "deft", "base": "beta_tcvae", "staged": "alpha",

@@ -196,6 +196,14 @@ def deft(base: str = DEFAULT_BASE, staged: str = "beta",
         f"sub-encoders, so it needs config.model.encoder='fractional' with "
         f"num_groups={num_groups} (one per stage); the model has "
         f"{'no groups' if encoder_groups is None else encoder_groups}")
+  if (scaling == "gradient" and encoder_groups is not None
+      and encoder_groups % num_groups):
+    raise ValueError(
+        f"the fractional encoder's {encoder_groups} sub-encoders "
+        f"(config.model.num_groups) do not split into {num_groups} stages "
+        f"(config.objective.pressures): stage g gates latents "
+        f"{num_latents // num_groups} g.. of {num_latents}, which would cut "
+        f"a sub-encoder; use num_groups = a multiple of {num_groups}")
   gammas = hyperparameter_grid("gamma", gamma, non_negative=True)
   if max(gammas) > 1.0:
     raise ValueError(f"config.objective.gamma={gammas}; must be in [0, 1]")
