@@ -254,8 +254,8 @@ def test_deft_tc_stages_the_mutual_information_weight():
 
 
 def test_update_scaling_gives_old_groups_gamma_times_the_adam_update():
-  """scaling='update' (arXiv Algorithm 1: old encoders at gamma x the
-  learning rate): one Adam step from the same state moves group 0 (old at
+  """scaling='update' (the journal's stages, old encoders at gamma x the
+  learning rate as the arXiv paper says): one Adam step from the same state moves group 0 (old at
   stage 1) by exactly gamma x what 'gradient' scaling with gamma 1 moves
   it, the others and the decoder identically; under 'gradient' scaling the
   first Adam step of a fresh optimiser is scale-free, so gamma would not
@@ -291,6 +291,30 @@ def test_update_scaling_gives_old_groups_gamma_times_the_adam_update():
     assert 0.95 < ratio <= 1.0, ratio
   jax.tree.map(np.testing.assert_array_equal, by_update["decoder"],
                unscaled["decoder"])
+
+
+def test_arxiv_algorithm1_scales_every_inactive_sub_encoder_and_gates_none():
+  """arXiv Algorithm 1 as printed: all groups feed the decoder from step 0,
+  and in stage j every sub-encoder i != j (older and newer) moves by gamma
+  x its update; sub-encoder j and the decoder by 1 x."""
+  model, params = fractional_vae()
+  objective = make_objective(
+      {"name": "deft", "pressures": (50.0, 20.0, 1.0), "stage_steps": 10,
+       "scaling": "arxiv_algorithm1"}, dataset_size=100,
+      num_latents=GROUPS * PER_GROUP, encoder_groups=GROUPS)
+  hparams, gamma = stage_1_hparams(0.25), 0.25
+  for step in (0, 13, 25):
+    gate = objective.control.for_step(hparams, jnp.int32(step), None)
+    np.testing.assert_array_equal(gate.keep, 1.0)
+    np.testing.assert_array_equal(gate.grad_scale, 1.0)
+  updates = jax.tree.map(jnp.ones_like, params)
+  scaled = objective.update_transform(updates, hparams, jnp.int32(13), model)
+  for leaf in jax.tree.leaves(scaled["encoder"]["groups"]):
+    np.testing.assert_array_equal(leaf[0], gamma)  # older
+    np.testing.assert_array_equal(leaf[1], 1.0)    # active (stage 1)
+    np.testing.assert_array_equal(leaf[2], gamma)  # newer
+  jax.tree.map(np.testing.assert_array_equal, scaled["decoder"],
+               updates["decoder"])
 
 
 def test_update_scaling_needs_the_fractional_encoder():

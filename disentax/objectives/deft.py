@@ -21,16 +21,25 @@ model (`models.vae.LatentGate`), so the whole multi-stage run is one
 compiled program, and the pressures and gamma are per-member hyperparameters
 (a grid of pressure sequences and gammas trains as one program).
 
-Where gamma acts (`scaling`): 'gradient' (default; the journal and
-dlib-deft) scales the gradient flowing into old groups' outputs.  Adam
-normalises each parameter's update by its running gradient RMS, so that
-factor shrinks an old group's updates only until the second-moment estimate
-adapts, a few hundred steps after the stage switch (BUILD_NOTES).  'update'
-is the arXiv formulation (Algorithm 1: old encoders learn at gamma x the
-learning rate): the optimiser's updates of old groups' parameters are scaled
-by gamma, which Adam cannot undo; it needs a model whose encoder has one
-parameter group per stage (the fractional encoder's stacked sub-encoders),
-and the model scales them (`scale_parameter_groups`).
+Where gamma acts (`scaling`):
+
+  'gradient' (default; the journal and dlib-deft) scales the gradient
+    flowing into old groups' outputs.  Adam normalises each parameter's
+    update by its running gradient RMS, so that factor shrinks an old
+    group's updates only until the second-moment estimate adapts, a few
+    hundred steps after the stage switch (BUILD_NOTES).
+  'update' keeps the journal's stages (future groups output zeros) but
+    scales the optimiser's updates of old groups' parameters by gamma, the
+    arXiv paper's "old encoders learn at gamma x the learning rate", which
+    Adam cannot undo.  It is not the arXiv Algorithm 1 as printed (next).
+  'arxiv_algorithm1' is arXiv Algorithm 1 as printed: every group encodes
+    and feeds the decoder from the first step (no gate), and in stage j
+    the updates of every sub-encoder but j, older and newer ones alike, are
+    scaled by gamma; the decoder and sub-encoder j learn at the full rate.
+
+The two update-scaling modes need a model whose encoder has one parameter
+group per stage (the fractional encoder's stacked sub-encoders), and the
+model scales them (`scale_parameter_groups`).
 
 DEFT steers the model (its stage gate) and trains on uniform batches, so its
 base must be a plain objective: one without a model control or a batch
@@ -52,7 +61,9 @@ from disentax.objectives import OBJECTIVES
 from disentax.objectives.base import (AuxState, Objective, StagedControl,
                                       hyperparameter_grid, sequence_grid)
 
-SCALINGS = ("gradient", "update")
+SCALINGS = ("gradient", "update", "arxiv_algorithm1")
+# Scalings that act on the optimiser updates of the encoder's groups.
+UPDATE_SCALINGS = ("update", "arxiv_algorithm1")
 # The base of plain DEFT; methods around another base are named deft_<base>.
 DEFAULT_BASE = "beta_vae"
 
@@ -92,12 +103,20 @@ def deft_gate(stage: jax.Array, gamma: jax.Array, num_latents: int,
   return LatentGate(keep, grad_scale)
 
 
-def scale_old_group_updates(updates: Any, stage: jax.Array, gamma: jax.Array,
-                            model: LatentVariableModel) -> Any:
-  """Multiplies the updates of the model's parameter groups < stage by
-  gamma, the others by 1."""
-  old = jnp.arange(model.parameter_groups) < stage
-  return model.scale_parameter_groups(updates, jnp.where(old, gamma, 1.0))
+def scale_group_updates(updates: Any, stage: jax.Array, gamma: jax.Array,
+                        model: LatentVariableModel, *,
+                        newer_too: bool = False) -> Any:
+  """Multiplies the updates of the model's parameter groups < stage (and
+  > stage with `newer_too`) by gamma, the others by 1."""
+  groups = jnp.arange(model.parameter_groups)
+  scaled = (groups != stage) if newer_too else (groups < stage)
+  return model.scale_parameter_groups(updates, jnp.where(scaled, gamma, 1.0))
+
+
+def ungated(num_latents: int) -> LatentGate:
+  """Every latent kept, no gradient scaled (arXiv Algorithm 1's forward)."""
+  return LatentGate(jnp.ones(num_latents, jnp.float32),
+                    jnp.ones(num_latents, jnp.float32))
 
 
 def check_plain_base(base: str, objective: Objective) -> None:
@@ -154,7 +173,7 @@ def deft(base: str = DEFAULT_BASE, staged: str = "beta",
   `pressures`: one pressure per stage (G = len), or a grid of such
   sequences; `stage_steps`: steps per stage, or one length per stage (the
   last runs to the end of training); `gamma` in [0, 1]: the old groups'
-  gradient factor, one value or a grid; `scaling`: 'gradient' or 'update'
+  gradient factor, one value or a grid; `scaling`: one of SCALINGS
   (module docstring).  The model's num_latents must be a multiple of G.
   Defaults: dlib-deft's dSprites launch (70, 30, 12, 1; 15,000 steps per
   stage; gamma 0.1).  The run's context (dataset_size, ...) is passed on
@@ -190,9 +209,9 @@ def deft(base: str = DEFAULT_BASE, staged: str = "beta",
   if scaling not in SCALINGS:
     raise ValueError(f"config.objective.scaling={scaling!r}; allowed: "
                      f"{SCALINGS}")
-  if scaling == "update" and encoder_groups != num_groups:
+  if scaling in UPDATE_SCALINGS and encoder_groups != num_groups:
     raise ValueError(
-        f"config.objective.scaling='update' scales the fractional encoder's "
+        f"config.objective.scaling={scaling!r} scales the fractional encoder's "
         f"sub-encoders, so it needs config.model.encoder='fractional' with "
         f"num_groups={num_groups} (one per stage); the model has "
         f"{'no groups' if encoder_groups is None else encoder_groups}")
@@ -214,13 +233,16 @@ def deft(base: str = DEFAULT_BASE, staged: str = "beta",
 
   def control(hparams, step, key=None):
     del key
+    if scaling == "arxiv_algorithm1":
+      return ungated(num_latents)
     gamma = hparams["gamma"] if scaling == "gradient" else 1.0
     return deft_gate(deft_stage(step, boundaries), gamma, num_latents,
                      num_groups)
 
   def scale_updates(updates, hparams, step, model):
-    return scale_old_group_updates(updates, deft_stage(step, boundaries),
-                                   hparams["gamma"], model)
+    return scale_group_updates(updates, deft_stage(step, boundaries),
+                               hparams["gamma"], model,
+                               newer_too=scaling == "arxiv_algorithm1")
 
   common = dict(base=base_objective, staged=staged, boundaries=boundaries)
   aux = None
@@ -238,4 +260,4 @@ def deft(base: str = DEFAULT_BASE, staged: str = "beta",
           for_step=control,
           representations=lambda hparams, step: {"": control(hparams, step)},
           stage=functools.partial(deft_stage, boundaries=boundaries)),
-      update_transform=scale_updates if scaling == "update" else None)
+      update_transform=scale_updates if scaling in UPDATE_SCALINGS else None)
