@@ -32,7 +32,10 @@ def get_config(preset: str | None = None):
   config.model = {"name": "devae", "num_latents": 10, "num_layers": 3,
                   "encoder_kernel_sizes": (4, 4, 2, 2)}
   config.objective = {"name": "devae", "betas": (1.0, 10.0, 40.0),  # 3.1
-                      "scale": (1.0,)}                               # s = 1
+                      "scale": (1.0,),                               # s = 1
+                      # Algorithm 1 samples one layer per step; 'summed'
+                      # is the authors' code (every layer, weighted s^i).
+                      "layers": "sampled"}
   if preset in ("cpu", "tiny"):
     return config
   config.num_seeds = 10

@@ -100,6 +100,41 @@ def test_loss_uses_the_beta_of_the_decoded_layer():
   np.testing.assert_allclose(loss, 16 * np.log(2) + 40 * 1.5, rtol=1e-6)
 
 
+def test_summed_layers_loss_is_the_weighted_sum_of_each_layer_loss():
+  """layers='summed' (the authors' code): one forward runs every layer on
+  the same encoding, and the loss is sum_i s^i L_i of the per-layer
+  losses the sampled form computes for that layer."""
+  model = make_model({"name": "devae", "num_latents": 3, "num_layers": 3},
+                     (16, 16, 1))
+  x = jax.random.uniform(jax.random.key(2), (2, 16, 16, 1))
+  params = model.init(jax.random.key(0), x, jax.random.key(1))["params"]
+  params = {**params, "w1": 0.3 * jnp.ones((2, 3)),
+            "w2": -0.2 * jnp.ones((2, 3))}
+  hparams = {"betas": jnp.array([1.0, 10.0, 40.0]), "scale": 2.0}
+  summed = make_objective({"name": "devae", "layers": "summed"},
+                          latent_layers=3)
+  sampled = make_objective({"name": "devae"}, latent_layers=3)
+  control = summed.control.for_step(hparams, 0, jax.random.key(4))
+  np.testing.assert_array_equal(control, [0, 1, 2])
+  output = model.apply({"params": params}, x, jax.random.key(3), control)
+  assert output.mean.shape == (3, 2, 3)
+  assert output.logits.shape == (3, 2, 16, 16, 1)
+  loss, metrics = summed.loss(output, x, hparams, 0)
+  expected, kls = 0.0, []
+  for i in range(3):
+    layer = jax.tree.map(lambda field: field[i], output)
+    single = model.apply({"params": params}, x, jax.random.key(9),
+                         jnp.int32(i))
+    np.testing.assert_allclose(layer.mean, single.mean, rtol=1e-6)
+    layer_loss, layer_metrics = sampled.loss(layer, x, hparams, 0)
+    expected += 2.0 ** i * layer_loss
+    kls.append(layer_metrics["kl"])
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  np.testing.assert_allclose(metrics["kl"], np.mean(kls), rtol=1e-6)
+  with pytest.raises(ValueError, match="layers='all'; allowed"):
+    make_objective({"name": "devae", "layers": "all"}, latent_layers=3)
+
+
 def test_devae_settings_are_checked():
   with pytest.raises(ValueError, match="2 values per member but the model "
                      "has 3 latent layers"):

@@ -11,7 +11,10 @@ so every layer's mean representation is the same code up to a per-latent
 positive factor (disentanglement cannot differ between layers).  One shared
 decoder takes [z_i, v_i], v_i a learned embedding of the layer.  Which layer
 is decoded is the model's `control` (an int scalar, chosen per minibatch by
-the `devae` objective); without one, layer 0.
+the `devae` objective); without one, layer 0.  A control of layer indices
+[K] runs every listed layer on the same encoding (the authors' code, which
+sums the layers' losses every step): the output's fields gain a leading
+layer axis.
 
 Our choices (BUILD_NOTES): Algorithm 1 adds w2 to the log-variance while
 eq. 5 scales sigma by exp(w2); we follow eq. 5 (same family, w2 halved).
@@ -49,10 +52,10 @@ def layer_posterior(mean0: jax.Array, logvar0: jax.Array, w1: jax.Array,
 
 
 def layer_index(control: ModelControl) -> jax.Array:
-  """The latent layer a control selects: an int scalar; layer 0 without
-  one."""
+  """The latent layer(s) a control selects: an int scalar, or [K] layer
+  indices; layer 0 without one."""
   layer = jnp.asarray(0 if control is None else control, jnp.int32)
-  chex.assert_shape(layer, ())
+  chex.assert_rank(layer, {0, 1})
   return layer
 
 
@@ -92,10 +95,20 @@ class DeVAE(LatentVariableModel):
   def __call__(self, x: jax.Array, rng: jax.Array,
                control: ModelControl = None) -> VAEOutput:
     layer = layer_index(control)
-    mean, logvar = self.encode(x, layer)
-    z = mean + jnp.exp(0.5 * logvar) * reparameterisation_noise(
-        rng, mean.shape, mean.dtype)
-    return VAEOutput(mean, logvar, z, self.decode(z, layer), layer)
+    mean0, logvar0 = self.encoder(x)
+
+    def one_layer(layer, rng):
+      mean, logvar = layer_posterior(mean0, logvar0, self.w1, self.w2, layer)
+      z = mean + jnp.exp(0.5 * logvar) * reparameterisation_noise(
+          rng, mean.shape, mean.dtype)
+      return VAEOutput(mean, logvar, z, self.decode(z, layer), layer)
+
+    if layer.ndim == 0:
+      return one_layer(layer, rng)
+    # Every listed layer (a handful), each with its own noise, stacked.
+    keys = jax.random.split(rng, layer.shape[0])
+    outputs = [one_layer(layer[i], keys[i]) for i in range(layer.shape[0])]
+    return jax.tree.map(lambda *fields: jnp.stack(fields), *outputs)
 
 
 @MODELS.register("devae")
