@@ -192,7 +192,7 @@ def run_report(workdirs: Sequence[str], out: str, *, metric: str = "mig",
 
     drawn = write_figures(runs, os.path.join(out, FIGURES_DIR),
                           metric=metric, threshold=threshold, step=step,
-                          note=keep_note)
+                          note=keep_note, seed=seed)
     paths += drawn
     lines = [f"- ![{os.path.basename(p)}]"
              f"({os.path.relpath(p, out).replace(os.sep, '/')})"
