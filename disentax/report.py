@@ -1,10 +1,12 @@
 """The report CLI: failure-rate tables and figures over evaluated runs.
 
   python -m disentax.report --workdirs=runs/a,runs/b [--sweep_root=runs] \
-      --metric=mig --threshold=0.1 [--out=DIR] [--step=N] [--nofigures]
+      --metric=mig --threshold=0.1 [--out=DIR] [--step=N] [--nofigures] \
+      [--bootstrap_seed=0]
 
 writes OUT/report.md (printed too), report.csv and report.tex (Table 4
-layout), report_groups.csv (per group) and OUT/figures/*.png
+layout), report_groups.csv (per group), report_comparisons.csv / .tex (the
+groups compared pairwise) and OUT/figures/*.png
 (`disentax.reporting.report.run_report`), then lists the files on stderr.
 A bad call fails with one line, `error: ...`, before anything is written.
 """
@@ -35,6 +37,9 @@ _OUT = flags.DEFINE_string(
 _STEP = flags.DEFINE_integer(
     "step", None, "Use the rows of this checkpoint step (default: each "
     "seed's latest evaluated step).")
+_BOOTSTRAP_SEED = flags.DEFINE_integer(
+    "bootstrap_seed", 0, "Seed of the medians' bootstrap 95% intervals (the "
+    "same seed gives the same report).")
 _FIGURES = flags.DEFINE_bool(
     "figures", True, "Draw the figures into OUT/figures/ (--nofigures: "
     "tables only).")
@@ -48,7 +53,8 @@ def main(argv: Sequence[str]) -> None:
     out = _OUT.value or default_out(_WORKDIRS.value, _SWEEP_ROOT.value)
     markdown, paths = run_report(
         workdirs, out, metric=_METRIC.value, threshold=_THRESHOLD.value,
-        step=_STEP.value, figures=_FIGURES.value)
+        step=_STEP.value, figures=_FIGURES.value,
+        seed=_BOOTSTRAP_SEED.value)
   except (OSError, ValueError) as e:
     raise SystemExit(f"error: {e}") from None
   print(markdown, end="")

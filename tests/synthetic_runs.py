@@ -133,6 +133,7 @@ def png_size(path):
 
 EXPECTED_FIGURES = {
     **{f"{m}_distribution.png": (600, 350) for m in METRICS},
+    "mig_failure_rate.png": (600, 350),
     "bvae_nmi_over_training.png": (1600, 600),
     "bvae_nmi_matrix.png": (625, 400),
     "deft_nmi_over_training.png": (1600, 600),

@@ -45,6 +45,10 @@ def test_train_evaluate_report_end_to_end(tmp_path):
   assert "failure = MIG < 0.1" in evaluated.stdout
   assert "| beta_vae | dsprites | beta=1 | 3 |" in evaluated.stdout
   assert "| beta_vae | dsprites | beta=4 | 3 |" in evaluated.stdout
+  # The table has the failure rates' intervals; the two betas are compared.
+  assert "| failure % | 95% CI |" in evaluated.stdout
+  assert ("| dsprites | beta_vae (beta=1) | beta_vae (beta=4) |"
+          in evaluated.stdout)
 
   reported = run_module("disentax.report", f"--workdirs={workdir}",
                         "--threshold=0.5")

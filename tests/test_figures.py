@@ -10,12 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+from matplotlib.container import BarContainer
 
 from disentax import results
-from disentax.reporting import figures
+from disentax.reporting import figures, statistics, tables
 from tests.conftest import REPO
 from tests.synthetic_runs import (DEFT_MIG, DEFT_STAGES, EXPECTED_FIGURES,
-                                  FACTORS, png_size)
+                                  FACTORS, make_row, png_size)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,45 @@ def test_metric_distributions_two_datasets(drawn, tmp_path):
   assert png_size(path) == (250 + 2 * 350, 350)
   with pytest.raises(ValueError, match="no results row reports 'sap'"):
     figures.metric_distributions(rows, "sap", str(tmp_path / "sap.png"))
+
+
+def test_failure_rate_figure_draws_wilson_intervals():
+  rows = ([make_row(s, 0.05 if s < 3 else 0.5, beta=1.0) for s in range(10)]
+          + [make_row(s, 0.05 if s < 8 else 0.5, beta=4.0) for s in range(10)]
+          + [make_row(s, None, beta=16.0, status="non_finite")
+             for s in range(2)])
+  table = tables.failure_rate_table(rows, "mig", 0.1)
+  fig = figures.failure_rate_figure(table, "mig", 0.1)
+  ax = fig.axes[0]
+  # One bar per scored group (beta=16 scored nothing: no bar).
+  [bars] = [c for c in ax.containers if isinstance(c, BarContainer)]
+  assert [p.get_width() for p in bars] == pytest.approx([30.0, 80.0])
+  assert [p.get_y() + p.get_height() / 2 for p in bars] == [0, 1]
+  # Wilson 3/10 and 8/10 (statsmodels' proportion_confint, in %).
+  segments = bars.errorbar.lines[2][0].get_segments()
+  np.testing.assert_allclose(
+      [(s[0][0], s[1][0]) for s in segments],
+      [(10.779126740630104, 60.32218525388546),
+       (49.01624715366418, 94.33178485456247)], atol=1e-9)
+  texts = [t.get_text() for t in ax.texts]
+  assert texts == ["3/10", "8/10", "0/0, 2 non-finite"]
+  assert [t.get_text() for t in ax.get_yticklabels()] == [
+      "beta_vae\nbeta=1", "beta_vae\nbeta=4", "beta_vae\nbeta=16"]
+
+
+def test_metric_distribution_marks_the_median_interval(drawn):
+  rows = results.load_rows(drawn[0])
+  fig = figures.metric_distribution_figure(rows, "mig", seed=3)
+  [ax] = fig.axes
+  segments = [c.get_segments()[0] for c in ax.collections
+              if c.get_gid() == "median_ci"]
+  assert len(segments) == 2
+  # beta_vae (y 0): 0.05, 0.25, 0.30; deft (y 1): 0.35, 0.08.
+  for (start, end), (y, values) in zip(
+      segments, ((0, [0.05, 0.25, 0.30]), (1, [0.35, 0.08]))):
+    interval = statistics.bootstrap_median_interval(values, 3)
+    assert (start[0], end[0]) == pytest.approx(interval)
+    assert start[1] == end[1] == y
 
 
 def test_nmi_top2_known_values():

@@ -107,7 +107,8 @@ def test_all_non_finite_group():
   assert entry["n_scored"] == 0 and entry["failure_rate"] is None
   assert entry["mean"] is None and entry["non_finite_seeds"] == [0, 1]
   text = render.format_markdown([entry], "mig", 0.1)
-  assert "| 0/0 | n/a | n/a | n/a | n/a | 2 (seeds 0, 1) |" in text
+  assert ("| 0/0 | n/a | n/a | n/a | n/a | n/a | n/a | 2 (seeds 0, 1) |"
+          in text)
 
 
 def test_markdown_contains_threshold_and_values():
@@ -116,11 +117,15 @@ def test_markdown_contains_threshold_and_values():
   assert "failure = MIG < 0.1" in text
   assert "5 seeds in 2 groups, 4 scored, 1 failed, 1 non-finite" in text
   assert ("| method | dataset | hyperparameters | seeds | failed | failure % "
-          "| mean | median | std | non-finite |") in text
-  assert ("| beta_vae | dsprites | beta=4 | 4 | 1/3 | 33.3 | 0.1833 | 0.2000 "
-          "| 0.1027 | 1 (seeds 3) |") in text
-  assert ("| beta_vae | dsprites | beta=16 | 1 | 0/1 | 0.0 | 0.4000 | 0.4000 "
-          "| 0.0000 | 0 |") in text
+          "| 95% CI | mean | median | median 95% CI | std | non-finite |"
+          ) in text
+  # Wilson 1/3: [6.1, 79.2] %; the bootstrap median of 0.05, 0.2, 0.3
+  # spans them all.
+  assert ("| beta_vae | dsprites | beta=4 | 4 | 1/3 | 33.3 | [6.1, 79.2] "
+          "| 0.1833 | 0.2000 | [0.0500, 0.3000] | 0.1027 | 1 (seeds 3) |"
+          ) in text
+  assert ("| beta_vae | dsprites | beta=16 | 1 | 0/1 | 0.0 | [0.0, 79.3] "
+          "| 0.4000 | 0.4000 | n/a | 0.0000 | 0 |") in text
 
 
 def test_format_hparams():
@@ -158,7 +163,8 @@ def test_cli_prints_and_writes_report(tmp_path):
   assert "failure = MIG < 0.1" in result.stdout
   assert "| beta_vae | dsprites | beta=4 | 4 | 1/3 | 33.3 |" in result.stdout
   assert "| beta_vae | dsprites | beta=16 | 2 | 0/2 | 0.0 |" in result.stdout
-  assert "| beta_vae | beta=4 | 33.3 (1/3; 1 non-finite) |" in result.stdout
+  assert ("| beta_vae | beta=4 | 33.3 [6.1, 79.2] (1/3; 1 non-finite) |"
+          in result.stdout)
   out = os.path.join(a, "results")
   with open(os.path.join(out, "report.md")) as f:
     assert f.read() == result.stdout
@@ -169,6 +175,11 @@ def test_cli_prints_and_writes_report(tmp_path):
   assert png_size(os.path.join(out, "figures", "mig_distribution.png")) == (
       600, 350)
   assert "a: no trace.npz" in result.stderr
+  assert "(9999 resamples, seed 0;" in result.stdout
+  seeded = _run_cli(f"--workdirs={a},{b}", "--bootstrap_seed=7",
+                    "--nofigures", f"--out={tmp_path / 'seeded'}")
+  assert seeded.returncode == 0, seeded.stderr
+  assert "(9999 resamples, seed 7;" in seeded.stdout
 
 
 def test_cli_missing_results_fails_clearly(tmp_path):
@@ -196,12 +207,13 @@ def test_pivot_rows_are_methods_columns_datasets():
       ("beta_vae", ["cars3d", "dsprites"]), ("deft", ["cars3d"])]
   text = render.format_pivot_markdown(table, "mig", 0.1)
   assert "| method | hyperparameters | cars3d | dsprites |" in text
-  assert ("| beta_vae | beta=4 | 0.0 (0/2) | 33.3 (1/3; 1 non-finite) |"
-          in text)
-  assert "| deft | beta=4 | 100.0 (3/3) | - |" in text  # not run: "-"
+  assert ("| beta_vae | beta=4 | 0.0 [0.0, 65.8] (0/2) | 33.3 [6.1, 79.2] "
+          "(1/3; 1 non-finite) |" in text)
+  # not run: "-"
+  assert "| deft | beta=4 | 100.0 [43.9, 100.0] (3/3) | - |" in text
   assert "2-4 seeds per cell" in text
   latex = render.format_pivot_latex(table, "mig", 0.1)
-  assert "deft & beta=4 & 100.0 (3/3) & -- \\\\" in latex
+  assert "deft & beta=4 & 100.0 [43.9, 100.0] (3/3) & -- \\\\" in latex
 
 
 def test_pivot_all_non_finite_cell_is_not_hidden():
@@ -219,6 +231,12 @@ def test_latex_escape():
 
 
 # --- The whole report on the synthetic sweep (make_sweep).
+
+# Wilson 95% intervals (%) of failed/scored, from statsmodels'
+# proportion_confint(failed, scored, method="wilson").
+WILSON = {(1, 3): "[6.1, 79.2]", (1, 2): "[9.5, 90.5]", (0, 1): "[0.0, 79.3]",
+          (2, 2): "[34.2, 100.0]"}
+
 
 def _counts(migs, threshold=0.1):
   """(seeds, scored, failed, non-finite seeds) of a seed -> MIG dict."""
@@ -248,20 +266,62 @@ def test_report_markdown_numbers_match_rows(written):
                                 ("deft", "gamma=0.1, pressures=70/30/12/4",
                                  DEFT_MIG)):
     seeds, scored, failed, bad = _counts(migs)
-    cell = (f"{100 * failed / scored:.1f} ({failed}/{scored}; {len(bad)} "
-            f"non-finite)")
+    cell = (f"{100 * failed / scored:.1f} {WILSON[failed, scored]} "
+            f"({failed}/{scored}; {len(bad)} non-finite)")
     assert f"| {method} | {hparams} | {cell} |" in markdown
     assert (f"| {method} | dsprites | {hparams} | {seeds} | "
             f"{failed}/{scored} |") in markdown
     assert f"{method} ({hparams}) on dsprites: seed {bad[0]}" in markdown
-  assert "| beta_vae | beta=4 | 33.3 (1/3; 1 non-finite) |" in markdown
-  assert "| deft | gamma=0.1, pressures=70/30/12/4 | 50.0 (1/2; 1 " in markdown
+  assert ("| beta_vae | beta=4 | 33.3 [6.1, 79.2] (1/3; 1 non-finite) |"
+          in markdown)
+  assert ("| deft | gamma=0.1, pressures=70/30/12/4 | 50.0 [9.5, 90.5] (1/2; "
+          "1 ") in markdown
   assert "a seed fails when MIG < 0.1" in markdown
   assert ("7 seeds in 2 groups, 5 scored, 2 failed, 2 non-finite; 3-4 seeds "
           "per cell.") in markdown
   # The per-group table keeps its statistics (bvae: 0.05, 0.25, 0.30).
-  assert ("| beta_vae | dsprites | beta=4 | 4 | 1/3 | 33.3 | 0.2000 | 0.2500 "
-          "| 0.1080 | 1 (seeds 3) |") in markdown
+  assert ("| beta_vae | dsprites | beta=4 | 4 | 1/3 | 33.3 | [6.1, 79.2] "
+          "| 0.2000 | 0.2500 | [0.0500, 0.3000] | 0.1080 | 1 (seeds 3) |"
+          ) in markdown
+
+
+def test_report_compares_the_groups(written):
+  out, markdown, paths, _ = written
+  # beta_vae 1/3 (MIG 0.05, 0.25, 0.30) vs deft 1/2 (0.35, 0.08): Fisher's
+  # table [[1, 2], [1, 1]] gives p = 1; U = 2 of 6, exact two-sided p =
+  # 2 x 4/10; telling 1/3 from 1/2 takes 136 seeds per group (statsmodels'
+  # NormalIndPower: 135.92).
+  assert ("| dsprites | beta_vae (beta=4) | deft (gamma=0.1, "
+          "pressures=70/30/12/4) | 1/3 | 1/2 | 1 | 1 | 0.2500 | 0.2150 | 0.8 "
+          "| 0.8 | 136 |") in markdown
+  assert "95% intervals: failure % by the Wilson score interval" in markdown
+  assert "(9999 resamples, seed 0;" in markdown
+  with open(os.path.join(out, "report_comparisons.csv")) as f:
+    [pair] = list(csv.DictReader(f))
+  assert (float(pair["fisher_p"]), float(pair["mann_whitney_p"]),
+          float(pair["seeds_needed"])) == (1.0, pytest.approx(0.8), 136.0)
+  tex = _read(out, "report_comparisons.tex")
+  assert ("dsprites & beta\\_vae (beta=4) & deft (gamma=0.1, "
+          "pressures=70/30/12/4) & 1/3 & 1/2 & 1 & 1 & 0.2500 & 0.2150 & 0.8 "
+          "& 0.8 & 136 \\\\") in tex
+  assert {os.path.join(out, n) for n in ("report_comparisons.csv",
+                                         "report_comparisons.tex")} <= set(
+                                             paths)
+
+
+def test_run_summary_has_intervals_and_comparisons(synthetic_sweep, tmp_path):
+  text = report.run_summary(results.load_run(synthetic_sweep[1][0]), "mig",
+                            0.1)
+  assert "| 4 | 1/3 | 33.3 | [6.1, 79.2] | 0.2000 | 0.2500 |" in text
+  assert "95% intervals: failure % by the Wilson score interval" in text
+  assert "Groups compared" not in text  # one group: nothing to compare
+  workdir = write_workdir(str(tmp_path), [
+      make_row(s, 0.05 if s < 2 else 0.3, beta=beta)
+      for beta, seeds in ((1.0, 3), (4.0, 4)) for s in range(seeds)], "two")
+  text = report.run_summary(results.load_run(workdir), "mig", 0.1)
+  assert "Groups compared pairwise on each dataset (1 pair)" in text
+  assert ("| dsprites | beta_vae (beta=1) | beta_vae (beta=4) | 2/3 | 2/4 |"
+          in text)
 
 
 def test_report_markdown_nmi_matrix_and_figures(synthetic_sweep, written):
@@ -303,9 +363,10 @@ def test_report_latex_is_booktabs_table(written):
   for line in ("\\begin{tabular}{llr}", "\\toprule", "\\midrule",
                "\\bottomrule", "\\end{table}",
                "Method & Hyperparameters & dsprites \\\\",
-               "beta\\_vae & beta=4 & 33.3 (1/3; 1 non-finite) \\\\",
-               "deft & gamma=0.1, pressures=70/30/12/4 & 50.0 (1/2; 1 "
-               "non-finite) \\\\"):
+               "beta\\_vae & beta=4 & 33.3 [6.1, 79.2] (1/3; 1 non-finite) "
+               "\\\\",
+               "deft & gamma=0.1, pressures=70/30/12/4 & 50.0 [9.5, 90.5] "
+               "(1/2; 1 non-finite) \\\\"):
     assert line in tex, line
   assert "\\caption{Failure rate (\\%) by MIG: a seed fails when MIG " \
          "\\textless{} 0.1" in tex
@@ -327,7 +388,7 @@ def test_report_at_step(synthetic_sweep, tmp_path):
   markdown, paths = report.run_report(synthetic_sweep[1], str(tmp_path),
                                       step=500, figures=False)
   assert "(at step 500)" in markdown
-  assert "| beta_vae | beta=4 | 0.0 (0/1) |" in markdown
+  assert "| beta_vae | beta=4 | 0.0 [0.0, 79.3] (0/1) |" in markdown
   assert "| deft |" not in markdown  # deft has no row at step 500
   assert not any(p.endswith(".png") for p in paths)
   with pytest.raises(ValueError, match="no results rows at step 7"):
@@ -382,9 +443,12 @@ def test_report_lists_ifp_of_an_annealing_test(tmp_path):
   markdown, _ = report.run_report([workdir], str(tmp_path / "out"),
                                   figures=False)
   assert f"## Information freezing points of {workdir}" in markdown
-  assert "| whole dataset | 2 | 2 | 42.0 |" in markdown
-  assert "| shape | 2 | 1 | 30.0 |" in markdown
-  assert "| annealing_test | factor=1 | 100.0 (2/2) |" in markdown
+  # Two IFPs: the bootstrap medians are 40, 42 and 44, so the interval is
+  # theirs; one IFP has none.
+  assert "| whole dataset | 2 | 2 | 42.0 | [40.0, 44.0] |" in markdown
+  assert "| shape | 2 | 1 | 30.0 | n/a |" in markdown
+  assert "| annealing_test | factor=1 | 100.0 [34.2, 100.0] (2/2) |" in (
+      markdown)
 
 
 def test_empty_results_file_is_an_error(tmp_path):
@@ -403,9 +467,13 @@ def test_metric_summary_medians_and_ranges():
   summary = tables.metric_summary(rows)
   text = render.format_metric_summary(summary)
   # mig over 4 finite seeds: median 0.25, 10% = 0.13, 90% = 0.37 (linear).
-  assert "| m | d | beta=1 | mig | 0.25 | 0.13 | 0.37 | 4/4 |" in text
+  # Its bootstrap interval spans the data: 9999 resamples of 4 values hold
+  # all-low (0.1) and all-high (0.4) medians more than 2.5% of the time each.
+  assert ("| m | d | beta=1 | mig | 0.25 | [0.1, 0.4] | 0.13 | 0.37 | 4/4 |"
+          in text)
   # dci over its 3 finite seeds; the null one is counted, not dropped.
-  assert "| m | d | beta=1 | dci | 0.6 | 0.52 | 0.68 | 3/4 |" in text
+  assert ("| m | d | beta=1 | dci | 0.6 | [0.5, 0.7] | 0.52 | 0.68 | 3/4 |"
+          in text)
   assert [(e["metric"], e["n_finite"], e["n_seeds"]) for e in summary] == [
       ("dci", 3, 4), ("mig", 4, 4)]
   assert summary[1]["median"] == pytest.approx(0.25)

@@ -2,8 +2,10 @@
 Learning 2022): what a failure-rate table alone does not show.
 
   * `metric_distributions`: a metric's distribution over seeds per method
-    (with hyperparameters), one panel per dataset (Fig. 7; Fig. 9 for
-    reconstruction_error);
+    (with hyperparameters), one panel per dataset, the median's bootstrap
+    95% interval marked (Fig. 7; Fig. 9 for reconstruction_error);
+  * `failure_rates`: each group's failure rate with its Wilson 95%
+    interval, one panel per dataset (the failure table as a picture);
   * `mig_per_stage`: MIG at the end of each DEFT stage, over seeds (Fig. 8);
   * `nmi_over_training`: NMI1 / NMI2 per factor over training, and the NMI of
     every latent for the median-MIG seed (Fig. 3: information diffusion);
@@ -34,7 +36,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from disentax.reporting.tables import (finite_value, format_hparams,
+from disentax.reporting.render import metric_label
+from disentax.reporting.statistics import bootstrap_median_interval
+from disentax.reporting.tables import (Entry, failure_rate_table,
+                                       finite_value, format_hparams,
                                        group_rows, hparams_key, ifp_rows,
                                        metric_names, nmi_matrix_means,
                                        quiet_nan_stats, select_rows)
@@ -84,18 +89,46 @@ def _horizontal() -> dict[str, Any]:
           else {"vert": False})
 
 
+def _panel_size(datasets: int, groups: int) -> tuple[float, float]:
+  """Inches of a figure with a panel per dataset and a line per group."""
+  return 2.5 + 3.5 * datasets, max(3.5, 1.5 + 0.5 * groups)
+
+
+def _group_axis(ax: Axes, groups: Sequence[tuple[str, Any]]) -> None:
+  """The y axis of the first panel: one line per (method, hparams_key)
+  group, top down."""
+  ax.set_yticks(range(len(groups)), [_group_label(m, dict(h))
+                                     for m, h in groups], fontsize=8)
+  ax.set_ylim(len(groups) - 0.5, -0.5)
+  ax.set_ylabel("method (hyperparameters)")
+
+
+def _step_title(step: int | None) -> str:
+  return "latest evaluated step" if step is None else f"step {step}"
+
+
 def metric_distributions(rows: Sequence[Row], metric: str, path: str, *,
                          threshold: float | None = None,
-                         step: int | None = None) -> str:
-  """Violins (with every seed as a point and the median marked) of `metric`
-  per method/hyperparameter group, one panel per dataset; DEFT Fig. 7 (and
-  Fig. 9 with reconstruction_error).
+                         step: int | None = None, seed: int = 0) -> str:
+  """`metric_distribution_figure` saved to `path`; returns `path`."""
+  return save(metric_distribution_figure(rows, metric, threshold=threshold,
+                                         step=step, seed=seed), path)
+
+
+def metric_distribution_figure(rows: Sequence[Row], metric: str, *,
+                               threshold: float | None = None,
+                               step: int | None = None, seed: int = 0
+                               ) -> Figure:
+  """Violins (with every seed as a point, the median marked with its
+  bootstrap 95% interval drawn from `seed`) of `metric` per
+  method/hyperparameter group, one panel per dataset; DEFT Fig. 7 (and
+  Fig. 9 with reconstruction_error).  The interval is a horizontal segment
+  with gid "median_ci" (none under two scored seeds).
 
   Seeds are chosen as in the failure table (`step`, or each seed's latest);
   each group's count of scored and non-finite seeds is written beside it, so
   nothing is dropped silently.  `threshold` adds the failure line.  Size:
-  (2.5 + 3.5 x datasets) x max(3.5, 1.5 + 0.5 x groups) inches.  Returns
-  `path`.
+  (2.5 + 3.5 x datasets) x max(3.5, 1.5 + 0.5 x groups) inches.
   """
   selected = [r for r in select_rows(rows, step)
               if metric in (r.get("metrics") or {})]
@@ -114,8 +147,8 @@ def metric_distributions(rows: Sequence[Row], metric: str, path: str, *,
     else:
       finite_values.setdefault(key, []).append(value)
 
-  size = (2.5 + 3.5 * len(datasets), max(3.5, 1.5 + 0.5 * len(groups)))
-  fig, axes = new_figure(size, 1, len(datasets), sharey=True)
+  fig, axes = new_figure(_panel_size(len(datasets), len(groups)), 1,
+                         len(datasets), sharey=True)
   ys = np.arange(len(groups))
   legend: dict[str, Any] = {}  # label -> handle, first drawn
   for ax, dataset in zip(axes[0], datasets):
@@ -138,6 +171,11 @@ def metric_distributions(rows: Sequence[Row], metric: str, path: str, *,
         legend.setdefault("median", ax.scatter(
             [np.median(finite)], [y], marker="|", s=400, color="C3",
             zorder=4))
+        interval = bootstrap_median_interval(finite, seed)
+        if interval is not None:
+          legend.setdefault("median 95% CI", ax.hlines(
+              y, *interval, color="C3", linewidth=3, alpha=0.6, zorder=4,
+              gid="median_ci"))
       text = ("no runs" if n == 0 else f"n={n}"
               + (f", {non_finite} non-finite" if non_finite else ""))
       ax.text(0.99, y + 0.3, text, transform=ax.get_yaxis_transform(),
@@ -149,17 +187,59 @@ def metric_distributions(rows: Sequence[Row], metric: str, path: str, *,
     ax.set_title(dataset)
     ax.set_xlabel(metric)
     ax.grid(axis="x", alpha=0.3)
-  first = axes[0][0]
-  first.set_yticks(ys, [_group_label(m, dict(h)) for m, h in groups],
-                   fontsize=8)
-  first.set_ylim(len(groups) - 0.5, -0.5)
-  first.set_ylabel("method (hyperparameters)")
+  _group_axis(axes[0][0], groups)
   if legend:  # below the panels, clear of the per-group counts
     fig.legend(list(legend.values()), list(legend), loc="outside lower center",
                ncols=len(legend), fontsize=8)
-  where = "latest evaluated step" if step is None else f"step {step}"
-  fig.suptitle(f"{metric} over seeds per method ({where})")
-  return save(fig, path)
+  fig.suptitle(f"{metric} over seeds per method ({_step_title(step)})")
+  return fig
+
+
+def failure_rate_figure(table: Sequence[Entry], metric: str,
+                        threshold: float, step: int | None = None
+                        ) -> Figure:
+  """Horizontal bars of each group's failure % (`tables.failure_rate_table`
+  entries) with its Wilson 95% interval as error bars, one panel per
+  dataset, "failed/scored" (and non-finite seeds) beside each bar; a group
+  that scored nothing has no bar and says so.  Size as
+  `metric_distribution_figure`'s.
+  """
+  if not table:
+    raise ValueError("no failure-table entries to draw")
+  datasets = sorted({e["dataset"] for e in table})
+  groups = sorted({(e["method"], hparams_key(e["hparams"])) for e in table})
+  fig, axes = new_figure(_panel_size(len(datasets), len(groups)), 1,
+                         len(datasets), sharey=True)
+  for ax, dataset in zip(axes[0], datasets):
+    entries = {(e["method"], hparams_key(e["hparams"])): e for e in table
+               if e["dataset"] == dataset}
+    scored = [(y, entries[g]) for y, g in enumerate(groups)
+              if g in entries and entries[g]["n_scored"]]
+    if scored:
+      ys, shown = zip(*scored)
+      rates = np.array([e["failure_rate"] for e in shown])
+      errors = np.abs(np.array([[e["failure_rate_ci_low"] for e in shown],
+                                [e["failure_rate_ci_high"] for e in shown]])
+                      - rates)
+      ax.barh(ys, rates, height=0.6, color="C0", alpha=0.6, xerr=errors,
+              error_kw={"ecolor": "k", "capsize": 4},
+              label="failure % (Wilson 95% CI)")
+    for y, group in enumerate(groups):
+      e = entries.get(group)
+      text = ("no runs" if e is None else f"{e['n_failed']}/{e['n_scored']}"
+              + (f", {e['n_non_finite']} non-finite" if e["n_non_finite"]
+                 else ""))
+      ax.text(0.99, y + 0.3, text, transform=ax.get_yaxis_transform(),
+              ha="right", va="center", fontsize=8,
+              color="C3" if e and e["n_non_finite"] else "0.3")
+    ax.set_xlim(0, 100)
+    ax.set_title(dataset)
+    ax.set_xlabel("failure %")
+    ax.grid(axis="x", alpha=0.3)
+  _group_axis(axes[0][0], groups)
+  fig.suptitle(f"Failure rate ({metric_label(metric)} < {threshold:g}) "
+               f"with Wilson 95% intervals\n({_step_title(step)})")
+  return fig
 
 
 def _boxes(ax: Axes, data: Sequence[Sequence[Sequence[float]]],
@@ -470,12 +550,14 @@ def workdir_tags(workdirs: Sequence[str]) -> list[str]:
 
 def write_figures(runs: Sequence[RunResults], out_dir: str, *, note: Note,
                   metric: str = "mig", threshold: float | None = None,
-                  step: int | None = None) -> list[str]:
+                  step: int | None = None, seed: int = 0) -> list[str]:
   """Every figure the loaded `runs` have inputs for, into `out_dir`; returns
   the paths written.  `note` gets one line per figure skipped and why.
 
   Files: METRIC_distribution.png for every metric in the rows (all runs
-  pooled; the failure threshold drawn on `metric`'s), and per run TAG
+  pooled; the failure threshold drawn on `metric`'s; medians' bootstrap
+  intervals from `seed`), METRIC_failure_rate.png with a `threshold`
+  (`failure_rate_figure`), and per run TAG
   (`workdir_tags` of their workdirs): TAG_nmi_over_training[_GROUP].png and
   TAG_mig_per_stage.png (from its trace), TAG_nmi_matrix.png (from its
   results arrays), TAG_ifp.png (annealing-test rows).
@@ -485,7 +567,13 @@ def write_figures(runs: Sequence[RunResults], out_dir: str, *, note: Note,
   for name in metric_names(select_rows(rows, step)):
     paths.append(metric_distributions(
         rows, name, os.path.join(out_dir, f"{_slug(name)}_distribution.png"),
-        threshold=threshold if name == metric else None, step=step))
+        threshold=threshold if name == metric else None, step=step,
+        seed=seed))
+  if threshold is not None:
+    paths.append(save(failure_rate_figure(
+        failure_rate_table(rows, metric, threshold, step, seed), metric,
+        threshold, step), os.path.join(out_dir,
+                                       f"{_slug(metric)}_failure_rate.png")))
   for run, tag in zip(runs, workdir_tags([run.workdir for run in runs])):
     base = os.path.join(out_dir, tag)
     trace = run.trace

@@ -13,14 +13,20 @@ groups them by (method, dataset, hyperparameters) (`group_rows`).
 
 Two layouts of the same counts:
   * per group (`failure_rate_table`): one entry per (method, dataset,
-    hyperparameters) with mean/median/std;
+    hyperparameters) with mean/median/std, the failure rate's Wilson 95%
+    interval and the median's bootstrap 95% interval;
   * DEFT journal Table 4 (`pivot_by_dataset`): rows = method with its
     hyperparameters, columns = datasets, cell = that group's entry.  (The
     paper puts datasets on the rows; a sweep has more method x hyperparameter
     rows than datasets, so they go down.)
-and further tables: every metric's spread per group (`metric_summary`),
+the groups compared pairwise on each dataset (`comparison_table`), and
+further tables: every metric's spread per group (`metric_summary`),
 group-mean NMI matrices (`nmi_matrix_means`), and information freezing
 points per factor (`ifp_summary`).
+
+Intervals and tests come from `disentax.reporting.statistics`.  Bootstrap
+intervals are seeded (`seed`, default 0; each group's resampling starts
+from it), so a report is the same numbers every time it is made.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from disentax.reporting.statistics import (bootstrap_median_interval,
+                                           fisher_exact_p, holm,
+                                           mann_whitney_p, seeds_needed,
+                                           wilson_interval)
 from disentax.results import STATUSES, Row
 
 Entry = dict[str, Any]  # one line of a table
@@ -127,14 +137,29 @@ def _values(rows: Iterable[Row], metric: str) -> np.ndarray:
                      else float(r["metrics"][metric]) for r in rows])
 
 
-def _spread(values: np.ndarray) -> dict[str, float | None]:
+def _or_none(value: float) -> float | None:
+  """NaN (a statistic that cannot be computed) as None, as tables hold it."""
+  return None if math.isnan(value) else float(value)
+
+
+def _median_interval(values: Sequence[float] | np.ndarray, seed: int
+                     ) -> dict[str, float | None]:
+  """median_ci_low / median_ci_high: the bootstrap 95% interval of the
+  median of the finite `values` (None with fewer than two)."""
+  interval = bootstrap_median_interval(values, seed)
+  low, high = interval if interval is not None else (None, None)
+  return {"median_ci_low": low, "median_ci_high": high}
+
+
+def _spread(values: np.ndarray, seed: int) -> dict[str, float | None]:
   """median, low (10%) and high (90%) of the finite `values` (linear
-  interpolation), each None if there is none."""
+  interpolation), each None if there is none, and the median's bootstrap
+  interval (`_median_interval`)."""
   finite = values[np.isfinite(values)]
-  if not finite.size:
-    return {"median": None, "low": None, "high": None}
-  median, low, high = (float(q) for q in np.quantile(finite, [0.5, 0.1, 0.9]))
-  return {"median": median, "low": low, "high": high}
+  median, low, high = (np.quantile(finite, [0.5, 0.1, 0.9]).tolist()
+                       if finite.size else (None, None, None))
+  return {"median": median, "low": low, "high": high,
+          **_median_interval(finite, seed)}
 
 
 def select_rows(rows: Iterable[Row], step: int | None = None) -> list[Row]:
@@ -177,8 +202,8 @@ def group_rows(rows: Iterable[Row]) -> dict[tuple, list[Row]]:
 
 
 def failure_rate_table(rows: Sequence[Row], metric: str = "mig",
-                       threshold: float = 0.1,
-                       step: int | None = None) -> list[Entry]:
+                       threshold: float = 0.1, step: int | None = None,
+                       seed: int = 0) -> list[Entry]:
   """Per (method, dataset, hparams): how many seeds fail `metric < threshold`.
 
   Each seed counts once: its row at `step`, or (None) its latest step.
@@ -187,9 +212,14 @@ def failure_rate_table(rows: Sequence[Row], metric: str = "mig",
     method, dataset, hparams (dict), n_seeds (rows in the group), n_scored
     (finite metric), n_failed (finite metric < threshold), failure_rate
     (100 * n_failed / n_scored, a percentage; None if nothing was scored),
-    mean / median / std (population, ddof 0) of the finite values (None if
-    none), n_non_finite and non_finite_seeds (status non_finite or metric
-    None/NaN/inf), failed_seeds, steps and config_hashes (for provenance).
+    failure_rate_ci_low / failure_rate_ci_high (its Wilson 95% interval, in
+    percent; None if nothing was scored), mean / median / std (population,
+    ddof 0) of the finite values (None if none), median_ci_low /
+    median_ci_high (the median's percentile bootstrap 95% interval drawn
+    from `seed`; None with fewer than two finite values), scored_values
+    (the finite values, in seed order), n_non_finite and non_finite_seeds
+    (status non_finite or metric None/NaN/inf), failed_seeds, steps and
+    config_hashes (for provenance).
   """
   groups = group_rows(select_rows(rows, step))
   table = []
@@ -210,6 +240,8 @@ def failure_rate_table(rows: Sequence[Row], metric: str = "mig",
       if value < threshold:
         failed_seeds.append(int(row["seed"]))
     n_scored = len(values)
+    low, high = (_or_none(100.0 * bound) for bound in
+                 wilson_interval(len(failed_seeds), n_scored))
     table.append({
         "method": method,
         "dataset": dataset,
@@ -219,9 +251,13 @@ def failure_rate_table(rows: Sequence[Row], metric: str = "mig",
         "n_failed": len(failed_seeds),
         "failure_rate": (100.0 * len(failed_seeds) / n_scored
                          if n_scored else None),
+        "failure_rate_ci_low": low,
+        "failure_rate_ci_high": high,
         "mean": statistics.fmean(values) if values else None,
         "median": statistics.median(values) if values else None,
         "std": statistics.pstdev(values) if values else None,
+        **_median_interval(values, seed),
+        "scored_values": values,
         "n_non_finite": len(non_finite_seeds),
         "non_finite_seeds": non_finite_seeds,
         # seed -> step at which training froze it (a subset of the above)
@@ -249,16 +285,66 @@ def pivot_by_dataset(table: Sequence[Entry]
 
 
 # --------------------------------------------------------------------------
+# Groups compared pairwise on each dataset.
+
+
+def comparison_table(table: Sequence[Entry]) -> list[Entry]:
+  """Every pair of groups of `failure_rate_table` that share a dataset.
+
+  A group is a method with its hyperparameters: a method's failure rate
+  depends on them, so groups are compared as they are (two values of beta
+  of one method are a pair too), never pooled.  Pairs go by dataset
+  (sorted), then in the table's order.  Each entry has dataset, method_a /
+  hparams_a / method_b / hparams_b, n_failed_* / n_scored_*, failure_rate_*
+  (%) and median_* of both groups, and
+    fisher_p: Fisher's exact test of the failure counts;
+    mann_whitney_p: Mann-Whitney U of the scored metric values;
+    fisher_p_holm / mann_whitney_p_holm: Holm-adjusted over every pair of
+      the table (each test its own family);
+    seeds_needed: seeds per group to tell the two observed failure rates
+      apart (alpha 0.05, power 0.8; inf when they are equal);
+  each None where a group scored nothing (seeds_needed) or the test cannot
+  be made (then it is left out of the Holm family).
+  """
+  pairs = []
+  for dataset in sorted({e["dataset"] for e in table}):
+    groups = [e for e in table if e["dataset"] == dataset]
+    for i, a in enumerate(groups):
+      for b in groups[i + 1:]:
+        rates = [e["n_failed"] / e["n_scored"] if e["n_scored"] else None
+                 for e in (a, b)]
+        pairs.append({
+            "dataset": dataset,
+            **{f"{field}_{side}": e[field] for side, e in (("a", a), ("b", b))
+               for field in ("method", "hparams", "n_failed", "n_scored",
+                             "failure_rate", "median")},
+            "fisher_p": _or_none(fisher_exact_p(
+                a["n_failed"], a["n_scored"], b["n_failed"], b["n_scored"])),
+            "mann_whitney_p": _or_none(mann_whitney_p(a["scored_values"],
+                                                      b["scored_values"])),
+            "seeds_needed": (None if None in rates
+                             else float(seeds_needed(*rates))),
+        })
+  for test in ("fisher_p", "mann_whitney_p"):
+    adjusted = holm([math.nan if p[test] is None else p[test] for p in pairs])
+    for pair, value in zip(pairs, adjusted):
+      pair[f"{test}_holm"] = _or_none(value)
+  return pairs
+
+
+# --------------------------------------------------------------------------
 # Further tables: every metric, NMI matrices, information freezing points.
 
 
-def metric_summary(rows: Sequence[Row], step: int | None = None
-                   ) -> list[Entry]:
+def metric_summary(rows: Sequence[Row], step: int | None = None,
+                   seed: int = 0) -> list[Entry]:
   """Every metric of the rows, per (method, dataset, hparams) group (first
   seen first) and metric (sorted): one entry with method, dataset, hparams
   (dict), metric, median / low (10%) / high (90%) over the group's finite
-  values (None without any), n_finite and n_seeds (seeds without a finite
-  value are counted, not dropped)."""
+  values (None without any), median_ci_low / median_ci_high (the median's
+  bootstrap 95% interval from `seed`; None with fewer than two finite
+  values), n_finite and n_seeds (seeds without a finite value are counted,
+  not dropped)."""
   names = metric_names(rows)
   summary = []
   for (method, dataset, hparams), group in group_rows(
@@ -267,7 +353,7 @@ def metric_summary(rows: Sequence[Row], step: int | None = None
       values = _values(group, name)
       summary.append({"method": method, "dataset": dataset,
                       "hparams": dict(hparams), "metric": name,
-                      **_spread(values),
+                      **_spread(values, seed),
                       "n_finite": int(np.isfinite(values).sum()),
                       "n_seeds": len(group)})
   return summary
@@ -308,10 +394,12 @@ def ifp_rows(rows: Iterable[Row]) -> list[Row]:
           and "factor" in r["hparams"]]
 
 
-def ifp_summary(rows: Sequence[Row]) -> list[Entry]:
+def ifp_summary(rows: Sequence[Row], seed: int = 0) -> list[Entry]:
   """Per factor (the annealing test's `factor` hyperparameter, sorted; -1 =
   whole dataset): factor, n_seeds, n_froze (a finite IFP), median / low
-  (10%) / high (90%) of the finite IFPs (None without any), and
+  (10%) / high (90%) of the finite IFPs (None without any), the median's
+  bootstrap interval (median_ci_low / median_ci_high, as in
+  `metric_summary`), and
   change_points: for the whole dataset, the median of each of the
   increment's change points found in some seed (the unsupervised
   variant), in order."""
@@ -329,6 +417,6 @@ def ifp_summary(rows: Sequence[Row]) -> list[Entry]:
         points.append(float(np.nanmedian(found)))
       i += 1
     summary.append({"factor": factor, "n_seeds": int(ifps.size),
-                    "n_froze": int(np.isfinite(ifps).sum()), **_spread(ifps),
-                    "change_points": points})
+                    "n_froze": int(np.isfinite(ifps).sum()),
+                    **_spread(ifps, seed), "change_points": points})
   return summary
