@@ -7,8 +7,9 @@ With no flags it runs the embedded default, the CPU-sized beta-VAE preset, in
 runs/beta_vae_cpu.  Rerunning on the same DIR resumes from its latest
 checkpoint.  The evaluation reads only the checkpoint in DIR (the same code
 as the separate job `python -m disentax.evaluate --workdir=DIR`) and prints
-the failure-rate table; with --noevaluate, run that job yourself (e.g. on
-another machine).
+the failure-rate table; it scores the primary metric (MIG) unless
+--battery=config|full asks for the metric battery too.  With --noevaluate,
+run that job yourself (e.g. on another machine).
 
 Members are split over every device JAX sees (`--config.train.num_devices`
 to choose fewer).  Several processes train one run together with
@@ -25,6 +26,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from disentax import pipeline
+from disentax.evaluation import job
 
 # Relative to the working directory, as every config path (the README runs
 # it from the repository's root).
@@ -39,6 +41,10 @@ _WORKDIR = flags.DEFINE_string("workdir", DEFAULT_WORKDIR, "directory for "
                                "checkpoint)")
 _EVALUATE = flags.DEFINE_bool("evaluate", True, "evaluate the final "
                               "checkpoint and print the failure-rate table")
+_BATTERY = flags.DEFINE_enum(
+    "battery", "none", job.BATTERIES, "metrics scored besides the primary "
+    "one: none (the quick default), the config's eval.battery (config), or "
+    "every registered metric (full)")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "join a multi-process run (jax.distributed; "
     "auto-detected under SLURM)")
@@ -62,7 +68,11 @@ def main(argv):
                                        _PROCESS_ID.value)
   phases = ("train", "evaluate") if _EVALUATE.value else ("train",)
   outcome = pipeline.run(_CONFIG.value, _WORKDIR.value, phases=phases,
-                         distributed=distributed)
+                         distributed=distributed, battery=_BATTERY.value)
+  if outcome.ending == "done" and _BATTERY.value == "none":
+    print(f"metric battery: rerun with --battery=config (this config's) or "
+          f"--battery=full, or python -m disentax.evaluate "
+          f"--workdir={_WORKDIR.value} --battery=config", flush=True)
   sys.exit(outcome.exit_code)
 
 

@@ -49,13 +49,17 @@ def run(config: ml_collections.ConfigDict | None, workdir: str, *,
         phases: Sequence[str] = PHASES,
         distributed: Distributed | None = None,
         on_start: Callable[[], None] | None = None,
-        on_save: trainer.OnSave | None = None) -> Outcome:
+        on_save: trainer.OnSave | None = None,
+        battery: str = "config") -> Outcome:
   """Runs `phases` of one workdir: trains `config` in it (resuming from its
   latest checkpoint) and evaluates the final checkpoint, printing the
   summary.  `config` may be None when only evaluating (the checkpoint holds
   it).  With `distributed`, joins the multi-process runtime first (before
   anything touches a device); `on_start` is called once the runtime is up,
-  before any phase."""
+  before any phase.  `battery` picks the metrics scored besides the
+  primary one (`evaluation.job.BATTERIES`)."""
+  if battery not in job.BATTERIES:
+    raise ValueError(f"battery={battery!r}; allowed: {job.BATTERIES}")
   unknown = sorted(set(phases) - set(PHASES))
   if unknown or not phases:
     raise ValueError(f"phases={tuple(phases)}; allowed: a non-empty subset "
@@ -85,7 +89,7 @@ def run(config: ml_collections.ConfigDict | None, workdir: str, *,
     return Outcome("trained", 0)
   try:
     with preemption.sigterm_interrupts():
-      rows, evaluated_config = job.evaluate(workdir)
+      rows, evaluated_config = job.evaluate(workdir, battery=battery)
   except preemption.Interrupted as stopped:
     print(f"{workdir}: {stopped}; rerun to evaluate", flush=True)
     return Outcome("interrupted", preemption.PREEMPTED_EXIT)

@@ -188,5 +188,6 @@ def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
         f"{metric} {value:.3f} (member {member}, seed {seed}); latent "
         f"values {-TRAVERSAL_RANGE:g}..{TRAVERSAL_RANGE:g}")
     paths.append(path)
-  print(f"traversals: {directory}/", flush=True)
+  print("latent traversals:\n" + "\n".join(f"  {path}" for path in paths),
+        flush=True)
   return paths
