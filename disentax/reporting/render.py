@@ -10,7 +10,8 @@ and writes to report.md), CSV and LaTeX (booktabs), from the numbers of
     matrices (`format_nmi_matrices`), IFPs per factor (`format_ifp_table`).
 
 Every table says what "failure" meant and how many seeds it counts, and
-lists non-finite seeds apart rather than dropping them.
+lists non-finite seeds apart rather than dropping them; a report over data
+disentax rendered itself carries `procedural_note`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ from disentax.reporting.tables import Entry, format_hparams, pivot_by_dataset
 def metric_label(metric: str) -> str:
   """Acronym metrics read better upper-case ("MIG < 0.1"); long names stay."""
   return metric.upper() if len(metric) <= 4 else metric
+
+
+def procedural_note(datasets: Sequence[str]) -> str:
+  """The line heading every table over `datasets` that disentax rendered
+  itself (`GroundTruthDataset.procedural`): their numbers measure the
+  method on a stand-in, not on the published files."""
+  return (f"Note: procedural data ({', '.join(datasets)}): rendered by "
+          f"disentax, not read from the original files; not comparable to "
+          f"published numbers on the original files.")
 
 
 # --------------------------------------------------------------------------
@@ -208,10 +218,11 @@ def latex_escape(text: str) -> str:
 
 
 def format_pivot_latex(table: Sequence[Entry], metric: str, threshold: float,
-                       step: int | None = None) -> str:
+                       step: int | None = None, note: str | None = None
+                       ) -> str:
   """The Table 4 layout as a LaTeX `table` with a booktabs `tabular`
   (needs \\usepackage{booktabs}), captioned like the Markdown, non-finite
-  seeds listed under it."""
+  seeds and then `note` (e.g. `procedural_note`) listed under it."""
   datasets, rows = pivot_by_dataset(table)
   lines = [
       "% Failure-rate table (DEFT journal Table 4 layout), written by "
@@ -236,8 +247,10 @@ def format_pivot_latex(table: Sequence[Entry], metric: str, threshold: float,
   notes = _non_finite_notes(table)
   lines += ["    \\bottomrule", "  \\end{tabular}",
             "  \\par\\smallskip\\footnotesize Non-finite seeds (not scored): "
-            + latex_escape("; ".join(notes) if notes else "none") + ".",
-            "\\end{table}"]
+            + latex_escape("; ".join(notes) if notes else "none") + "."]
+  if note:
+    lines.append("  \\par " + latex_escape(note))
+  lines.append("\\end{table}")
   return "\n".join(lines) + "\n"
 
 
