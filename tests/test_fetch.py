@@ -491,6 +491,8 @@ def test_sources_are_well_formed():
 
 
 def test_printed_override_sets_the_dataset_section():
+  assert fetch.config_override("shapes3d", "/d/3dshapes.h5") == (
+      """'--config.dataset={"name": "shapes3d_h5", "path": "/d/3dshapes.h5"}'""")
   path = "/data/it's here/3dshapes.h5"
   override = fetch.config_override("shapes3d", path)
   argv = ["main", *shlex.split(override)]

@@ -12,7 +12,7 @@ are then prepared into the npz their loader reads (`prepare`), once. The
 command ends by printing the config override that trains on the result,
 e.g.
 
-  --config.dataset="{'name': 'shapes3d_h5', 'path': '/home/me/disentax_data/shapes3d/3dshapes.h5'}"
+  '--config.dataset={"name": "shapes3d_h5", "path": "/home/me/disentax_data/shapes3d/3dshapes.h5"}'
 
 (the whole `dataset` section: a config's section has no `path` key to set
 on its own).
@@ -20,6 +20,7 @@ on its own).
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from typing import Callable
@@ -52,10 +53,11 @@ def get_source(name: str) -> Source:
 
 
 def config_override(name: str, path: str) -> str:
-  """The command-line flag that makes a run load `path`, fetched as `name`
-  (shell-quoted)."""
+  """The command-line flag that makes a run load `path`, fetched as `name`,
+  shell-quoted: the section as a dict literal (JSON's form of it, which is
+  also Python's), which ml_collections' config flags parse."""
   section = get_source(name).dataset_section(path)
-  return shlex.quote(f"--config.dataset={section!r}")
+  return shlex.quote(f"--config.dataset={json.dumps(section)}")
 
 
 def fetch(name: str, directory: str | None = None, *, progress: bool = True,
