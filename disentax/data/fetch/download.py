@@ -78,8 +78,8 @@ class ResumableDownloader:
   """A pooch downloader (`downloader(url, output_file, pooch)`) that resumes
   an earlier, broken transfer of the same file from `part` with an HTTP
   Range request, and hashes the bytes as they arrive (`digests`: the hash
-  of the known hash's algorithm and SHA-256), so a mismatch can be
-  reported without reading the file again."""
+  of the known hash's algorithm and SHA-256; a resumed part is read once
+  first), so a mismatch can be reported without reading the file again."""
 
   def __init__(self, part: str, remote: RemoteFile, progress: bool,
                log: Callable[[str], None]):
@@ -113,7 +113,9 @@ class ResumableDownloader:
           os.remove(self.part)
           raise PartialDownloadError(
               f"{url} refused to resume {self.remote.filename} at byte "
-              f"{have}; the part was removed, run again to download it anew")
+              f"{have:,}; the part was removed, run again to download it "
+              f"anew")
+        hashers = _hash_file(self.part, self.algorithms)
       else:
         if response.status_code >= 400:
           raise UnreachableError(
@@ -125,21 +127,27 @@ class ResumableDownloader:
           self.log(f"{url} cannot resume; downloading "
                    f"{self.remote.filename} from the start")
           have = 0
-        self._stream(response, url, have)
-    self._finish(url, output_file)
+        hashers = self._stream(response, url, have)
+    self._finish(url, output_file, hashers)
 
-  def _stream(self, response: Any, url: str, have: int) -> None:
-    """Appends the body to the part (from byte `have`), progress shown."""
+  def _stream(self, response: Any, url: str, have: int
+              ) -> dict[str, "hashlib._Hash"]:
+    """Appends the body to the part (from byte `have`), hashing the whole
+    part, progress shown; returns the hashers."""
     import requests  # pylint: disable=import-outside-toplevel
     import urllib3  # pylint: disable=import-outside-toplevel
     length = response.headers.get("Content-Length")
     total = have + int(length) if length is not None else self.remote.size
+    hashers = (_hash_file(self.part, self.algorithms) if have else
+               {a: hashlib.new(a) for a in self.algorithms})
     written = have
     with open(self.part, "ab" if have else "wb") as f, _progress_bar(
         self.progress, total, have, self.remote.filename) as bar:
       try:
         for block in response.raw.stream(_CHUNK, decode_content=False):
           f.write(block)
+          for hasher in hashers.values():
+            hasher.update(block)
           written += len(block)
           bar.update(len(block))
       except (requests.RequestException, urllib3.exceptions.HTTPError,
@@ -148,15 +156,16 @@ class ResumableDownloader:
                                                  error)) from None
     if total is not None and written < total:
       raise PartialDownloadError(self._partial(url, written, total, None))
+    return hashers
 
-  def _finish(self, url: str, output_file: Any) -> None:
-    """Checks the size, hashes the part and moves it onto pooch's file."""
+  def _finish(self, url: str, output_file: Any,
+              hashers: dict[str, "hashlib._Hash"]) -> None:
+    """Checks the size and moves the part onto pooch's file."""
     size = os.path.getsize(self.part)
     if self.remote.size is not None and size < self.remote.size:
       raise PartialDownloadError(self._partial(url, size, self.remote.size,
                                                None))
-    self.digests = {a: f"{a}:{h.hexdigest()}" for a, h in
-                    _hash_file(self.part, self.algorithms).items()}
+    self.digests = {a: f"{a}:{h.hexdigest()}" for a, h in hashers.items()}
     os.replace(self.part, output_file)
 
   def _partial(self, url: str, written: int, total: int | None,
