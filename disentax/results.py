@@ -8,7 +8,9 @@ read).  Every file is checked against its schema as it is read, so a
 consumer never sees a malformed row or misaligned arrays.
 
 `WORKDIR/results/results.json` = {"schema_version": 1, "rows": [row, ...],
-"factor_names": [...] (optional)}
+"factor_names": [...] (optional), "dataset_procedural": bool (optional:
+the images were rendered by disentax in place of a dataset published as
+files, `GroundTruthDataset.procedural`)}
 and `WORKDIR/results/results.csv` (same rows, flattened), one row per member
 (= seed x hyperparameter values) and evaluated step.  Schema version 1,
 stable:
@@ -131,13 +133,17 @@ def write_arrays(workdir: str, arrays: Mapping[str, np.ndarray]) -> str:
 
 
 def write(workdir: str, rows: Sequence[Mapping[str, Any]],
-          factor_names: Sequence[str] | None = None) -> str:
+          factor_names: Sequence[str] | None = None,
+          dataset_procedural: bool | None = None) -> str:
   """Writes results.json (with the dataset's factor names, so reports can
-  label factors without the model) and results.csv; returns the results
-  directory."""
+  label factors without the model, and whether its images were procedural,
+  so they can say the scores are not comparable to published ones) and
+  results.csv; returns the results directory."""
   document = {"schema_version": SCHEMA_VERSION, "rows": list(rows)}
   if factor_names is not None:
     document["factor_names"] = list(factor_names)
+  if dataset_procedural is not None:
+    document["dataset_procedural"] = bool(dataset_procedural)
   write_json(results_json_path(workdir), document)
   write_text(results_csv_path(workdir), csv_text([flatten(r) for r in rows]))
   return results_dir(workdir)
@@ -172,6 +178,10 @@ def _read_results(workdir: str) -> dict[str, Any]:
                             or not all(isinstance(n, str) for n in names)):
     raise ValueError(f"{path}: factor_names must be a list of strings, got "
                      f"{names!r}")
+  procedural = data.get("dataset_procedural")
+  if procedural is not None and not isinstance(procedural, bool):
+    raise ValueError(f"{path}: dataset_procedural must be true or false, got "
+                     f"{procedural!r}")
   return data
 
 
@@ -246,6 +256,9 @@ class RunResults:
   factor_names: list[str] | None  # results.json, else trace.npz, else None
   arrays: dict[str, np.ndarray] | None
   trace: dict[str, np.ndarray] | None
+  # The images were rendered by disentax (None: results written before
+  # this was recorded).
+  dataset_procedural: bool | None = None
 
   def factor_labels(self, num_factors: int) -> list[str]:
     """The factor names when known and of the right length, else c0, c1..."""
@@ -263,7 +276,8 @@ def load_run(workdir: str) -> RunResults:
     names = [str(n) for n in trace["factor_names"]]
   return RunResults(workdir=workdir, rows=list(data["rows"]),
                     factor_names=names, arrays=load_arrays(workdir),
-                    trace=trace)
+                    trace=trace,
+                    dataset_procedural=data.get("dataset_procedural"))
 
 
 def find_workdirs(sweep_root: str) -> list[str]:

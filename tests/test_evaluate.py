@@ -13,7 +13,7 @@ from PIL import Image
 from disentax import results
 from disentax.evaluation import job
 from disentax.metrics import METRICS
-from disentax.reporting import report
+from disentax.reporting import render, report
 from disentax.training import trainer
 from experiments.common import battery
 from tests.conftest import tiny_config
@@ -113,6 +113,9 @@ def test_report_of_the_evaluated_run(evaluated, tmp_path):
              for n in names)
   # Every seed of the tiny run has MIG < 0.1: 2/2 fail per beta.
   assert markdown.count("100.0 (2/2") == 2
+  # The tiny preset renders dSprites: the job records it, the report says so.
+  assert results.load_run(workdir).dataset_procedural is True
+  assert markdown.splitlines()[2] == render.procedural_note(["dsprites"])
 
 
 def test_unknown_battery_is_refused_before_restoring(evaluated):

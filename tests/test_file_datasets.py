@@ -556,6 +556,27 @@ def test_npz_errors(tmp_path):
                   "factor_sizes": (2, 2, 1)})
 
 
+def test_smallnorb_npz_needs_labels_and_instance(tmp_path):
+  path = str(tmp_path / "norb.npz")
+  sizes = (2, 1, 1, 1)
+  labels = np.repeat(full_grid(sizes), 2, axis=0)
+  np.savez(path, images=np.zeros((4, 16, 16), np.uint8), labels=labels)
+  with pytest.raises(ValueError, match=r"needs arrays 'images', 'labels' and "
+                     r"'instance'; found \['images', 'labels'\]"):
+    make_dataset({"name": "smallnorb_npz", "path": path,
+                  "factor_sizes": sizes})
+  np.savez(path, images=np.zeros((4, 16, 16), np.uint8), labels=labels,
+           instance=np.array([0, 1, 0, 1, 0]))
+  with pytest.raises(ValueError, match="'instance' has 5 values for 4 images"):
+    make_dataset({"name": "smallnorb_npz", "path": path,
+                  "factor_sizes": sizes})
+  np.savez(path, images=np.zeros((4, 16, 16), np.uint8), labels=labels,
+           instance=np.array([0, 0, 1, 1]))   # one tuple shows instance 0 twice
+  with pytest.raises(ValueError, match="twice with the same noise label"):
+    make_dataset({"name": "smallnorb_npz", "path": path,
+                  "factor_sizes": sizes})
+
+
 def test_mpi3d_npz_sub_grid_jit_and_vmap(tmp_path):
   sizes = (2, 1, 2, 1, 1, 2, 3)
   rng = np.random.default_rng(9)
@@ -644,13 +665,14 @@ def test_image_folder_errors(tmp_path):
 def test_all_loaders_are_registered_without_optional_imports():
   for name in ("tfds_dsprites", "tfds_shapes3d", "tfds_smallnorb",
                "smallnorb", "shapes3d_h5", "cars3d_npz", "mpi3d_npz",
-               "image_folder"):
+               "smallnorb_npz", "image_folder"):
     assert name in DATASETS.names()
   assert FileImageDataset.labelled
-  # Importing disentax.data must not pull in the optional dependencies.
-  code = ("import sys, disentax.data; "
-          "print('tensorflow_datasets' in sys.modules, 'h5py' in sys.modules)")
+  # Importing disentax.data must not pull in the optional dependencies, nor
+  # the downloader's (disentax.data.fetch imports them when it fetches).
+  code = ("import sys, disentax.data; print(*(m in sys.modules for m in "
+          "('tensorflow_datasets', 'h5py', 'pooch', 'requests')))")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True,
                           text=True, check=True,
                           cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert result.stdout.split() == ["False", "False"]
+  assert result.stdout.split() == ["False"] * 4

@@ -477,3 +477,52 @@ def test_metric_summary_medians_and_ranges():
   assert [(e["metric"], e["n_finite"], e["n_seeds"]) for e in summary] == [
       ("dci", 3, 4), ("mig", 4, 4)]
   assert summary[1]["median"] == pytest.approx(0.25)
+
+
+NOTE = ("Note: procedural data (dsprites): rendered by disentax, not read "
+        "from the original files; not comparable to published numbers on "
+        "the original files.")
+
+
+def test_procedural_data_is_noted_in_every_header(tmp_path):
+  """results.json records `dataset_procedural` (as the evaluation job writes
+  it); the summary, report.md and report.tex of such runs carry the note,
+  those of runs on files or of older results without the record do not."""
+  procedural, on_file, older = (str(tmp_path / n) for n in
+                                ("procedural", "file", "older"))
+  results.write(procedural, ROWS, dataset_procedural=True)
+  results.write(on_file, [make_row(s, 0.3, dataset="cars3d") for s in (0, 1)],
+                dataset_procedural=False)
+  results.write(older, ROWS)
+  assert render.procedural_note(["dsprites"]) == NOTE
+  assert results.load_run(procedural).dataset_procedural is True
+  assert results.load_run(older).dataset_procedural is None
+
+  summary = report.run_summary(results.load_run(procedural), "mig", 0.1)
+  assert summary.splitlines()[0] == NOTE
+  markdown, _ = report.run_report([on_file, procedural],
+                                  str(tmp_path / "both"), figures=False)
+  assert markdown.splitlines()[:3] == ["# Failure rates", "", NOTE]
+  latex = _read(str(tmp_path / "both"), report.LATEX_NAME)
+  assert latex.splitlines()[-2] == "  \\par " + render.latex_escape(NOTE)
+
+  for workdir in (on_file, older):
+    out = str(tmp_path / ("out_" + os.path.basename(workdir)))
+    assert "not comparable" not in report.run_summary(
+        results.load_run(workdir), "mig", 0.1)
+    markdown, _ = report.run_report([workdir], out, figures=False)
+    assert "not comparable" not in markdown
+    assert "not comparable" not in _read(out, report.LATEX_NAME)
+
+
+def test_procedural_flag_of_the_datasets():
+  from disentax.data import dsprites, files, make_dataset
+  for section in ({"name": "dsprites", "image_size": 16},
+                  {"name": "color_dsprites", "image_size": 16},
+                  {"name": "shapes3d", "image_size": 16},
+                  {"name": "correlated",
+                   "base": {"name": "dsprites", "image_size": 16}}):
+    assert make_dataset(section).procedural is True, section
+  assert make_dataset({"name": "triangle"}).procedural is False
+  assert dsprites.NpzDSprites.procedural is False
+  assert files.FileImageDataset.procedural is False

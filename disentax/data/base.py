@@ -39,6 +39,11 @@ class GroundTruthDataset(abc.ABC):
   # their one "factor" is the image index, so only the unsupervised metrics
   # mean anything.
   labelled: bool = True
+  # True when disentax renders the images itself in place of a dataset that
+  # was published as files (procedural dSprites and its variants, the
+  # procedural Shapes3D room): scores on it are not comparable to published
+  # numbers on the original files, and the reports say so.
+  procedural: bool = False
 
   @property
   def num_factors(self) -> int:

@@ -286,6 +286,10 @@ class CorrelatedDataset(GroundTruthDataset):
     return self.base.labelled
 
   @property
+  def procedural(self) -> bool:
+    return self.base.procedural
+
+  @property
   def num_points(self) -> int:
     return self.base.num_points
 

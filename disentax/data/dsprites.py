@@ -127,6 +127,7 @@ class ProceduralDSprites(GroundTruthDataset):
   name = "dsprites"
   factor_names = FACTOR_NAMES
   factor_sizes = FACTOR_SIZES
+  procedural = True
 
   def __init__(self, image_size: int = 64):
     self.image_size = check_image_size(image_size)

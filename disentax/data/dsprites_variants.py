@@ -91,6 +91,7 @@ class DSpritesWithNuisance(GroundTruthDataset):
 
   factor_names = FACTOR_NAMES
   factor_sizes = FACTOR_SIZES
+  procedural = True  # dlib's variants start from the original dSprites file
 
   def __init__(self, image_size: int = 64, nuisance_seed: int = 0):
     self.sprites = ProceduralDSprites(image_size)  # validates image_size

@@ -1,9 +1,11 @@
-"""Shapes3D, Cars3D and MPI3D from the files users already have.
+"""Shapes3D, Cars3D, MPI3D and SmallNORB from files.
 
 Each loader maps its file onto the shared `FileImageDataset`
 (`disentax/data/files.py`): images stay in the file (memory-mapped where the
 layout allows) and are fetched per batch inside jit, or are copied to the
-device with `in_memory=True`. Nothing is downloaded.
+device with `in_memory=True`. Nothing is downloaded here: the files are
+the upstream ones, or what `python -m disentax.data.fetch NAME` downloads
+and prepares (`disentax.data.fetch`).
 
 * `shapes3d_h5`: DeepMind's original `3dshapes.h5`, datasets `images`
   (480000, 64, 64, 3) uint8 and `labels` (480000, 6) factor *values*
@@ -26,6 +28,14 @@ device with `in_memory=True`. Nothing is downloaded.
   `images` member stored uncompressed (`np.savez`) is memory-mapped in
   place; a compressed one (`np.savez_compressed`) is unpacked once into
   `cache_dir` (default `files.default_cache_dir()`), unless `in_memory`.
+* `smallnorb_npz` (category 5, elevation 9, azimuth 18, lighting 6): an
+  `.npz` with `images` [N, H, W] (SmallNORB's left camera, 96x96),
+  `labels` [N, 4] in that factor order (azimuth as an index 0..17 or
+  NORB's even numbers 0..34) and `instance` [N], the object instance,
+  treated as noise as disentanglement_lib does: every factor tuple occurs
+  once per instance (10 when the training and test halves are merged, as
+  `disentax.data.fetch` prepares them), and the tuple at grid position p
+  shows one instance chosen by a fixed hash of p (`files.grid_rows`).
 
 Common options: `path` (required), `in_memory=False`, `image_size=64`
 (other sizes are area-averaged on the host, once per image), `factor_sizes`
@@ -180,8 +190,11 @@ def _npz_images(path: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
 
 def _load_npz(name: str, path: str, factor_names: tuple[str, ...],
               factor_sizes: tuple[int, ...], in_memory: bool,
-              image_size: int, cache_dir: str) -> files.FileImageDataset:
-  """The shared body of the npz loaders (see the module docstring)."""
+              image_size: int, cache_dir: str,
+              noise_key: str | None = None) -> files.FileImageDataset:
+  """The shared body of the npz loaders (see the module docstring); with
+  `noise_key`, the file must also hold `labels` and that array [N], a
+  label treated as noise (`files.grid_rows`)."""
   where = f"{name} {path}"
   if not zipfile.is_zipfile(path):
     raise ValueError(f"{where}: not an .npz archive (expected key 'images' "
@@ -193,11 +206,19 @@ def _load_npz(name: str, path: str, factor_names: tuple[str, ...],
       found = sorted(n.removesuffix(".npy") for n in archive.namelist())
       raise ValueError(f"{where}: no 'images' array; found {found} (expected "
                        f"'images' and optionally 'labels')")
+    noise_info = _npz_member(archive, noise_key) if noise_key else None
+    if noise_key and (label_info is None or noise_info is None):
+      found = sorted(n.removesuffix(".npy") for n in archive.namelist())
+      raise ValueError(f"{where}: needs arrays 'images', 'labels' and "
+                       f"{noise_key!r}; found {found}")
     images = _npz_images(path, archive, image_info, in_memory, cache_dir, name)
-    labels = None
+    labels = noise = None
     if label_info is not None:
       with archive.open(label_info) as f:
         labels = np.lib.format.read_array(f, allow_pickle=False)
+    if noise_info is not None:
+      with archive.open(noise_info) as f:
+        noise = np.lib.format.read_array(f, allow_pickle=False).reshape(-1)
   if images.ndim not in (3, 4):
     raise ValueError(f"{where}: 'images' has shape {images.shape}; expected "
                      f"(N, H, W) or (N, H, W, C)")
@@ -217,8 +238,11 @@ def _load_npz(name: str, path: str, factor_names: tuple[str, ...],
           f"{where}: 'labels' has shape {labels.shape}; expected "
           f"({num_rows}, {len(factor_names)}), one row per image with columns "
           f"{factor_names}")
+    if noise is not None and noise.shape[0] != num_rows:
+      raise ValueError(f"{where}: {noise_key!r} has {noise.shape[0]} values "
+                       f"for {num_rows} images")
     indices = files.factor_indices(labels, factor_names, factor_sizes, where)
-    rows = files.grid_rows(indices, factor_names, factor_sizes, where)
+    rows = files.grid_rows(indices, factor_names, factor_sizes, where, noise)
   store = files.ImageStore.from_array(images, image_size, where)
   return files.FileImageDataset(name.removesuffix("_npz"), factor_names,
                                 factor_sizes, store, rows, in_memory,
@@ -271,3 +295,19 @@ def mpi3d_npz(path: str = "", in_memory: bool = False, image_size: int = 64,
                                    files.MPI3D_FACTOR_NAMES, name)
   return _load_npz(name, path, files.MPI3D_FACTOR_NAMES, sizes, in_memory,
                    files.check_image_size(image_size, name), cache_dir)
+
+
+@DATASETS.register("smallnorb_npz")
+def smallnorb_npz(path: str = "", in_memory: bool = False,
+                  image_size: int = 64, factor_sizes: Sequence[int] = (),
+                  cache_dir: str = "") -> files.FileImageDataset:
+  """SmallNORB from an npz with the instance as noise (module docstring),
+  e.g. the one `python -m disentax.data.fetch smallnorb` prepares."""
+  name = "smallnorb_npz"
+  path = _check_path(path, name, "an .npz with 'images', 'labels' and "
+                     "'instance'")
+  sizes = files.check_factor_sizes(factor_sizes, files.SMALLNORB_FACTOR_SIZES,
+                                   files.SMALLNORB_FACTOR_NAMES, name)
+  return _load_npz(name, path, files.SMALLNORB_FACTOR_NAMES, sizes, in_memory,
+                   files.check_image_size(image_size, name), cache_dir,
+                   noise_key="instance")

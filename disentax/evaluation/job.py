@@ -118,7 +118,8 @@ def evaluate(workdir: str, battery: str = "config",
       scores=_per_member(scores), outcome_scores=_per_member(outcomes),
       finite_params=finite_members(state.params, len(exp.members)),
       diverged_at=np.asarray(state.diverged_at))
-  results.write(workdir, rows, factor_names=exp.dataset.factor_names)
+  results.write(workdir, rows, factor_names=exp.dataset.factor_names,
+                dataset_procedural=exp.dataset.procedural)
   results.write_arrays(workdir, {k: v for k, v in {**scores,
                                                    **outcomes}.items()
                                  if np.ndim(v) > 1})

@@ -15,7 +15,8 @@ and writes to report.md), CSV and LaTeX (booktabs), from the numbers of
 
 Every table says what "failure" meant and how many seeds it counts, and
 lists non-finite seeds apart rather than dropping them.  A failure rate or
-a median is never printed without its 95% interval.
+a median is never printed without its 95% interval; a report over data
+disentax rendered itself carries `procedural_note`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ from disentax.reporting.tables import Entry, format_hparams, pivot_by_dataset
 def metric_label(metric: str) -> str:
   """Acronym metrics read better upper-case ("MIG < 0.1"); long names stay."""
   return metric.upper() if len(metric) <= 4 else metric
+
+
+def procedural_note(datasets: Sequence[str]) -> str:
+  """The line heading every table over `datasets` that disentax rendered
+  itself (`GroundTruthDataset.procedural`): their numbers measure the
+  method on a stand-in, not on the published files."""
+  return (f"Note: procedural data ({', '.join(datasets)}): rendered by "
+          f"disentax, not read from the original files; not comparable to "
+          f"published numbers on the original files.")
 
 
 # --------------------------------------------------------------------------
@@ -263,11 +273,12 @@ def latex_escape(text: str) -> str:
 
 def _latex_table(what: str, caption: str, label: str, align: str,
                  header: Sequence[str], body: Sequence[Sequence[str]],
-                 footnote: str | None = None) -> str:
+                 footnote: str | None = None, note: str | None = None
+                 ) -> str:
   """A LaTeX `table` with a booktabs `tabular` (needs
   \\usepackage{booktabs}) headed by a comment naming `what`: `caption`,
   `header` and `body` cells (plain text, escaped here), `footnote` under
-  it."""
+  it and then `note`, a paragraph of its own."""
   lines = [
       f"% {what}, written by disentax.report; needs "
       "\\usepackage{booktabs}.",
@@ -285,15 +296,18 @@ def _latex_table(what: str, caption: str, label: str, align: str,
   lines += ["    \\bottomrule", "  \\end{tabular}"]
   if footnote is not None:
     lines.append("  \\par\\smallskip\\footnotesize " + latex_escape(footnote))
+  if note:
+    lines.append("  \\par " + latex_escape(note))
   lines.append("\\end{table}")
   return "\n".join(lines) + "\n"
 
 
 def format_pivot_latex(table: Sequence[Entry], metric: str, threshold: float,
-                       step: int | None = None) -> str:
+                       step: int | None = None, note: str | None = None
+                       ) -> str:
   """The Table 4 layout as a LaTeX `table` with a booktabs `tabular`
   (needs \\usepackage{booktabs}), captioned like the Markdown, non-finite
-  seeds listed under it."""
+  seeds and then `note` (e.g. `procedural_note`) listed under it."""
   datasets, rows = pivot_by_dataset(table)
   notes = _non_finite_notes(table)
   return _latex_table(
@@ -305,7 +319,7 @@ def format_pivot_latex(table: Sequence[Entry], metric: str, threshold: float,
         *(_pivot_cell(row["cells"].get(d)) or "--" for d in datasets)]
        for row in rows],
       "Non-finite seeds (not scored): "
-      + ("; ".join(notes) if notes else "none") + ".")
+      + ("; ".join(notes) if notes else "none") + ".", note)
 
 
 # --------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The whole report over evaluated runs (`run_report`): every table and
 figure their results files support, written into one directory.
 
-OUT/report.md (printed by `python -m disentax.report`): the failure rates
-in the DEFT Table 4 layout, the per-group table, the pairwise comparisons
+OUT/report.md (printed by `python -m disentax.report`): a note when any
+run's images were rendered by disentax (`render.procedural_note`: not
+comparable to published numbers), the failure rates in the DEFT Table 4
+layout, the per-group table, the pairwise comparisons
 of groups on each dataset, every metric's spread, each run's NMI matrices
 and IFP table where it has them, and the figures (linked, with a line for
 each one that could not be drawn); report.csv and report.tex (Table 4
@@ -26,7 +28,8 @@ from disentax.reporting.render import (format_comparisons_latex,
                                        format_metric_summary,
                                        format_nmi_matrices,
                                        format_pivot_latex,
-                                       format_pivot_markdown, statistics_note,
+                                       format_pivot_markdown,
+                                       procedural_note, statistics_note,
                                        write_comparisons_csv, write_csv,
                                        write_pivot_csv)
 from disentax.reporting.tables import (check_metric, comparison_table,
@@ -52,6 +55,14 @@ def default_out(workdirs: Sequence[str], sweep_root: str | None) -> str:
   if workdirs and workdirs[0]:
     return results_dir(workdirs[0])
   return os.path.join(sweep_root, SWEEP_REPORT_DIR)
+
+
+def _procedural_note(runs: Sequence[RunResults]) -> str | None:
+  """`render.procedural_note` over the datasets of the runs whose images
+  disentax rendered itself (as their results files record it), else None."""
+  datasets = sorted({row["dataset"] for run in runs if run.dataset_procedural
+                     for row in run.rows})
+  return procedural_note(datasets) if datasets else None
 
 
 def _run_sections(runs: Sequence[RunResults], seed: int) -> list[str]:
@@ -88,11 +99,13 @@ def _ifp_table(run: RunResults, rows: Sequence[dict], seed: int
 
 def run_summary(run: RunResults, metric: str, threshold: float,
                 nmi_table: bool = False, seed: int = 0) -> str:
-  """What the evaluation of one run prints: its failure-rate table with
-  95% intervals, its groups compared pairwise (when it has several), every
+  """What the evaluation of one run prints: the procedural-data note when
+  its images were rendered by disentax, its failure-rate table with 95%
+  intervals, its groups compared pairwise (when it has several), every
   metric's spread, the IFP distribution per factor when it has one and,
   with `nmi_table`, each group's NMI matrix.  `seed`: the bootstrap's."""
-  sections = []
+  note = _procedural_note([run])
+  sections = [note + "\n"] if note else []
   rows = run.rows
   if metric in metric_names(rows):
     table = failure_rate_table(rows, metric=metric, threshold=threshold,
@@ -165,16 +178,17 @@ def run_report(workdirs: Sequence[str], out: str, *, metric: str = "mig",
            (CSV_NAME, LATEX_NAME, GROUPS_CSV_NAME, COMPARISONS_CSV_NAME,
             COMPARISONS_LATEX_NAME)]
   write_pivot_csv(table, paths[0], metric, threshold)
+  data_note = _procedural_note(runs)
   with open(paths[1], "w") as f:
-    f.write(format_pivot_latex(table, metric, threshold, step))
+    f.write(format_pivot_latex(table, metric, threshold, step, data_note))
   write_csv(table, paths[2])
   write_comparisons_csv(pairs, paths[3])
   with open(paths[4], "w") as f:
     f.write(format_comparisons_latex(pairs, metric, threshold))
 
   sections = [
-      "# Failure rates\n\n" + format_pivot_markdown(table, metric, threshold,
-                                                    step),
+      "# Failure rates\n\n" + (data_note + "\n\n" if data_note else "")
+      + format_pivot_markdown(table, metric, threshold, step),
       statistics_note(seed) + "\n",
       "## Per group\n\n" + format_markdown(table, metric, threshold),
       "## Comparisons\n\n" + format_comparisons_markdown(pairs, metric,
