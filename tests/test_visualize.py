@@ -276,6 +276,17 @@ def test_reconstructions_are_closer_to_their_own_inputs(trained):
     assert_not_blank(samples[m], f"samples of member {m}")
 
 
+def test_steps_and_ids_are_checked_against_the_checkpoint(trained):
+  workdir, _ = trained
+  with pytest.raises(ValueError, match=r"no checkpoint of step 7 in .*; it "
+                     r"has steps \[400\]"):
+    visualize.visualize(workdir, "0", step=7)
+  with pytest.raises(ValueError, match=r"member id\(s\) \[5\] out of range; "
+                     r"the run has 2 members, 0\.\.1"):
+    visualize.visualize(workdir, "0,5")
+  assert not os.path.exists(os.path.join(workdir, "pictures"))
+
+
 def test_cli_draws_the_best_member_as_the_job_does(trained, tmp_path):
   workdir, rows = trained
   best = max(rows, key=lambda r: r["metrics"]["mig"])
