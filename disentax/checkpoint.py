@@ -47,15 +47,30 @@ def restore_state(manager: ocp.CheckpointManager, step: int,
 
 def latest_step_or_fail(workdir: str) -> tuple[ocp.CheckpointManager, int]:
   """The manager and latest finished step; a clear error when there is none."""
+  return step_or_fail(workdir)
+
+
+def step_or_fail(workdir: str, step: int | None = None
+                 ) -> tuple[ocp.CheckpointManager, int]:
+  """The manager and finished checkpoint `step` (None: the latest); a clear
+  error when there is none, or when `step` is not one of the finished
+  steps (naming those)."""
   if not os.path.isdir(checkpoint_dir(workdir)):
     raise FileNotFoundError(
         f"no checkpoints in {checkpoint_dir(workdir)}: train first with "
         f"`python -m disentax.main --config=... --workdir={workdir}`")
   manager = make_manager(workdir, read_only=True)
-  step = manager.latest_step()
-  if step is None:
+  latest = manager.latest_step()
+  if latest is None:
     raise FileNotFoundError(
         f"no finished checkpoint in {checkpoint_dir(workdir)} (an interrupted "
         "save is not a checkpoint): train (or resume) first with "
         f"`python -m disentax.main --config=... --workdir={workdir}`")
+  if step is None:
+    return manager, latest
+  steps = sorted(manager.all_steps())
+  if step not in steps:
+    manager.close()
+    raise ValueError(f"no checkpoint of step {step} in "
+                     f"{checkpoint_dir(workdir)}; it has steps {steps}")
   return manager, step

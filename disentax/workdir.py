@@ -14,6 +14,11 @@ that produce them.
       arrays.npz         per-member arrays, member axis first
       timings.json       seconds each metric took
       traversals/        latent traversal PNGs
+    pictures/            `python -m disentax.visualize` (`--out` elsewhere)
+      metric_correlations.png   metrics against each other over members
+      member<m>_seed<s>/ one chosen member's pictures: reconstructions.png,
+                         samples.png, traversals.png, traversals.gif,
+                         responses.png
 
 Every other module asks this one for a path, so the layout is read and
 written in one place (old workdirs keep reading as long as these names
@@ -43,6 +48,13 @@ RESULTS_CSV_NAME = "results.csv"
 ARRAYS_NAME = "arrays.npz"
 TIMINGS_NAME = "timings.json"
 TRAVERSALS_DIR = "traversals"
+PICTURES_DIR = "pictures"
+METRIC_CORRELATIONS_NAME = "metric_correlations.png"
+RECONSTRUCTIONS_NAME = "reconstructions.png"
+SAMPLES_NAME = "samples.png"
+TRAVERSALS_NAME = "traversals.png"
+TRAVERSALS_GIF_NAME = "traversals.gif"
+RESPONSES_NAME = "responses.png"
 
 
 def config_path(workdir: str) -> str:
@@ -98,6 +110,17 @@ def timings_path(workdir: str) -> str:
 def traversals_dir(workdir: str) -> str:
   """The latent traversal PNGs of the last evaluation."""
   return os.path.join(results_dir(workdir), TRAVERSALS_DIR)
+
+
+def pictures_dir(workdir: str) -> str:
+  """Where `python -m disentax.visualize` draws by default."""
+  return os.path.join(workdir, PICTURES_DIR)
+
+
+def member_pictures_dir(pictures: str, member: int, seed: int) -> str:
+  """One member's folder of a pictures directory: member<m>_seed<s>, the
+  member index zero-padded to two digits so a listing sorts."""
+  return os.path.join(pictures, f"member{member:02d}_seed{seed}")
 
 
 def _replace(path: str, write: Callable[[IO], None], binary: bool,

@@ -111,8 +111,9 @@ def test_report_of_the_evaluated_run(evaluated, tmp_path):
   assert "sap_distribution.png" in names
   assert any(n.endswith("nmi_over_training.png") or "nmi_over_training_" in n
              for n in names)
-  # Every seed of the tiny run has MIG < 0.1: 2/2 fail per beta.
-  assert markdown.count("100.0 (2/2") == 2
+  # Every seed of the tiny run has MIG < 0.1: 2/2 fail per beta, whose
+  # Wilson 95% interval is [34.2, 100].
+  assert markdown.count("100.0 [34.2, 100.0] (2/2") == 2
   # The tiny preset renders dSprites: the job records it, the report says so.
   assert results.load_run(workdir).dataset_procedural is True
   assert markdown.splitlines()[2] == render.procedural_note(["dsprites"])

@@ -9,7 +9,7 @@ from tests.conftest import REPO
 
 # Every entry point run as `python -m X`: it defines its flags at import.
 ENTRY_POINTS = ("disentax.main", "disentax.evaluate", "disentax.report",
-                "disentax.pictures", "disentax.propose",
+                "disentax.pictures", "disentax.propose", "disentax.visualize",
                 "disentax.bench.train_layouts")
 
 CHECK = f"""

@@ -1,7 +1,8 @@
 """Evaluation: the metrics (`disentax.metrics`) applied to trained members.
 
   members.py  every member's functions an evaluator may call
-              (`TrainedMembers`), jitted once per experiment;
+              (`TrainedMembers`), jitted once per experiment, and
+              `open_checkpoint`, the one way a stored run is restored;
   trace.py    the evaluators of `config.eval.trace`, scored every
               `config.eval.trace_every` steps while training (trace.npz);
   job.py      the evaluation job: the primary metric and the battery on a

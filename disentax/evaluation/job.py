@@ -8,7 +8,7 @@ or every registered metric with battery 'full'), each through
 `metric.score(members, rng)`.  It writes WORKDIR/results/ (see
 disentax.results), the time each metric took (results/timings.json) and
 latent traversal PNGs of the best, median and worst member
-(results/traversals/).
+(results/traversals/, drawn as `python -m disentax.visualize` draws them).
 """
 
 from __future__ import annotations
@@ -19,24 +19,20 @@ import time
 from typing import Any, Mapping
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from disentax import backend, checkpoint, results
-from disentax import config as config_lib
-from disentax.evaluation.members import MemberFunctions, finite_members
-from disentax.experiment import Experiment, build
+from disentax import backend, results
+from disentax.evaluation.members import (MemberFunctions, finite_members,
+                                         open_checkpoint)
+from disentax.experiment import Experiment
 from disentax.metrics import full_battery, make_battery
-from disentax.metrics.base import Metric, RepresentationFn, TrainedMembers
-from disentax.reporting import pictures
+from disentax.metrics.base import Metric, TrainedMembers
+from disentax.reporting import visualize
 from disentax.reporting.report import run_summary
-from disentax.training.train_state import restore_members
 from disentax.workdir import timings_path, traversals_dir, write_json
 
 BATTERIES = ("config", "full", "none")
-TRAVERSAL_STEPS = 10
-TRAVERSAL_RANGE = 2.0  # latent values from -2 to 2 prior standard deviations
 
 
 def _battery(exp: Experiment, battery: str) -> dict[str, Metric]:
@@ -74,9 +70,8 @@ def evaluate(workdir: str, battery: str = "config",
              ) -> tuple[list[dict[str, Any]], ml_collections.ConfigDict]:
   """Scores the latest checkpoint of `workdir`, writes the results files and
   returns (rows, the run's config)."""
-  manager, step = checkpoint.latest_step_or_fail(workdir)
-  meta = checkpoint.restore_meta(manager, step)
-  exp = build(config_lib.from_dict(meta["config"]))
+  run = open_checkpoint(workdir)
+  step, meta, exp = run.step, run.meta, run.exp
   metrics = _battery(exp, battery)  # bad names fail before any restore
   score_primary = True
   if not exp.dataset.labelled:  # no ground truth: unsupervised metrics only
@@ -85,11 +80,11 @@ def evaluate(workdir: str, battery: str = "config",
     score_primary = not exp.metric.supervised
     print(f"{exp.dataset.name} has no ground-truth factors: skipping "
           f"{dropped + ([] if score_primary else [exp.config.eval.metric.name])}")
-  state = restore_members(manager, step, exp)
-  manager.close()
+  state = run.restore()
   trace = (_trace_until(workdir, step)
            if any(m.reads_trace for m in metrics.values()) else None)
-  members, representations = MemberFunctions(exp).at(state, step, trace)
+  functions = MemberFunctions(exp)
+  members, representations = functions.at(state, step, trace)
   rng = jax.random.key(exp.config.eval.seed)
   primary = exp.config.eval.metric.name
   print(f"scoring {len(exp.members)} members of {workdir} at step {step} "
@@ -126,7 +121,7 @@ def evaluate(workdir: str, battery: str = "config",
   write_json(timings_path(workdir), {"step": step, "members": len(exp.members),
                                      "seconds": timings})
   if exp.config.eval.traversals if traversals is None else traversals:
-    write_traversals(workdir, exp, members, rows)
+    write_traversals(workdir, exp, functions, state, step, rows)
   return rows, exp.config
 
 
@@ -145,50 +140,31 @@ def summary(workdir: str, config: ml_collections.ConfigDict,
                      threshold, nmi_table=config.eval.nmi_table)
 
 
-def traversal_codes(code: np.ndarray, steps: int = TRAVERSAL_STEPS,
-                    span: float = TRAVERSAL_RANGE) -> np.ndarray:
-  """[d * steps, d] codes: for each latent j (rows j*steps..), `code` with
-  latent j swept over `steps` values from -span to span."""
-  d = code.shape[-1]
-  grid = np.repeat(code[None, :], d * steps, axis=0)
-  values = np.linspace(-span, span, steps)
-  for j in range(d):
-    grid[j * steps:(j + 1) * steps, j] = values
-  return grid
-
-
-def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
+def write_traversals(workdir: str, exp: Experiment,
+                     functions: MemberFunctions, state: Any, step: int,
                      rows: list[dict[str, Any]]) -> list[str]:
   """Traversal grids of the best, median and worst finite member by the
-  primary metric, each around the code of one fixed observation."""
+  primary metric, as `python -m disentax.visualize` draws them
+  (`reporting.visualize`: around the posterior mean of one observation,
+  latents sorted by their KL)."""
   metric = exp.config.eval.metric.name
-  scored = sorted((row["metrics"][metric], row["member"]) for row in rows
-                  if row["status"] == "ok"
-                  and row["metrics"].get(metric) is not None)
-  if not scored:
+  ranked = visualize.ranked_members(rows, metric)
+  if not ranked:
     print("traversals: no member with a finite score; none drawn")
     return []
-  chosen = {"best": scored[-1], "median": scored[len(scored) // 2],
-            "worst": scored[0]}
-  _, x = exp.dataset.sample(jax.random.key(exp.config.eval.seed), 1)
-  representation: RepresentationFn = members.representation_fn
-  codes = np.asarray(representation(x))[:, 0]  # [M, d]
+  ids = sorted({member for _, member in ranked.values()})
+  members, _ = functions.at(state, step, ids=ids)
+  views = visualize.member_views(members,
+                                 jax.random.key(exp.config.eval.seed))
   directory = traversals_dir(workdir)
-  os.makedirs(directory, exist_ok=True)
   paths = []
-  for label, (value, member) in chosen.items():
-    grid = traversal_codes(codes[member])
-    stacked = np.repeat(grid[None], len(exp.members), axis=0)
-    images = np.asarray(members.decode_fn(jnp.asarray(stacked)))[member]
-    d = codes.shape[1]
-    images = images.reshape(d, TRAVERSAL_STEPS, *images.shape[1:])
+  for rank, (value, member) in ranked.items():
     seed = rows[member]["seed"]
-    path = os.path.join(directory, f"{label}_member{member}_seed{seed}.png")
-    pictures.traversal_figure(
-        images, path, title=f"{exp.method} on {exp.dataset.name}: {label} "
-        f"{metric} {value:.3f} (member {member}, seed {seed}); latent "
-        f"values {-TRAVERSAL_RANGE:g}..{TRAVERSAL_RANGE:g}")
-    paths.append(path)
+    i = ids.index(member)
+    paths.append(visualize.write_traversal_png(
+        views.traversals[i], views.kl[i],
+        os.path.join(directory, f"{rank}_member{member}_seed{seed}.png"),
+        visualize.member_title(exp, member, seed, rank, metric, value)))
   print("latent traversals:\n" + "\n".join(f"  {path}" for path in paths),
         flush=True)
   return paths

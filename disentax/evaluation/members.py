@@ -5,23 +5,34 @@ evaluator may call for all members at once: the representations the
 objective asks to score (the encoder means under its controls), the
 posterior, the reconstruction error, the decoder and the loss terms.  The
 training step is an argument of each, so the trace re-uses the compiled
-programs at every step; `at(state, step)` binds them to one state.
+programs at every step; `at(state, step)` binds them to one state (or to
+some of its members).
+
+`open_checkpoint(workdir, step)` is the one way a stored run is brought
+back for them (the evaluation job and `python -m disentax.visualize`): the
+checkpoint's meta and the experiment rebuilt from its config first, so a
+caller checks its own inputs against them, then `restore()` for the state.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
-from disentax.experiment import Experiment, member_hparams
+from disentax import checkpoint
+from disentax import config as config_lib
+from disentax.experiment import Experiment, build, member_hparams
 from disentax.metrics.base import RepresentationFn, TrainedMembers
 from disentax.objectives.base import reconstruction_loss
 from disentax.training.layouts import over_members
 from disentax.training.step import sample_member_batch
-from disentax.training.train_state import split_member_key
+from disentax.training.train_state import (TrainState, restore_members,
+                                            split_member_key)
 
 
 def finite_members(params: Any, num_members: int) -> np.ndarray:
@@ -119,16 +130,20 @@ class MemberFunctions:
 
   def at(self, state: Any, step: int,
          trace: Mapping[str, np.ndarray] | None = None,
-         num_members: int | None = None
+         num_members: int | None = None, ids: Sequence[int] | None = None
          ) -> tuple[TrainedMembers, dict[str, RepresentationFn]]:
     """The members of `state` (a TrainState, on the host or one device) at
     `step`: (TrainedMembers with the primary representation, {suffix: every
     representation the objective scores}); with `num_members`, only the
-    first that many members."""
-    num_members = num_members or len(self.exp.members)
+    first that many members; with `ids`, only those members, in that order
+    (their functions' member axis follows `ids`)."""
+    if ids is None:
+      ids = range(num_members or len(self.exp.members))
+    ids = np.asarray(ids, int)
+    num_members = len(ids)
 
     def first(tree: Any) -> Any:
-      return jax.tree.map(lambda leaf: leaf[:num_members], tree)
+      return jax.tree.map(lambda leaf: leaf[ids], tree)
 
     at_step = jnp.int32(step)
     params, aux, hparams = first(state.params), first(state.aux), first(
@@ -157,3 +172,37 @@ class MemberFunctions:
         hparams=host_hparams, step=int(step),
         loss_terms_fn=loss_terms, trace=trace)
     return members, representations
+
+
+@dataclasses.dataclass
+class StoredRun:
+  """A workdir's checkpoint at one step, before its state is read: the
+  checkpoint's meta (config, config hash, member table) and the experiment
+  rebuilt from that config (nothing compiled yet)."""
+  workdir: str
+  step: int
+  meta: dict[str, Any]
+  exp: Experiment
+  manager: ocp.CheckpointManager
+
+  def restore(self) -> TrainState:
+    """The stacked state of every member, on one device; closes the
+    checkpoint."""
+    state = restore_members(self.manager, self.step, self.exp)
+    self.manager.close()
+    return state
+
+
+def open_checkpoint(workdir: str, step: int | None = None) -> StoredRun:
+  """The checkpoint of `step` (None: the latest) of `workdir`, its meta
+  read and its experiment built; the state is read by `restore()`.
+
+  Raises:
+    FileNotFoundError: no finished checkpoint (says how to train one).
+    ValueError: `step` is not a finished checkpoint (names those there).
+  """
+  manager, step = checkpoint.step_or_fail(workdir, step)
+  meta = checkpoint.restore_meta(manager, step)
+  exp = build(config_lib.from_dict(meta["config"]))
+  return StoredRun(workdir=workdir, step=step, meta=meta, exp=exp,
+                   manager=manager)

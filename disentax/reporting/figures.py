@@ -12,6 +12,10 @@ Learning 2022): what a failure-rate table alone does not show.
   * `nmi_matrix_figure`: the group-mean NMI matrix latents x factors
     (Fig. 11b);
   * `ifp_distributions`: information freezing points per factor (Fig. 6);
+  * `metric_correlation_figure`: how the metrics rank the members alike
+    (Spearman, `tables.metric_correlations`);
+  * `response_figure`: a member's mean code over each factor's values
+    (drawn by `disentax.reporting.visualize` from a model's codes);
   * `write_figures`: every figure some loaded runs have inputs for.
 
 Figures take loaded results (rows, arrays, traces, `RunResults` from
@@ -41,8 +45,9 @@ from disentax.reporting.statistics import bootstrap_median_interval
 from disentax.reporting.tables import (Entry, failure_rate_table,
                                        finite_value, format_hparams,
                                        group_rows, hparams_key, ifp_rows,
-                                       metric_names, nmi_matrix_means,
-                                       quiet_nan_stats, select_rows)
+                                       metric_correlations, metric_names,
+                                       nmi_matrix_means, quiet_nan_stats,
+                                       select_rows)
 from disentax.results import Row, RunResults
 from disentax.workdir import ARRAYS_NAME, RESULTS_DIR, TRACE_NAME
 
@@ -530,6 +535,81 @@ def ifp_distributions(rows: Sequence[Row], factor_names: Sequence[str],
   ax.set_ylabel("IFP (beta where I(x;z) starts to grow)")
   ax.grid(axis="y", alpha=0.3)
   ax.set_title("Information freezing point per factor (annealing test)")
+  return save(fig, path)
+
+
+def metric_correlation_figure(rows: Sequence[Row], path: str, title: str,
+                              step: int | None = None) -> str:
+  """A heatmap metrics x metrics of their Spearman correlation over the
+  members of `rows` (`tables.metric_correlations`, one row per seed at
+  `step` or each seed's latest), the value in every cell ("n/a" where it
+  is undefined), -1 blue to 1 red.  Size (3 + 0.5 k) x (2.5 + 0.5 k)
+  inches for k metrics.  Returns `path`.
+
+  Raises:
+    ValueError: the rows have fewer than two metrics.
+  """
+  names, matrix, counts = metric_correlations(rows, step)
+  k = len(names)
+  if k < 2:
+    raise ValueError(f"a correlation needs two metrics; the rows have "
+                     f"{names or 'none'}")
+  fig, [[ax]] = new_figure((3.0 + 0.5 * k, 2.5 + 0.5 * k))
+  image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
+  for a in range(k):
+    for b in range(k):
+      value = matrix[a, b]
+      ax.text(b, a, "n/a" if np.isnan(value) else f"{value:.2f}",
+              ha="center", va="center", fontsize=7,
+              color="w" if abs(np.nan_to_num(value)) > 0.6 else "k")
+  ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+  ax.set_yticks(range(k), names, fontsize=8)
+  fig.colorbar(image, ax=ax, label="Spearman correlation", shrink=0.8)
+  ax.set_title(f"{title}\nover {int(counts.max())} members (pairs: members "
+               f"where both are finite)", fontsize=9)
+  return save(fig, path)
+
+
+def response_figure(responses: Sequence[np.ndarray],
+                    factor_names: Sequence[str],
+                    latent_labels: Sequence[str], path: str,
+                    title: str) -> str:
+  """One panel per factor k: the mean code of every latent over the
+  factor's values, a line per column of responses[k] float [values_k, d]
+  (named by `latent_labels`, in legend order), row v the mean over the
+  points whose factor k has value index v (NaN: no point; a gap).  A
+  latent that encodes factor k varies along its panel and is flat in the
+  others.  Three panels a line; size (2.5 + 3.5 cols) x (1 + 3 lines)
+  inches.  Returns `path`.
+  """
+  if len(responses) != len(factor_names):
+    raise ValueError(f"{len(responses)} responses for {len(factor_names)} "
+                     f"factors")
+  num_latents = len(latent_labels)
+  for name, response in zip(factor_names, responses):
+    if np.ndim(response) != 2 or np.shape(response)[1] != num_latents:
+      raise ValueError(f"responses of {name} must be [values, "
+                       f"{num_latents}], got shape {np.shape(response)}")
+  cols = min(3, len(responses))
+  lines = math.ceil(len(responses) / cols)
+  fig, axes = new_figure((2.5 + 3.5 * cols, 1.0 + 3.0 * lines), lines, cols)
+  handles = []
+  for ax, name, response in zip(axes.flat, factor_names, responses):
+    values = np.arange(len(response))
+    handles = [ax.plot(values, response[:, j], color=f"C{j % 10}",
+                       linestyle="-" if j < 10 else "--",
+                       marker="." if len(values) <= 16 else None)[0]
+               for j in range(num_latents)]
+    ax.set_title(name)
+    ax.set_xlabel(f"{name} (value index)")
+    ax.grid(alpha=0.3)
+  for line in axes:
+    line[0].set_ylabel("mean code")
+  for ax in list(axes.flat)[len(responses):]:
+    ax.set_axis_off()
+  fig.legend(handles, list(latent_labels), loc="outside right upper",
+             fontsize=8)
+  fig.suptitle(title)
   return save(fig, path)
 
 

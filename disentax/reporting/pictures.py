@@ -1,6 +1,9 @@
 """Image grids: uniformly sampled observations of a dataset (`sample_grid`,
 `write_picture`, `write_pictures` behind `python -m disentax.pictures`) and
-latent traversals of a trained member (`traversal_figure`, DEFT Fig. 10).
+what a trained member draws (`pair_grid` of inputs and reconstructions,
+`image_grid` of prior samples, `traversal_figure`, DEFT Fig. 10, and its
+animated `write_gif` of `traversal_frames`; assembled for chosen members by
+`disentax.reporting.visualize`).
 
 Dataset pictures are a glance at what a model will be trained on, titled
 with the dataset's name and factor sizes.  Observations are drawn with the
@@ -27,6 +30,7 @@ from typing import Callable, Sequence
 import chex
 import jax
 import numpy as np
+from PIL import Image
 
 from disentax.data import DATASETS, GroundTruthDataset
 from disentax.reporting.figures import new_figure, save
@@ -75,22 +79,69 @@ def tile(images: np.ndarray, gap_value: float) -> np.ndarray:
   return mosaic
 
 
+def _as_uint8(images: np.ndarray) -> np.ndarray:
+  """Values in [0, 1] as uint8 0..255 (rounded)."""
+  return np.round(images * 255.0).astype(np.uint8)
+
+
+def _cells(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+  """RGB images [n, H, W, 3] in reading order as cells [rows, cols, H, W,
+  3], the unused ones gray."""
+  cells = np.full((rows * cols, *images.shape[1:]), GAP_VALUE, np.float32)
+  cells[:len(images)] = images
+  return cells.reshape(rows, cols, *images.shape[1:])
+
+
+def image_grid(images: np.ndarray) -> np.ndarray:
+  """Images float [n, H, W, C] (C 1 or 3, clipped to [0, 1]) tiled into
+  the most square grid (`grid_shape(n)`), uint8 [rows (H + gap) - gap,
+  cols (W + gap) - gap, 3]; gap = max(1, H // 16) gray pixels, unused
+  cells gray."""
+  images = _as_rgb(np.asarray(images, np.float32), "images", "n, H, W, C")
+  return _as_uint8(tile(_cells(images, *grid_shape(len(images))),
+                        GAP_VALUE))
+
+
+def pair_grid(inputs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+  """Each input above its output (a reconstruction): float [n, H, W, C]
+  each, as `image_grid` with rows doubled, uint8 [2 rows (H + gap) - gap,
+  cols (W + gap) - gap, 3]; row 2i holds inputs i cols.., row 2i + 1
+  their outputs."""
+  inputs = _as_rgb(np.asarray(inputs, np.float32), "inputs", "n, H, W, C")
+  outputs = _as_rgb(np.asarray(outputs, np.float32), "outputs",
+                    "n, H, W, C")
+  if inputs.shape != outputs.shape:
+    raise ValueError(f"inputs {inputs.shape} and outputs {outputs.shape} "
+                     "differ in shape")
+  rows, cols = grid_shape(len(inputs))
+  cells = np.stack([_cells(inputs, rows, cols), _cells(outputs, rows, cols)],
+                   axis=1)  # [rows, 2, cols, H, W, 3]
+  return _as_uint8(tile(cells.reshape(2 * rows, *cells.shape[2:]),
+                        GAP_VALUE))
+
+
 def sample_grid(dataset: GroundTruthDataset, rng: jax.Array,
                 num: int) -> np.ndarray:
   """`num` uniformly sampled observations tiled into one image, uint8
-  [rows (H + gap) - gap, cols (W + gap) - gap, 3] (`grid_shape(num)`; gap =
-  max(1, H // 16) gray pixels; unused cells gray)."""
-  rows, cols = grid_shape(num)
+  [rows (H + gap) - gap, cols (W + gap) - gap, 3] (`image_grid`)."""
+  grid_shape(num)  # num >= 1, checked before sampling
   factors = dataset.sample_uniform_factors(rng, num)
   chex.assert_shape(factors, (num, dataset.num_factors))
   observations = np.asarray(dataset.observations_from_factors(factors),
                             np.float32)
   chex.assert_shape(observations, (num, *dataset.observation_shape))
-  images = _as_rgb(observations, "observations", "n, H, W, C")
-  cells = np.full((rows * cols, *images.shape[1:]), GAP_VALUE, np.float32)
-  cells[:num] = images
-  mosaic = tile(cells.reshape(rows, cols, *images.shape[1:]), GAP_VALUE)
-  return np.round(mosaic * 255.0).astype(np.uint8)
+  return image_grid(observations)
+
+
+def grid_figure(mosaic: np.ndarray, path: str, title: str,
+                size: tuple[float, float]) -> str:
+  """Saves the uint8 image `mosaic` under `title` (font 8) in a figure of
+  `size` inches, without axes; returns `path`."""
+  fig, [[ax]] = new_figure(size)
+  ax.imshow(mosaic, interpolation="nearest")
+  ax.set_axis_off()
+  ax.set_title(title, fontsize=8)
+  return save(fig, path)
 
 
 def title(name: str, dataset: GroundTruthDataset, num: int) -> str:
@@ -108,11 +159,9 @@ def write_picture(name: str, dataset: GroundTruthDataset, path: str,
                   rng: jax.Array, num: int) -> str:
   """Saves the titled `sample_grid` of `dataset` to `path`; returns it.
   Size `figure_inches(*grid_shape(num))`."""
-  fig, [[ax]] = new_figure(figure_inches(*grid_shape(num)))
-  ax.imshow(sample_grid(dataset, rng, num), interpolation="nearest")
-  ax.set_axis_off()
-  ax.set_title(title(name, dataset, num), fontsize=8)
-  return save(fig, path)
+  return grid_figure(sample_grid(dataset, rng, num), path,
+                     title(name, dataset, num),
+                     figure_inches(*grid_shape(num)))
 
 
 def build_with_defaults(name: str, image_size: int) -> GroundTruthDataset:
@@ -194,3 +243,53 @@ def traversal_figure(images: np.ndarray, path: str, title: str,
   ax.set_title(title)
   return save(fig, path)
 
+
+
+def gif_scale(height: int) -> int:
+  """The whole factor a traversal GIF enlarges images of `height` pixels
+  by (nearest neighbour), so that a cell is at least 64 pixels high."""
+  return max(1, math.ceil(64 / height))
+
+
+def traversal_frames(images: np.ndarray, scale: int = 1) -> np.ndarray:
+  """A traversal's animation: images float [d, steps, H, W, C] -> uint8
+  frames [steps, h, w, 3], frame s all d latents at step s in reading
+  order on a `grid_shape(d)` grid (`tile`: gray gaps of max(1, H // 16)
+  pixels), above a strip of `steps` segments of max(2, H // 8) pixels
+  (step s's white, the others dark), every pixel repeated `scale` times
+  each way.  The strip makes every frame distinct, so a GIF writer keeps
+  all `steps` of them even where no latent changes the image."""
+  images = _as_rgb(np.asarray(images, np.float32), "images",
+                   "d, steps, H, W, C")
+  num_latents, num_steps, height = images.shape[:3]
+  rows, cols = grid_shape(num_latents)
+  strip_height = max(2, height // 8)
+  frames = []
+  for s in range(num_steps):
+    mosaic = tile(_cells(images[:, s], rows, cols), GAP_VALUE)
+    strip = np.full((strip_height, mosaic.shape[1], 3), 0.2, np.float32)
+    edges = np.linspace(0, mosaic.shape[1], num_steps + 1).round().astype(int)
+    strip[:, edges[s]:edges[s + 1]] = 1.0
+    gap = np.full((max(1, height // 16), mosaic.shape[1], 3), GAP_VALUE,
+                  np.float32)
+    frames.append(np.concatenate([mosaic, gap, strip]))
+  frames = np.stack(frames)
+  return _as_uint8(frames.repeat(scale, axis=1).repeat(scale, axis=2))
+
+
+def write_gif(frames: np.ndarray, path: str, duration_ms: int = 200) -> str:
+  """Saves uint8 frames [n, h, w, 3] as a looping GIF (gray frames, whose
+  channels agree, exactly as 8-bit gray; colour ones on a palette per
+  frame); returns `path`."""
+  frames = np.asarray(frames)
+  if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+    raise ValueError(f"frames must be uint8 [n, h, w, 3], got {frames.dtype} "
+                     f"{frames.shape}")
+  gray = bool(np.all(frames == frames[..., :1]))
+  pictures = [Image.fromarray(f[..., 0] if gray else f) for f in frames]
+  directory = os.path.dirname(path)
+  if directory:
+    os.makedirs(directory, exist_ok=True)
+  pictures[0].save(path, save_all=True, append_images=pictures[1:],
+                   duration=duration_ms, loop=0)
+  return path

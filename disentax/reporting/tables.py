@@ -21,8 +21,9 @@ Two layouts of the same counts:
     rows than datasets, so they go down.)
 the groups compared pairwise on each dataset (`comparison_table`), and
 further tables: every metric's spread per group (`metric_summary`),
-group-mean NMI matrices (`nmi_matrix_means`), and information freezing
-points per factor (`ifp_summary`).
+group-mean NMI matrices (`nmi_matrix_means`), information freezing points
+per factor (`ifp_summary`), and how the metrics agree over members
+(`metric_correlations`).
 
 Intervals and tests come from `disentax.reporting.statistics`.  Bootstrap
 intervals are seeded (`seed`, default 0; each group's resampling starts
@@ -420,3 +421,42 @@ def ifp_summary(rows: Sequence[Row], seed: int = 0) -> list[Entry]:
                     "n_froze": int(np.isfinite(ifps).sum()),
                     **_spread(ifps, seed), "change_points": points})
   return summary
+
+
+MIN_CORRELATION_POINTS = 3
+
+
+def metric_correlations(rows: Sequence[Row], step: int | None = None
+                        ) -> tuple[list[str], np.ndarray, np.ndarray]:
+  """Spearman rank correlations between every two metrics of `rows` over
+  the members (one row per seed: `select_rows`): (metric names, sorted;
+  float [k, k] correlations; int [k, k] members each one is computed on).
+
+  A pair is computed on the members where both metrics are finite
+  (`finite_value`: 'ok' rows only), as `scipy.stats.spearmanr` of those
+  values; NaN when fewer than `MIN_CORRELATION_POINTS` members have both
+  or either metric is constant over them (a rank correlation is then
+  undefined).  Ranks rather than values, so a metric's scale or a
+  monotone transformation (e.g. a metric and its negative) does not change
+  what it agrees with.
+  """
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  selected = select_rows(rows, step)
+  names = metric_names(selected)
+  values = np.full((len(selected), len(names)), np.nan)
+  for i, row in enumerate(selected):
+    for j, name in enumerate(names):
+      value = finite_value(row, name)
+      values[i, j] = np.nan if value is None else value
+  k = len(names)
+  matrix = np.full((k, k), np.nan)
+  counts = np.zeros((k, k), int)
+  for a in range(k):
+    for b in range(k):
+      both = np.isfinite(values[:, a]) & np.isfinite(values[:, b])
+      counts[a, b] = int(both.sum())
+      x, y = values[both, a], values[both, b]
+      if (counts[a, b] >= MIN_CORRELATION_POINTS and np.ptp(x) > 0
+          and np.ptp(y) > 0):
+        matrix[a, b] = float(stats.spearmanr(x, y).statistic)
+  return names, matrix, counts
