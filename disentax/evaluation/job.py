@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -156,6 +156,19 @@ def traversal_codes(code: np.ndarray, steps: int = TRAVERSAL_STEPS,
   return grid
 
 
+def traversal_images(decode_fn: Callable[[jax.Array], jax.Array],
+                     codes: np.ndarray, steps: int = TRAVERSAL_STEPS
+                     ) -> np.ndarray:
+  """Every member's latent traversal around its own code: `codes` [M, d]
+  -> images [M, d, steps, H, W, C] decoded by `decode_fn` (codes [M, b, d]
+  -> observations [M, b, H, W, C]), `traversal_codes` of each member's
+  code."""
+  num_members, d = codes.shape
+  grids = np.stack([traversal_codes(code, steps) for code in codes])
+  images = np.asarray(decode_fn(jnp.asarray(grids)))
+  return images.reshape(num_members, d, steps, *images.shape[2:])
+
+
 def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
                      rows: list[dict[str, Any]]) -> list[str]:
   """Traversal grids of the best, median and worst finite member by the
@@ -175,16 +188,12 @@ def write_traversals(workdir: str, exp: Experiment, members: TrainedMembers,
   directory = traversals_dir(workdir)
   os.makedirs(directory, exist_ok=True)
   paths = []
+  images = traversal_images(members.decode_fn, codes)
   for label, (value, member) in chosen.items():
-    grid = traversal_codes(codes[member])
-    stacked = np.repeat(grid[None], len(exp.members), axis=0)
-    images = np.asarray(members.decode_fn(jnp.asarray(stacked)))[member]
-    d = codes.shape[1]
-    images = images.reshape(d, TRAVERSAL_STEPS, *images.shape[1:])
     seed = rows[member]["seed"]
     path = os.path.join(directory, f"{label}_member{member}_seed{seed}.png")
     pictures.traversal_figure(
-        images, path, title=f"{exp.method} on {exp.dataset.name}: {label} "
+        images[member], path, title=f"{exp.method} on {exp.dataset.name}: {label} "
         f"{metric} {value:.3f} (member {member}, seed {seed}); latent "
         f"values {-TRAVERSAL_RANGE:g}..{TRAVERSAL_RANGE:g}")
     paths.append(path)

@@ -1,6 +1,8 @@
 """Image grids: uniformly sampled observations of a dataset (`sample_grid`,
-`write_picture`, `write_pictures` behind `python -m disentax.pictures`) and
-latent traversals of a trained member (`traversal_figure`, DEFT Fig. 10).
+`write_picture`, `write_pictures` behind `python -m disentax.pictures`),
+latent traversals of a trained member (`traversal_figure`, DEFT Fig. 10),
+and the bare image panels training sends to its writers
+(`reconstruction_panel`, `traversal_panel`).
 
 Dataset pictures are a glance at what a model will be trained on, titled
 with the dataset's name and factor sizes.  Observations are drawn with the
@@ -90,7 +92,38 @@ def sample_grid(dataset: GroundTruthDataset, rng: jax.Array,
   cells = np.full((rows * cols, *images.shape[1:]), GAP_VALUE, np.float32)
   cells[:num] = images
   mosaic = tile(cells.reshape(rows, cols, *images.shape[1:]), GAP_VALUE)
-  return np.round(mosaic * 255.0).astype(np.uint8)
+  return as_uint8(mosaic)
+
+
+def as_uint8(image: np.ndarray) -> np.ndarray:
+  """An image of values in [0, 1] as uint8 (0..255, rounded)."""
+  return np.round(np.asarray(image) * 255.0).astype(np.uint8)
+
+
+def reconstruction_panel(inputs: np.ndarray,
+                         reconstructions: np.ndarray) -> np.ndarray:
+  """Observations [n, H, W, C] (C 1 or 3, clipped to [0, 1]) above their
+  reconstructions (same shape), one column each, as one RGB image uint8
+  [2 (H + gap) - gap, n (W + gap) - gap, 3] (gap = max(1, H // 16) gray
+  pixels)."""
+  given, wanted = np.shape(reconstructions), np.shape(inputs)
+  if given != wanted:
+    raise ValueError(f"{given[0]} reconstructions of shape {given[1:]} for "
+                     f"{wanted[0]} inputs of shape {wanted[1:]}")
+  inputs = _as_rgb(np.asarray(inputs, np.float32), "inputs", "n, H, W, C")
+  outputs = _as_rgb(np.asarray(reconstructions, np.float32),
+                    "reconstructions", "n, H, W, C")
+  return as_uint8(tile(np.stack([inputs, outputs]), GAP_VALUE))
+
+
+def traversal_panel(images: np.ndarray) -> np.ndarray:
+  """A latent traversal, images [d, steps, H, W, C] (C 1 or 3, clipped to
+  [0, 1]), as one RGB image uint8 [d (H + gap) - gap, steps (W + gap) -
+  gap, 3]: a row per latent, its values low to high left to right (gap =
+  max(1, H // 16) gray pixels)."""
+  images = _as_rgb(np.asarray(images, np.float32), "images",
+                   "d, steps, H, W, C")
+  return as_uint8(tile(images, GAP_VALUE))
 
 
 def title(name: str, dataset: GroundTruthDataset, num: int) -> str:
