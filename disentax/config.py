@@ -26,14 +26,18 @@ COMPONENT_SECTIONS = ("dataset", "model", "objective", "eval.metric",
 # Keys that change how a run is carried out but not what it computes; they may
 # differ between a run and its resumption and are left out of the config hash
 # (e.g. the execution layout, disentax/training/layouts.py, and how the final
-# checkpoint is evaluated).  The training-time trace (eval.trace_every,
-# eval.trace) is part of what a run computes: its series is a result.
+# checkpoint is evaluated, and where the curves are shown: the `log`
+# section).  The training-time trace (eval.trace_every, eval.trace) is part
+# of what a run computes: its series is a result.
 BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.checkpoint_every", "train.keep_checkpoints",
                     "train.progress", "train.member_execution", "train.loop",
                     "train.num_devices", "eval.metric",
                     "eval.failure_threshold", "eval.seed", "eval.nmi_table",
-                    "eval.battery", "eval.traversals", "model.kernels")
+                    "eval.battery", "eval.traversals", "model.kernels", "log")
+
+# W&B modes `log.wandb_mode` may name (disentax.tracking.WandbWriter).
+WANDB_MODES = ("online", "offline")
 
 # Model options of saved configs that chose each layer's formulation, now all
 # chosen by `model.kernels` (disentax/models/kernels): option -> the values
@@ -114,6 +118,21 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.trace_every = 0
   config.eval.trace = ml_collections.ConfigDict(
       {"mig": {"num_points": 2_000}})
+
+  # Where the training curves go besides WORKDIR/metrics.jsonl, the record
+  # (disentax/tracking.py): TensorBoard event files in
+  # WORKDIR/tensorboard/<member>/ (`tensorboard --logdir runs/`), and W&B
+  # runs, one per member (`pip install 'disentax[wandb]'`), in project
+  # wandb_project, mode 'online' or 'offline' (files in WORKDIR/wandb/,
+  # `wandb sync` uploads them).  Every images_every steps (0 = never; a
+  # multiple of train.steps_per_chunk) a few members' reconstructions and
+  # latent traversals go to the same writers.
+  config.log = ml_collections.ConfigDict()
+  config.log.tensorboard = True
+  config.log.wandb = False
+  config.log.wandb_project = "disentax"
+  config.log.wandb_mode = "online"
+  config.log.images_every = 0
   return config
 
 
@@ -160,22 +179,46 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = train[name]
     if not 0 <= value < 1:
       raise ValueError(f"config.train.{name}={value}; must be in [0, 1)")
-  if train.checkpoint_every % train.steps_per_chunk:
-    raise ValueError(
-        f"config.train.checkpoint_every={train.checkpoint_every} must be a "
-        f"multiple of config.train.steps_per_chunk={train.steps_per_chunk} "
-        "(checkpoints are taken between chunks)")
-  trace_every = config.eval.trace_every
-  _require(trace_every, "eval.trace_every", int, minimum=0)
-  if trace_every % train.steps_per_chunk:
-    raise ValueError(
-        f"config.eval.trace_every={trace_every} must be a multiple of "
-        f"config.train.steps_per_chunk={train.steps_per_chunk} (tracing runs "
-        "between chunks); 0 turns tracing off")
+  _require_between_chunks(train.checkpoint_every, "train.checkpoint_every",
+                          train.steps_per_chunk, "checkpoints are taken "
+                          "between chunks")
+  _require(config.eval.trace_every, "eval.trace_every", int, minimum=0)
+  _require_between_chunks(config.eval.trace_every, "eval.trace_every",
+                          train.steps_per_chunk, "tracing runs between "
+                          "chunks; 0 turns tracing off")
   threshold = config.eval.failure_threshold
   if not 0 < threshold < 1:
     raise ValueError(f"config.eval.failure_threshold={threshold}; must be in "
                      "(0, 1)")
+  _validate_log(config.log, train.steps_per_chunk)
+
+
+def _validate_log(log: ml_collections.ConfigDict, steps_per_chunk: int
+                  ) -> None:
+  for name in ("tensorboard", "wandb"):
+    if not isinstance(log[name], bool):
+      raise ValueError(f"config.log.{name}={log[name]!r}; must be True or "
+                       "False")
+  if log.wandb_mode not in WANDB_MODES:
+    raise ValueError(f"config.log.wandb_mode={log.wandb_mode!r}; allowed: "
+                     f"{WANDB_MODES}")
+  if not isinstance(log.wandb_project, str) or not log.wandb_project:
+    raise ValueError(f"config.log.wandb_project={log.wandb_project!r}; must "
+                     "be a non-empty string")
+  _require(log.images_every, "log.images_every", int, minimum=0)
+  _require_between_chunks(log.images_every, "log.images_every",
+                          steps_per_chunk, "images are drawn between "
+                          "chunks; 0 turns them off")
+
+
+def _require_between_chunks(every: int, name: str, steps_per_chunk: int,
+                            why: str) -> None:
+  """ValueError unless config.`name` = `every` is a multiple of the chunk
+  length (`why` explains, in parentheses)."""
+  if every % steps_per_chunk:
+    raise ValueError(
+        f"config.{name}={every} must be a multiple of "
+        f"config.train.steps_per_chunk={steps_per_chunk} ({why})")
 
 
 def _require(value: Any, name: str, kind: type, minimum: float,

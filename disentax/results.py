@@ -3,7 +3,7 @@
 Writing (the evaluation job): `make_rows`, `write` and `write_arrays`.
 Reading (reports, sweeps, proposals; no model is loaded): `load_rows`,
 `load_arrays`, `load_trace`, `load_run` (all of one workdir, as a
-`RunResults`), and `find_workdirs` / `resolve_workdirs` (which workdirs to
+`RunResults`, its training curves from metrics.jsonl included), and `find_workdirs` / `resolve_workdirs` (which workdirs to
 read).  Every file is checked against its schema as it is read, so a
 consumer never sees a malformed row or misaligned arrays.
 
@@ -54,10 +54,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from disentax import run_log
 from disentax.workdir import (RESULTS_DIR, RESULTS_JSON_NAME, arrays_path,
                               read_json, results_csv_path, results_dir,
-                              results_json_path, trace_path, write_json,
-                              write_npz, write_text)
+                              results_json_path, run_log_path, trace_path,
+                              write_json, write_npz, write_text)
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "non_finite", "diverged")
@@ -259,6 +260,8 @@ class RunResults:
   # The images were rendered by disentax (None: results written before
   # this was recorded).
   dataset_procedural: bool | None = None
+  # metrics.jsonl as arrays (`run_log.read_curves`), None without one.
+  curves: dict[str, np.ndarray] | None = None
 
   def factor_labels(self, num_factors: int) -> list[str]:
     """The factor names when known and of the right length, else c0, c1..."""
@@ -268,7 +271,8 @@ class RunResults:
 
 
 def load_run(workdir: str) -> RunResults:
-  """Reads the results, arrays and trace of one workdir."""
+  """Reads the results, arrays, trace and training curves of one
+  workdir."""
   data = _read_results(workdir)
   trace = load_trace(workdir)
   names = data.get("factor_names")
@@ -277,7 +281,8 @@ def load_run(workdir: str) -> RunResults:
   return RunResults(workdir=workdir, rows=list(data["rows"]),
                     factor_names=names, arrays=load_arrays(workdir),
                     trace=trace,
-                    dataset_procedural=data.get("dataset_procedural"))
+                    dataset_procedural=data.get("dataset_procedural"),
+                    curves=run_log.read_curves(run_log_path(workdir)))
 
 
 def find_workdirs(sweep_root: str) -> list[str]:

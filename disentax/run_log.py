@@ -1,9 +1,15 @@
 """Per-member training curves as JSON lines, safe across resumption.
 
-Each line: {"step": s, "<metric>": [value per member], ...}, the mean over the
-chunk of steps that ended at s.  A resumed run first drops lines past the step
-it resumes from (they will be recomputed identically), so the file always
-describes one uninterrupted history.
+Each line: {"step": s, "<name>": [value per member], ...}: the training
+metrics are means over the chunk of steps that ended at s (`loss`, `recon`,
+`kl` and whatever else the objective reports: a controller's `beta`, DEFT's
+`stage` and `pressure`, ...); a step the trace scored also holds each
+evaluator's per-member scalar scores as `trace/<score>` (the untrained
+models' trace point is a line of its own at step 0).  Non-finite values
+are null.  A resumed run first drops the lines it will compute again
+(`survives_resume`; they are recomputed identically), so the file always
+describes one uninterrupted history.  `read_curves` reads the file back as
+arrays.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import numpy as np
 
 from disentax.workdir import write_text
 
+STEP = "step"
+
 
 def read_lines(path: str) -> list[dict[str, Any]]:
   if not os.path.exists(path):
@@ -24,20 +32,52 @@ def read_lines(path: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def survives_resume(step: int, resume_step: int) -> bool:
+  """Whether a record of `step` stays when training resumes from
+  `resume_step`: a run resumed from its checkpoint at s > 0 computes every
+  step after s again; one without a checkpoint (s = 0) computes everything
+  again, the untrained models' trace point at step 0 included."""
+  return 0 < resume_step and step <= resume_step
+
+
+def read_curves(path: str) -> dict[str, np.ndarray] | None:
+  """The run log at `path` as arrays, None if there is none: `step` int
+  [T] (each logged step once, ascending) and every name float [T, M], NaN
+  where a value is null or a step did not log the name (a trace score
+  between trace points)."""
+  lines = read_lines(path)
+  if not lines:
+    return None
+  steps = sorted({int(line[STEP]) for line in lines})
+  row = {s: t for t, s in enumerate(steps)}
+  curves: dict[str, np.ndarray] = {}
+  for line in lines:
+    for name, values in line.items():
+      if name == STEP:
+        continue
+      if name not in curves:
+        curves[name] = np.full((len(steps), len(values)), np.nan)
+      curves[name][row[int(line[STEP])]] = [np.nan if v is None else v
+                                            for v in values]
+  return {STEP: np.asarray(steps, np.int64), **curves}
+
+
 def _finite_or_none(values: np.ndarray) -> list[float | None]:
   return [float(v) if np.isfinite(v) else None for v in np.ravel(values)]
 
 
 class RunLog:
-  """Appends chunk summaries; on resume keeps only lines up to resume_step."""
+  """Appends a line per logged step; on resume keeps only the lines that
+  `survives_resume` from `resume_step`."""
 
   def __init__(self, path: str, resume_step: int = 0):
     self.path = path
-    kept = [l for l in read_lines(path) if l["step"] <= resume_step]
+    kept = [l for l in read_lines(path)
+            if survives_resume(l[STEP], resume_step)]
     write_text(path, "".join(json.dumps(l) + "\n" for l in kept))
 
   def append(self, step: int, metrics: Mapping[str, np.ndarray]) -> None:
-    line = {"step": int(step)}
+    line = {STEP: int(step)}
     line.update({k: _finite_or_none(v) for k, v in metrics.items()})
     with open(self.path, "a") as f:
       f.write(json.dumps(line) + "\n")

@@ -4,6 +4,10 @@ that produce them.
   WORKDIR/
     config.json          the run's config (written by training)
     metrics.jsonl        per-member training curves (`disentax.run_log`)
+    tensorboard/<member>/  the same curves (and image panels) as TensorBoard
+                         event files, one run per member
+                         (`disentax.tracking`)
+    wandb/               W&B's files when config.log.wandb is on
     checkpoints/<step>/  Orbax checkpoints (`disentax.checkpoint`)
     trace.npz            evaluators scored while training
                          (`disentax.evaluation.trace`)
@@ -55,6 +59,8 @@ SAMPLES_NAME = "samples.png"
 TRAVERSALS_NAME = "traversals.png"
 TRAVERSALS_GIF_NAME = "traversals.gif"
 RESPONSES_NAME = "responses.png"
+TENSORBOARD_DIR = "tensorboard"
+WANDB_DIR = "wandb"
 
 
 def config_path(workdir: str) -> str:
@@ -65,6 +71,17 @@ def config_path(workdir: str) -> str:
 def run_log_path(workdir: str) -> str:
   """The per-member training curves (JSON lines)."""
   return os.path.join(workdir, RUN_LOG_NAME)
+
+
+def tensorboard_dir(workdir: str) -> str:
+  """The TensorBoard log directory: one subdirectory (a TensorBoard run)
+  per member."""
+  return os.path.join(workdir, TENSORBOARD_DIR)
+
+
+def wandb_dir(workdir: str) -> str:
+  """Where W&B keeps its files of the run's members."""
+  return os.path.join(workdir, WANDB_DIR)
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -150,6 +167,11 @@ def write_json(path: str, data: Any) -> None:
 def write_text(path: str, text: str) -> None:
   """Writes `text` as it is (no newline translation, so CSV stays CSV)."""
   _replace(path, lambda f: f.write(text), binary=False, suffix=".tmp")
+
+
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes `data` as it is."""
+  _replace(path, lambda f: f.write(data), binary=True, suffix=".tmp")
 
 
 def write_npz(path: str, arrays: Mapping[str, Any]) -> None:

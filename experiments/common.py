@@ -7,11 +7,13 @@ every method:
   paper  dlib-google training (Locatello et al. 2019): 64x64 dSprites, the
          standard conv architecture, batch 64, 300k steps, Adam lr 1e-4
          (b1 .9, b2 .999), 50 seeds; evaluated with the whole metric
-         battery at dlib's sizes; NMI/MIG traced every 5,000 steps.
+         battery at dlib's sizes; NMI/MIG traced every 5,000 steps;
+         reconstructions and traversals to TensorBoard as often.
   cpu    a few minutes on 2 CPU cores: 32x32 dSprites, batch 32, 1,500 steps,
          3 seeds (methods shrink their grid to two values); the battery at
-         reduced sizes; traced every 100 steps.
-  tiny   seconds; for tests of the whole path (MIG only, no tracing).
+         reduced sizes; traced every 100 steps, images every 500.
+  tiny   seconds; for tests of the whole path (MIG only, no tracing, no
+         images: they would compile the decoder).
 """
 
 from disentax.config import base_config
@@ -71,6 +73,7 @@ def dsprites_config(preset: str | None):
   config.train.learning_rate = 1e-4
   config.eval.trace_every = 5_000
   config.eval.battery = battery()
+  config.log.images_every = 5_000
   if preset == "cpu":
     config.dataset.image_size = 32
     config.num_seeds = 3
@@ -81,6 +84,7 @@ def dsprites_config(preset: str | None):
     config.train.checkpoint_every = 500
     config.eval.metric.num_points = 5_000
     config.eval.trace_every = 100
+    config.log.images_every = 500
     config.eval.battery = battery(num_train=1_000, num_test=500)
   elif preset == "tiny":
     config.dataset.image_size = 16
@@ -96,6 +100,7 @@ def dsprites_config(preset: str | None):
     config.eval.metric.num_points = 500
     config.eval.metric.batch_size = 500  # one encoder call, no padding
     config.eval.trace_every = 0
+    config.log.images_every = 0
     config.eval.battery = {}
     config.eval.traversals = False  # drawn in tests/test_evaluate.py
   return config, preset

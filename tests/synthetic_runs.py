@@ -1,10 +1,10 @@
 """Hand-made results files for the report, results and figure tests.
 
 `make_row` builds one results row; `write_workdir` writes a workdir holding
-results/results.json (+ arrays.npz, trace.npz); `make_sweep` writes two tiny
-synthetic workdirs -- results.json with factor_names, arrays.npz and
-trace.npz -- whose numbers the tests check the tables against, and
-`EXPECTED_FIGURES` is what the report draws of them.
+results/results.json (+ arrays.npz, trace.npz, metrics.jsonl); `make_sweep`
+writes two tiny synthetic workdirs -- results.json with factor_names,
+arrays.npz, trace.npz and metrics.jsonl -- whose numbers the tests check the
+tables against, and `EXPECTED_FIGURES` is what the report draws of them.
 """
 
 import json
@@ -32,8 +32,9 @@ ROWS = [make_row(0, 0.05), make_row(1, 0.2), make_row(2, 0.3),
 
 
 def write_workdir(root, rows, name="run", factor_names=None, arrays=None,
-                  trace=None):
-  """A workdir holding results/results.json (+ arrays.npz, trace.npz)."""
+                  trace=None, log_lines=None):
+  """A workdir holding results/results.json (+ arrays.npz, trace.npz, and
+  metrics.jsonl of `log_lines`)."""
   workdir = os.path.join(root, name)
   os.makedirs(os.path.join(workdir, "results"))
   data = {"schema_version": 1, "rows": rows}
@@ -45,6 +46,9 @@ def write_workdir(root, rows, name="run", factor_names=None, arrays=None,
     np.savez(os.path.join(workdir, "results", "arrays.npz"), **arrays)
   if trace is not None:
     np.savez(os.path.join(workdir, "trace.npz"), **trace)
+  if log_lines is not None:
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+      f.writelines(json.dumps(line) + "\n" for line in log_lines)
   return workdir
 
 
@@ -99,6 +103,28 @@ def _sweep_arrays_and_trace(migs, stages, rng):
   return arrays, trace
 
 
+LOG_STEPS = (500, 1000)
+
+
+def _log_lines(migs, staged):
+  """metrics.jsonl of the members of `migs`: loss = 100 - step / 10 +
+  member, recon = loss - kl, kl = 10 + member (null for the non-finite
+  member at step 1000), and DEFT's stage (0, then 3) when `staged`."""
+  lines = []
+  for t, step in enumerate(LOG_STEPS):
+    members = range(len(migs))
+    loss = [100.0 - step / 10 + m for m in members]
+    kl = [None if t and mig is None else 10.0 + m
+          for m, mig in enumerate(migs.values())]
+    line = {"step": step, "loss": loss, "kl": kl,
+            "recon": [l - k if k is not None else None
+                      for l, k in zip(loss, kl)]}
+    if staged:
+      line["stage"] = [float(3 * t)] * len(migs)
+    lines.append(line)
+  return lines
+
+
 def make_sweep(root):
   """Two workdirs under `root` ("bvae", "deft"); returns their paths.
 
@@ -106,7 +132,7 @@ def make_sweep(root):
   0.1), 0.25, 0.30, non-finite; plus seed 0 at step 500 with MIG 0.5.  No
   DEFT stages in its trace (stage -1).  deft: pressures 70/30/12/4,
   gamma 0.1, seeds 10-12 with MIG 0.35, 0.08 (fails), non-finite; stages
-  0,1,2,3,3 over the 5 trace steps.
+  0,1,2,3,3 over the 5 trace steps.  Both have metrics.jsonl (`_log_lines`).
   """
   rng = np.random.default_rng(0)
   workdirs = []
@@ -118,7 +144,9 @@ def make_sweep(root):
       rows.insert(0, _sweep_rows(method, hparams, {0: 0.5}, step=500)[0])
     arrays, trace = _sweep_arrays_and_trace(migs, stages, rng)
     workdirs.append(write_workdir(root, rows, name, factor_names=FACTORS,
-                                   arrays=arrays, trace=trace))
+                                   arrays=arrays, trace=trace,
+                                   log_lines=_log_lines(migs,
+                                                        method == "deft")))
   return workdirs
 
 
@@ -134,6 +162,8 @@ def png_size(path):
 EXPECTED_FIGURES = {
     **{f"{m}_distribution.png": (600, 350) for m in METRICS},
     "mig_failure_rate.png": (600, 350),
+    "bvae_training_curves.png": (1300, 400),   # 3 panels on 1 line
+    "deft_training_curves.png": (1300, 700),   # 4 panels on 2 lines
     "bvae_nmi_over_training.png": (1600, 600),
     "bvae_nmi_matrix.png": (625, 400),
     "deft_nmi_over_training.png": (1600, 600),

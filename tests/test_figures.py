@@ -58,8 +58,9 @@ def test_write_figures_without_trace_or_arrays(drawn, tmp_path):
   paths = figures.write_figures([results.load_run(str(bare))],
                                 str(tmp_path / "out"), note=notes.append)
   assert [os.path.basename(p) for p in paths] == ["mig_distribution.png"]
-  assert notes[0].startswith("bare: no trace.npz")
-  assert notes[1].startswith("bare: no nmi_matrix in results/arrays.npz")
+  assert notes[0].startswith("bare: no metrics.jsonl")
+  assert notes[1].startswith("bare: no trace.npz")
+  assert notes[2].startswith("bare: no nmi_matrix in results/arrays.npz")
 
 
 def test_metric_distributions_two_datasets(drawn, tmp_path):

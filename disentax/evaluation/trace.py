@@ -17,8 +17,10 @@ WORKDIR/trace.npz:
   factor_names  str   [F]
 
 The file is rewritten atomically at each trace point; on resume the points
-after the restored checkpoint are dropped, so the series equals that of an
-uninterrupted run.
+training computes again are dropped (`run_log.survives_resume`), so the
+series equals that of an uninterrupted run.  `scalars` picks a point's
+per-member scalar scores for the training curves (metrics.jsonl and the
+tracking writers).
 """
 
 from __future__ import annotations
@@ -29,26 +31,44 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from disentax import results
+from disentax import results, run_log
 from disentax.evaluation.members import MemberFunctions
 from disentax.experiment import Experiment
 from disentax.workdir import trace_path, write_npz
 
 FACTOR_NAMES = "factor_names"
+# How a trace score is named among the training curves: "trace/mig".
+CURVE_PREFIX = "trace/"
+
+
+def scalars(point: dict[str, np.ndarray], num_members: int
+            ) -> dict[str, np.ndarray]:
+  """The scores of a trace point that are one number per member, named
+  `CURVE_PREFIX` + score (matrices such as nmi_matrix [M, d, F] and the
+  point's step and stage are left out: the stage is a training metric of
+  the objectives that have one)."""
+  return {CURVE_PREFIX + name: np.asarray(value, np.float64)
+          for name, value in point.items()
+          if name not in ("step", "stage")
+          and np.shape(value) == (num_members,)}
 
 
 class Trace:
   """Scores the traced evaluators of `exp` at steps of training."""
 
-  def __init__(self, exp: Experiment, workdir: str, resume_step: int):
+  def __init__(self, exp: Experiment, workdir: str, resume_step: int,
+               functions: MemberFunctions | None = None):
+    """`functions`: the members' jitted functions, when the caller shares
+    them (default: compiled for this trace)."""
     self.workdir = workdir
     self._exp = exp
-    self._functions = MemberFunctions(exp)
+    self._functions = functions or MemberFunctions(exp)
     self._rng = jax.random.key(exp.config.eval.seed)
     self._records: dict[str, list[Any]] = {}
     old = results.load_trace(workdir)
     if old is not None:
-      keep = old["step"] <= resume_step
+      keep = np.array([run_log.survives_resume(s, resume_step)
+                       for s in old["step"]], bool)
       self._records = {name: list(values[keep])
                        for name, values in old.items() if name != FACTOR_NAMES}
 

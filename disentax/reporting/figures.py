@@ -16,9 +16,12 @@ Learning 2022): what a failure-rate table alone does not show.
     (Spearman, `tables.metric_correlations`);
   * `response_figure`: a member's mean code over each factor's values
     (drawn by `disentax.reporting.visualize` from a model's codes);
+  * `training_curves`: every quantity of metrics.jsonl over training, the
+    median over seeds per hyperparameter group with a 10-90% band
+    (`curve_bands`);
   * `write_figures`: every figure some loaded runs have inputs for.
 
-Figures take loaded results (rows, arrays, traces, `RunResults` from
+Figures take loaded results (rows, arrays, traces, curves, `RunResults` from
 `disentax.results.load_run`); they read no file and load no model.  Every
 figure has a title, axis labels and (with several series) a legend, and a
 size fixed by its content as documented per function, saved at `DPI`
@@ -49,7 +52,8 @@ from disentax.reporting.tables import (Entry, failure_rate_table,
                                        nmi_matrix_means, quiet_nan_stats,
                                        select_rows)
 from disentax.results import Row, RunResults
-from disentax.workdir import ARRAYS_NAME, RESULTS_DIR, TRACE_NAME
+from disentax.workdir import (ARRAYS_NAME, RESULTS_DIR, RUN_LOG_NAME,
+                              TRACE_NAME)
 
 if TYPE_CHECKING:
   from matplotlib.axes import Axes
@@ -62,6 +66,10 @@ Note = Callable[[str], None]
 # data; the others are documented in their functions.
 STAGE_SIZE = (8.0, 4.5)
 IFP_SIZE = (8.0, 4.5)
+# The spread over seeds drawn around a median: these quantiles.
+BAND_QUANTILES = (0.1, 0.9)
+# The training curves drawn first, in this order; the others follow sorted.
+FIRST_CURVES = ("loss", "recon", "kl")
 
 
 def new_figure(size: tuple[float, float], rows: int = 1, cols: int = 1,
@@ -613,6 +621,72 @@ def response_figure(responses: Sequence[np.ndarray],
   return save(fig, path)
 
 
+def curve_bands(values: np.ndarray, members: Sequence[int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(median, low, high) [T] of values [T, M] over the `members` at each
+  step: the finite values' median and `BAND_QUANTILES` (linear
+  interpolation between order statistics); NaN at a step where none is
+  finite."""
+  chosen = np.asarray(values, float)[:, list(members)]
+  with quiet_nan_stats():
+    low, median, high = np.nanquantile(
+        chosen, [BAND_QUANTILES[0], 0.5, BAND_QUANTILES[1]], axis=1)
+  return median, low, high
+
+
+def curve_names(curves: Mapping[str, np.ndarray]) -> list[str]:
+  """The quantities of `curves` (all but `step`): `FIRST_CURVES` first,
+  then the others sorted."""
+  names = [n for n in curves if n != "step"]
+  return ([n for n in FIRST_CURVES if n in names]
+          + sorted(n for n in names if n not in FIRST_CURVES))
+
+
+def training_curves(curves: Mapping[str, np.ndarray],
+                    rows: Sequence[Row] | None, path: str, *,
+                    title: str | None = None) -> str:
+  """One panel per quantity of `curves` (metrics.jsonl read by
+  `run_log.read_curves`: step [T], name -> [T, M]), 3 per line: per
+  hyperparameter group of `rows` (which map members to groups; all
+  members as one without rows) the median over its seeds against the
+  training step, with a band from the 10% to the 90% quantile
+  (`curve_bands`); steps where a group has no finite value are left out.
+  Size (1 + 4 x cols) x (1 + 3 x lines) inches.  Returns `path`.
+  """
+  names = curve_names(curves)
+  if not names:
+    raise ValueError("the curves hold no quantity besides the step")
+  steps = np.asarray(curves["step"])
+  groups = _member_groups(rows, np.shape(curves[names[0]])[1])
+  cols = min(3, len(names))
+  lines = math.ceil(len(names) / cols)
+  fig, axes = new_figure((1.0 + 4.0 * cols, 1.0 + 3.0 * lines), lines, cols)
+  handles = []
+  for ax, name in zip(axes.flat, names):
+    for i, (label, members) in enumerate(groups):
+      median, low, high = curve_bands(curves[name], members)
+      shown = np.isfinite(median)
+      color = f"C{i % 10}"
+      ax.fill_between(steps[shown], low[shown], high[shown], color=color,
+                      alpha=0.25, linewidth=0)
+      line, = ax.plot(steps[shown], median[shown], color=color,
+                      marker="o" if shown.sum() < 12 else None, markersize=3,
+                      label=f"{label} (n={len(members)})")
+      if len(handles) < len(groups):
+        handles.append(line)
+    ax.set_title(name)
+    ax.set_xlabel("training step")
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(names):]:
+    ax.set_axis_off()
+  fig.legend(handles=handles, loc="outside lower center", fontsize=8,
+             ncols=min(len(handles), 3))
+  low, high = (round(100 * q) for q in BAND_QUANTILES)
+  fig.suptitle(f"{title or 'Training curves'}: median over seeds, "
+               f"{low}-{high}% band")
+  return save(fig, path)
+
+
 def _slug(text: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
 
@@ -638,7 +712,8 @@ def write_figures(runs: Sequence[RunResults], out_dir: str, *, note: Note,
   pooled; the failure threshold drawn on `metric`'s; medians' bootstrap
   intervals from `seed`), METRIC_failure_rate.png with a `threshold`
   (`failure_rate_figure`), and per run TAG
-  (`workdir_tags` of their workdirs): TAG_nmi_over_training[_GROUP].png and
+  (`workdir_tags` of their workdirs): TAG_training_curves.png (from its
+  metrics.jsonl), TAG_nmi_over_training[_GROUP].png and
   TAG_mig_per_stage.png (from its trace), TAG_nmi_matrix.png (from its
   results arrays), TAG_ifp.png (annealing-test rows).
   """
@@ -656,6 +731,13 @@ def write_figures(runs: Sequence[RunResults], out_dir: str, *, note: Note,
                                        f"{_slug(metric)}_failure_rate.png")))
   for run, tag in zip(runs, workdir_tags([run.workdir for run in runs])):
     base = os.path.join(out_dir, tag)
+    if run.curves is None:
+      note(f"{tag}: no {RUN_LOG_NAME} in {run.workdir}: no training-curves "
+           f"figure")
+    else:
+      paths.append(training_curves(run.curves, run.rows,
+                                   f"{base}_training_curves.png",
+                                   title=f"Training curves of {tag}"))
     trace = run.trace
     if trace is None:
       note(f"{tag}: no {TRACE_NAME} in {run.workdir} (training-time "

@@ -3,7 +3,8 @@
 what a trained member draws (`pair_grid` of inputs and reconstructions,
 `image_grid` of prior samples, `traversal_figure`, DEFT Fig. 10, and its
 animated `write_gif` of `traversal_frames`; assembled for chosen members by
-`disentax.reporting.visualize`).
+`disentax.reporting.visualize`), and the panels the tracking writers show while
+training (`pair_grid` in one row, `traversal_panel`).
 
 Dataset pictures are a glance at what a model will be trained on, titled
 with the dataset's name and factor sizes.  Observations are drawn with the
@@ -102,18 +103,21 @@ def image_grid(images: np.ndarray) -> np.ndarray:
                         GAP_VALUE))
 
 
-def pair_grid(inputs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+def pair_grid(inputs: np.ndarray, outputs: np.ndarray,
+              cols: int | None = None) -> np.ndarray:
   """Each input above its output (a reconstruction): float [n, H, W, C]
-  each, as `image_grid` with rows doubled, uint8 [2 rows (H + gap) - gap,
+  each, in a grid of `cols` columns (default the most square,
+  `grid_shape(n)`) with rows doubled, uint8 [2 rows (H + gap) - gap,
   cols (W + gap) - gap, 3]; row 2i holds inputs i cols.., row 2i + 1
-  their outputs."""
+  their outputs (`cols=n`: one row of inputs above one of outputs)."""
   inputs = _as_rgb(np.asarray(inputs, np.float32), "inputs", "n, H, W, C")
   outputs = _as_rgb(np.asarray(outputs, np.float32), "outputs",
                     "n, H, W, C")
   if inputs.shape != outputs.shape:
     raise ValueError(f"inputs {inputs.shape} and outputs {outputs.shape} "
                      "differ in shape")
-  rows, cols = grid_shape(len(inputs))
+  rows, cols = (grid_shape(len(inputs)) if cols is None
+                else (math.ceil(len(inputs) / cols), cols))
   cells = np.stack([_cells(inputs, rows, cols), _cells(outputs, rows, cols)],
                    axis=1)  # [rows, 2, cols, H, W, 3]
   return _as_uint8(tile(cells.reshape(2 * rows, *cells.shape[2:]),
@@ -142,6 +146,16 @@ def grid_figure(mosaic: np.ndarray, path: str, title: str,
   ax.set_axis_off()
   ax.set_title(title, fontsize=8)
   return save(fig, path)
+
+
+def traversal_panel(images: np.ndarray) -> np.ndarray:
+  """A latent traversal, images [d, steps, H, W, C] (C 1 or 3, clipped to
+  [0, 1]), as one RGB image uint8 [d (H + gap) - gap, steps (W + gap) -
+  gap, 3]: a row per latent, its values low to high left to right (gap =
+  max(1, H // 16) gray pixels)."""
+  images = _as_rgb(np.asarray(images, np.float32), "images",
+                   "d, steps, H, W, C")
+  return _as_uint8(tile(images, GAP_VALUE))
 
 
 def title(name: str, dataset: GroundTruthDataset, num: int) -> str:

@@ -160,6 +160,19 @@ def traversal_codes(code: np.ndarray, steps: int = TRAVERSAL_STEPS,
   return grid
 
 
+def traversal_images(decode_fn: Callable[[jax.Array], jax.Array],
+                     codes: np.ndarray, steps: int = TRAVERSAL_STEPS
+                     ) -> np.ndarray:
+  """Every member's latent traversal around its own code: `codes` [M, d]
+  -> images [M, d, steps, H, W, C] decoded by `decode_fn` (codes [M, b, d]
+  -> observations [M, b, H, W, C]), `traversal_codes` of each member's
+  code."""
+  num_members, d = np.shape(codes)
+  grids = np.stack([traversal_codes(code, steps) for code in codes])
+  images = np.asarray(decode_fn(jnp.asarray(grids, jnp.float32)))
+  return images.reshape(num_members, d, steps, *images.shape[2:])
+
+
 def factor_responses(factors: np.ndarray, codes: np.ndarray,
                      factor_sizes: Sequence[int]) -> list[np.ndarray]:
   """Per factor k, float [factor_sizes[k], d]: row v the mean of codes
@@ -214,13 +227,9 @@ def member_views(members: TrainedMembers, rng: jax.Array,
       min(ENCODE_BATCH, num_points), where="pictures")
   kl = np.asarray(gaussian_kl(jnp.asarray(means), jnp.asarray(logvars))
                   ).mean(axis=1)
-  grids = np.stack([traversal_codes(mean) for mean in means[:, 0]])
-  images = np.asarray(members.decode_fn(jnp.asarray(grids, jnp.float32)))
-  num_members, d = kl.shape
   return MemberViews(
       factors=factors, codes=codes, means=means, kl=kl,
-      traversals=images.reshape(num_members, d, TRAVERSAL_STEPS,
-                                *images.shape[2:]))
+      traversals=traversal_images(members.decode_fn, means[:, 0]))
 
 
 def reconstructions(members: TrainedMembers, views: MemberViews,

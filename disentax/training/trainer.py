@@ -3,9 +3,11 @@
 `train(config, workdir)` builds the experiment, resumes from the workdir's
 latest checkpoint (or initialises every member from its seed), and runs
 chunks of steps (`layouts.train_chunk` of the member step), waking up
-between chunks to log, trace, checkpoint and show progress.  A SIGTERM
-checkpoints after the current chunk and raises `preemption.Preempted`.
-Everything is validated before anything compiles or is written.
+between chunks to log (the chunk's metrics, the trace's scores and the
+image panels, to the writers of `disentax.tracking`), trace, checkpoint
+and show progress.  A SIGTERM checkpoints after the current chunk and
+raises `preemption.Preempted`.  Everything is validated before anything
+compiles or is written.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from tqdm import tqdm
 
 from disentax import checkpoint
 from disentax import config as config_lib
-from disentax import backend, preemption, run_log, sharding
+from disentax import backend, preemption, sharding, tracking
 from disentax import workdir as workdir_lib
-from disentax.evaluation.trace import Trace
+from disentax.evaluation import trace as trace_lib
+from disentax.evaluation.members import MemberFunctions
+from disentax.evaluation.panels import Panels
 from disentax.experiment import Experiment, build
 from disentax.training import layouts
 from disentax.training.step import make_member_step
@@ -32,6 +36,8 @@ from disentax.training.train_state import (TrainState, init_state,
 # Metrics the progress bar shows, those of them an objective reports: every
 # objective reports its loss; a KL term only those that have one.
 PROGRESS_METRICS = ("loss", "kl")
+# The traced score the progress bar shows (its median), when traced.
+TRACE_MIG = trace_lib.CURVE_PREFIX + "mig"
 # Called after each checkpoint save has been issued (it may still be being
 # written): (step, checkpoint manager).
 OnSave = Callable[[int, ocp.CheckpointManager], None]
@@ -106,44 +112,74 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   process at a chosen point)."""
   exp = build(config)
   devices = sharding.member_layout(len(exp.members), config.train.num_devices)
-  writer = sharding.is_writer()
+  is_writer = sharding.is_writer()
   meta = checkpoint_meta(exp)
   manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
   latest = manager.latest_step()
   if latest is not None:
     _check_same_run(checkpoint.restore_meta(manager, latest), meta, workdir)
+  start = 0 if latest is None else latest
+  writer = None
+  if is_writer:  # before anything compiles: a missing extra fails here
+    writer = tracking.make_writer(config, workdir, meta, start)
+  try:
+    return _train(exp, meta, workdir, devices, manager, latest, writer,
+                  on_save)
+  finally:
+    if writer is not None:
+      writer.close()
 
+
+def _train(exp: Experiment, meta: dict[str, Any], workdir: str,
+           devices: sharding.MemberLayout, manager: ocp.CheckpointManager,
+           latest: int | None, writer: tracking.Writer | None,
+           on_save: OnSave | None) -> TrainState:
+  """`train` once the run is checked and its writer made (`writer` None on
+  the processes that do not write)."""
+  config = exp.config
+  is_writer = writer is not None
   if latest is None:
     state = init_state(exp, devices)
   else:  # restored straight into the layout; no initialisation to discard
     state = restore_members(manager, latest, exp, devices)
-    if writer:
+    if is_writer:
       print(f"resuming {workdir} from step {latest}", flush=True)
   start = int(state.step)
-  log = trace = None
-  if writer:
-    log = run_log.RunLog(workdir_lib.run_log_path(workdir), resume_step=start)
+  trace_every, images_every = (config.eval.trace_every,
+                               config.log.images_every)
+  trace = panels = None
+  if is_writer:
     workdir_lib.write_json(workdir_lib.config_path(workdir), meta["config"])
-    if config.eval.trace_every:
-      trace = Trace(exp, workdir, start)
+    if trace_every or images_every:
+      functions = MemberFunctions(exp)
+      trace = (trace_lib.Trace(exp, workdir, start, functions)
+               if trace_every else None)
+      panels = Panels(functions) if images_every else None
 
-  def trace_point(state: TrainState, step: int
-                  ) -> dict[str, np.ndarray] | None:
-    """Scores the traced evaluators at `step` (every process gathers the
-    state; the writer scores)."""
-    on_host = sharding.to_host((state.params, state.aux), devices)
-    if trace is None:
-      return None
-    params, aux = on_host
-    return trace(TrainState(step, params, None, None, aux), step)
+  def observe(state: TrainState, step: int, traced: bool, drawn: bool
+              ) -> tuple[dict[str, np.ndarray], tracking.Images]:
+    """The trace's per-member scalars and the image panels at `step`
+    (every process gathers the state; the writer scores and draws)."""
+    if not (traced or drawn):
+      return {}, {}
+    params, aux = sharding.to_host((state.params, state.aux), devices)
+    if not is_writer:
+      return {}, {}
+    on_host = TrainState(step, params, None, None, aux)
+    scores = (trace_lib.scalars(trace(on_host, step), len(exp.members))
+              if traced else {})
+    return scores, (panels(on_host, step) if drawn else {})
 
-  tracing = bool(config.eval.trace_every)
-  if tracing and start == 0:  # the untrained models, the series' origin
-    trace_point(state, 0)
+  if start == 0:  # the untrained models, the series' origin
+    scores, images = observe(state, 0, bool(trace_every), bool(images_every))
+    if scores:
+      writer.scalars(0, scores)
+    if images:
+      writer.images(0, images)
 
   train_chunk = make_train_chunk(exp, devices)
   advice = layouts.compile_advice(exp.layout, len(exp.members))
-  if advice and writer and start < config.train.num_steps:
+  if advice and is_writer and start < config.train.num_steps:
     print(advice, flush=True)
   hparams, keys = member_inputs(exp, devices)
   diverged = sharding.to_host(state.diverged_at, devices)
@@ -152,7 +188,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                 if devices.num_devices > 1 else "")
   with tqdm(total=total, initial=start, unit="step",
             desc=f"{exp.method} x {len(exp.members)} members{on_devices}",
-            disable=not (config.train.progress and writer)) as progress, \
+            disable=not (config.train.progress and is_writer)) as progress, \
       preemption.SigtermFlag() as sigterm:
     step = start
     while step < total:
@@ -165,12 +201,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                  for name in PROGRESS_METRICS if name in metrics}
       if np.any(now_diverged >= 0):
         postfix["diverged"] = int(np.sum(now_diverged >= 0))
-      if tracing and step % config.eval.trace_every == 0:
-        point = trace_point(state, step)
-        if point is not None and "mig" in point:
-          postfix["mig"] = f"{np.nanmedian(point['mig']):.2f}"
-      if writer:
-        log.append(step, metrics)
+      scores, images = observe(
+          state, step, bool(trace_every) and step % trace_every == 0,
+          bool(images_every) and step % images_every == 0)
+      if TRACE_MIG in scores:
+        postfix["mig"] = f"{np.nanmedian(scores[TRACE_MIG]):.2f}"
+      if is_writer:
+        writer.scalars(step, {**metrics, **scores})
+        if images:
+          writer.images(step, images)
         _report_divergence(exp, diverged, now_diverged)
       diverged = now_diverged
       progress.update(num_steps)
