@@ -239,8 +239,14 @@ def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
   """Short stable id of what a run computes (bookkeeping keys left out)."""
-  return hashlib.sha256(json.dumps(
-      identity(to_dict(config)), sort_keys=True).encode()).hexdigest()[:12]
+  return short_hash(identity(to_dict(config)))
+
+
+def short_hash(data: Any) -> str:
+  """12 hex characters identifying JSON-ready `data` (key order ignored):
+  the `config_hash` of results rows."""
+  return hashlib.sha256(json.dumps(data, sort_keys=True).encode()
+                        ).hexdigest()[:12]
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:

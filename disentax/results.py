@@ -1,11 +1,12 @@
 """The results of evaluated runs: the schema, written and read here only.
 
-Writing (the evaluation job): `make_rows`, `write` and `write_arrays`.
-Reading (reports, sweeps, proposals; no model is loaded): `load_rows`,
-`load_arrays`, `load_trace`, `load_run` (all of one workdir, as a
-`RunResults`, its training curves from metrics.jsonl included), and `find_workdirs` / `resolve_workdirs` (which workdirs to
-read).  Every file is checked against its schema as it is read, so a
-consumer never sees a malformed row or misaligned arrays.
+Writing (the evaluation job, `evaluation.external`): `make_rows`, `write`
+and `write_arrays`.  Reading (reports, sweeps, proposals; no model is
+loaded): `load_rows`, `load_arrays`, `load_trace`, `load_run` (all of one
+workdir, as a `RunResults`, its training curves from metrics.jsonl
+included), `find_workdirs` / `resolve_workdirs` (which workdirs to read)
+and `frame` (rows as a pandas DataFrame).  Every file is checked against
+its schema as it is read, so a consumer never sees a malformed row or misaligned arrays.
 
 `WORKDIR/results/results.json` = {"schema_version": 1, "rows": [row, ...],
 "factor_names": [...] (optional), "dataset_procedural": bool (optional:
@@ -103,16 +104,33 @@ def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
   return rows
 
 
-def flatten(row: Mapping[str, Any]) -> dict[str, Any]:
+def flatten(row: Mapping[str, Any], missing: Any = "") -> dict[str, Any]:
   """A row as one CSV line: hparams as "hp.<name>" (a sequence joined by
-  "/"), metrics as "metric.<name>" (null empty)."""
+  "/"), metrics as "metric.<name>" (null as `missing`)."""
   flat = {k: v for k, v in row.items() if k not in ("hparams", "metrics")}
   flat.update({f"hp.{k}": ("/".join(f"{x:g}" for x in v)
                             if isinstance(v, (list, tuple)) else v)
                for k, v in row["hparams"].items()})
-  flat.update({f"metric.{k}": ("" if v is None else v)
+  flat.update({f"metric.{k}": (missing if v is None else v)
                for k, v in row["metrics"].items()})
   return flat
+
+
+def frame(rows: Sequence[Mapping[str, Any]],
+          workdirs: Sequence[str] | None = None):
+  """Rows as a pandas DataFrame, one line per row: the columns of
+  results.csv (`flatten`, a null metric NaN), after a `workdir` column
+  when `workdirs` (one per row) are given.  pandas is imported here, so
+  reading results needs it only when a DataFrame is asked for."""
+  import pandas as pd  # pylint: disable=import-outside-toplevel
+  flat = [flatten(row, missing=math.nan) for row in rows]
+  if workdirs is not None:
+    if len(workdirs) != len(flat):
+      raise ValueError(f"frame: {len(workdirs)} workdirs for {len(flat)} "
+                       "rows")
+    flat = [{"workdir": w, **f} for w, f in zip(workdirs, flat)]
+  return pd.DataFrame(flat, columns=list(dict.fromkeys(
+      k for f in flat for k in f)))
 
 
 def csv_text(flat_rows: Sequence[Mapping[str, Any]]) -> str:

@@ -9,6 +9,8 @@ or every registered metric with battery 'full'), each through
 disentax.results), the time each metric took (results/timings.json) and
 latent traversal PNGs of the best, median and worst member
 (results/traversals/, drawn as `python -m disentax.visualize` draws them).
+`Scores` collects the scores and writes those files (`evaluation.external`
+writes through it too).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -89,45 +91,79 @@ def evaluate(workdir: str, battery: str = "config",
   primary = exp.config.eval.metric.name
   print(f"scoring {len(exp.members)} members of {workdir} at step {step} "
         f"with {[primary, *metrics]}", flush=True)
-  scores, outcomes, timings = {}, {}, {}
-
-  def timed(label: str, metric: Metric, scored_members: TrainedMembers,
-            suffix: str = "") -> None:
-    start = time.perf_counter()
-    scored = metric.score(scored_members, rng)
-    (outcomes if metric.nan_is_outcome else scores).update(
-        {f"{k}{suffix}": v for k, v in scored.items()})
-    timings[label] = time.perf_counter() - start
-    print(f"  {label}: {timings[label]:.1f} s", flush=True)
-
+  scored = Scores()
   for name, representation in (representations.items() if score_primary
                                else ()):
-    timed(f"{primary}{name}", exp.metric,
-          dataclasses.replace(members, representation_fn=representation),
-          suffix=name)
+    scored.add(f"{primary}{name}", exp.metric,
+               dataclasses.replace(members, representation_fn=representation),
+               rng, suffix=name)
   for name, metric in metrics.items():
-    timed(name, metric, members)
-  rows = results.make_rows(
+    scored.add(name, metric, members, rng)
+  rows = scored.rows(
       method=meta["method"], dataset=meta["dataset"],
       config_hash=meta["config_hash"], step=step, members=meta["members"],
-      scores=_per_member(scores), outcome_scores=_per_member(outcomes),
       finite_params=finite_members(state.params, len(exp.members)),
       diverged_at=np.asarray(state.diverged_at))
-  results.write(workdir, rows, factor_names=exp.dataset.factor_names,
-                dataset_procedural=exp.dataset.procedural)
-  results.write_arrays(workdir, {k: v for k, v in {**scores,
-                                                   **outcomes}.items()
-                                 if np.ndim(v) > 1})
-  write_json(timings_path(workdir), {"step": step, "members": len(exp.members),
-                                     "seconds": timings})
+  scored.write(workdir, rows, exp.dataset.factor_names,
+               dataset_procedural=exp.dataset.procedural)
   if exp.config.eval.traversals if traversals is None else traversals:
     write_traversals(workdir, exp, functions, state, step, rows)
   return rows, exp.config
 
 
-def _per_member(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """The scalar-per-member scores ([M]) of `scores`."""
-  return {k: v for k, v in scores.items() if np.ndim(v) == 1}
+@dataclasses.dataclass
+class Scores:
+  """Every score of an evaluation, {score name: [M, ...]}, and the seconds
+  each metric took: what the results files are written from."""
+  scores: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  # Scores where NaN is an outcome, not a failure (`Metric.nan_is_outcome`).
+  outcomes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+  def add(self, label: str, metric: Metric, members: TrainedMembers,
+          rng: jax.Array, suffix: str = "") -> None:
+    """Scores `members` with `metric`, its score names suffixed with
+    `suffix`, timed under `label`."""
+    start = time.perf_counter()
+    scored = metric.score(members, rng)
+    (self.outcomes if metric.nan_is_outcome else self.scores).update(
+        {f"{k}{suffix}": np.asarray(v) for k, v in scored.items()})
+    self.seconds[label] = time.perf_counter() - start
+    print(f"  {label}: {self.seconds[label]:.1f} s", flush=True)
+
+  @classmethod
+  def concatenate(cls, parts: Sequence[Scores]) -> Scores:
+    """The scores of `parts` (evaluations of the same metrics on different
+    members) along the members axis, their seconds summed."""
+    def stacked(name: str) -> dict[str, np.ndarray]:
+      return {k: np.concatenate([getattr(p, name)[k] for p in parts])
+              for k in getattr(parts[0], name)}
+    seconds = {k: sum(p.seconds[k] for p in parts) for k in parts[0].seconds}
+    return cls(stacked("scores"), stacked("outcomes"), seconds)
+
+  def rows(self, **row_fields: Any) -> list[dict[str, Any]]:
+    """Results rows (`results.make_rows` with `row_fields`) of the
+    per-member scalar scores ([M])."""
+    def per_member(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+      return {k: v for k, v in scores.items() if np.ndim(v) == 1}
+    return results.make_rows(scores=per_member(self.scores),
+                             outcome_scores=per_member(self.outcomes),
+                             **row_fields)
+
+  def write(self, workdir: str, rows: Sequence[Mapping[str, Any]],
+            factor_names: Sequence[str],
+            dataset_procedural: bool | None = None) -> None:
+    """Writes `rows`, the per-member arrays and the timings into
+    WORKDIR/results/ (`dataset_procedural`: whether disentax rendered the
+    images, recorded for the report's note)."""
+    results.write(workdir, rows, factor_names=factor_names,
+                  dataset_procedural=dataset_procedural)
+    results.write_arrays(workdir, {k: v for k, v in {**self.scores,
+                                                     **self.outcomes}.items()
+                                   if np.ndim(v) > 1})
+    write_json(timings_path(workdir), {"step": rows[0]["step"],
+                                       "members": len(rows),
+                                       "seconds": self.seconds})
 
 
 def summary(workdir: str, config: ml_collections.ConfigDict,

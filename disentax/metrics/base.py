@@ -110,8 +110,8 @@ class Metric:
   `name` (its registered name, used in error messages), `int_fields`
   ({integer option: its minimum}, checked in that order when the metric is
   built, before `check`), if it scores data without ground-truth factors,
-  `supervised = False`, and where they apply `reads_trace` and
-  `nan_is_outcome`.  It overrides `check` for any other option
+  `supervised = False`, if it reads more than the codes, `needs`, and where
+  they apply `reads_trace` and `nan_is_outcome`.  It overrides `check` for any other option
   checks, and implements `evaluate` (codes only) or overrides `score` (the
   metrics that need more of the model).
   """
@@ -119,6 +119,10 @@ class Metric:
   name: ClassVar[str]
   supervised: ClassVar[bool] = True  # needs ground-truth factors
   int_fields: ClassVar[Mapping[str, int]] = {}
+  # The `TrainedMembers` fields `score` reads: a caller holding only some of
+  # the model's functions (a representation scored from outside disentax,
+  # `evaluation.external`) tells from them which metrics it can score.
+  needs: ClassVar[tuple[str, ...]] = ("dataset", "representation_fn")
   # The training-time trace arrays it reads (`members.trace`): such a
   # read-out of the training curve scores in the evaluation job only.
   reads_trace: ClassVar[tuple[str, ...]] = ()
@@ -140,7 +144,7 @@ class Metric:
     """Scores every member: {score name: array with the members axis
     first}.  By default, the codes of `members.representation_fn` on
     `members.dataset` (`evaluate`)."""
-    members.require(self.name, "dataset", "representation_fn")
+    members.require(self.name, *self.needs)
     return self.evaluate(members.dataset, members.representation_fn, rng)
 
   def evaluate(self, dataset: GroundTruthDataset,

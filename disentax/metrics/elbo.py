@@ -158,6 +158,8 @@ class ELBODecomposition(Metric):
   """
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
+  needs: ClassVar[tuple[str, ...]] = ("dataset", "posterior_fn",
+                                      "reconstruction_error_fn")
   name = "elbo_decomposition"
   int_fields = {"num_points": 2, "chunk_size": 1, "batch_size": 1}
 
@@ -179,8 +181,7 @@ class ELBODecomposition(Metric):
        "dimwise_kl": [members], "kl_per_latent": [members, d]} as numpy,
       in nats (reconstruction error: the decoder NLL summed over pixels).
     """
-    members.require(self.name, "dataset", "posterior_fn",
-                    "reconstruction_error_fn")
+    members.require(self.name, *self.needs)
     points_rng, noise_rng = jax.random.split(rng)
     factors = sample_factors(members.dataset, points_rng, self.num_points)
 

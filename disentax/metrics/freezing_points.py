@@ -45,6 +45,7 @@ class InformationFreezingPoints(Metric):
 
   name: ClassVar[str] = "ifp"
   supervised: ClassVar[bool] = False
+  needs: ClassVar[tuple[str, ...]] = ("trace",)
   reads_trace: ClassVar[tuple[str, ...]] = ("beta", "kl")
   nan_is_outcome: ClassVar[bool] = True
   int_fields = {"num_change_points": 0}
@@ -62,7 +63,7 @@ class InformationFreezingPoints(Metric):
   def score(self, members: TrainedMembers,
             rng: jax.Array) -> dict[str, np.ndarray]:
     del rng  # a read-out of the trace: nothing is drawn
-    members.require(self.name, "trace")
+    members.require(self.name, *self.needs)
     missing = [n for n in self.reads_trace if n not in members.trace]
     if missing or not len(members.trace["step"]):
       raise ValueError(

@@ -29,6 +29,7 @@ class LossTerms(Metric):
 
   name: ClassVar[str] = "loss_terms"
   supervised: ClassVar[bool] = False
+  needs: ClassVar[tuple[str, ...]] = ("loss_terms_fn",)
   int_fields = {"num_points": 1, "batch_size": 1}
 
   num_points: int = 1000
@@ -42,7 +43,7 @@ class LossTerms(Metric):
 
   def score(self, members: TrainedMembers,
             rng: jax.Array) -> dict[str, np.ndarray]:
-    members.require(self.name, "loss_terms_fn")
+    members.require(self.name, *self.needs)
     num_batches = self.num_points // self.batch_size
     total = None
     for i in range(num_batches):

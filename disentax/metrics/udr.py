@@ -163,6 +163,7 @@ class UDR(Metric):
   """
 
   supervised: ClassVar[bool] = False  # needs no ground-truth factors
+  needs: ClassVar[tuple[str, ...]] = ("dataset", "posterior_fn", "groups")
   name = "udr"
   int_fields = {"num_points": 2}  # batch_size after the threshold: `check`
 
@@ -186,7 +187,7 @@ class UDR(Metric):
     Returns:
       {"udr": [members], "udr_matrix": [members, members]} as numpy.
     """
-    members.require(self.name, "dataset", "posterior_fn", "groups")
+    members.require(self.name, *self.needs)
     factors = sample_factors(members.dataset, rng, self.num_points)
     means, logvars = map_in_batches(
         members.posterior_fn, jitted_dataset(members.dataset)[1],
