@@ -1,4 +1,10 @@
-"""The evaluation job: scores every member of a workdir's latest checkpoint.
+"""The evaluation job: scores every member of a workdir's checkpoints.
+
+Which checkpoint (`eval.checkpoint`, or `--checkpoint`): 'last', the latest;
+or 'best' (best of run, as CascadeVAE's code keeps its best checkpoint):
+per member, the step with the highest primary-metric score in the
+training-time trace among the steps that still have a checkpoint, each
+member restored from its own step (ties: the earliest step).
 
 It rebuilds the experiment from the config stored in the checkpoint,
 restores the stacked state, and scores all members at once with the primary
@@ -31,7 +37,8 @@ from disentax.metrics import full_battery, make_battery
 from disentax.metrics.base import Metric, RepresentationFn, TrainedMembers
 from disentax.reporting import pictures
 from disentax.reporting.report import run_summary
-from disentax.training.train_state import restore_members
+from disentax.training.train_state import (restore_member_steps,
+                                           restore_members)
 from disentax.workdir import timings_path, traversals_dir, write_json
 
 BATTERIES = ("config", "full", "none")
@@ -68,16 +75,69 @@ def _trace_until(workdir: str, step: int) -> dict[str, np.ndarray] | None:
           for name, values in trace.items()}
 
 
+def best_steps(trace: Mapping[str, np.ndarray] | None, score: str,
+               saved_steps: Any, num_members: int,
+               where: str = "") -> np.ndarray:
+  """int [M]: per member, the traced step with the highest `score` among
+  the `saved_steps` (those with a checkpoint); ties go to the earliest
+  step, a member whose scores there are all NaN gets the latest one.
+
+  Raises:
+    ValueError: no trace, no `score` [T, M] in it, or no traced step with a
+      checkpoint.
+  """
+  if trace is None:
+    raise ValueError(
+        f"best-of-run evaluation of {where or 'this run'} needs the "
+        f"training-time trace of {score!r} (trace.npz): set "
+        f"config.eval.trace_every > 0 and config.eval.trace.{score} when "
+        "training, or evaluate with --checkpoint=last")
+  values = trace.get(score)
+  if values is None or values.ndim != 2 or values.shape[1] != num_members:
+    per_member = sorted(name for name, v in trace.items()
+                        if v.ndim == 2 and v.shape[1] == num_members)
+    raise ValueError(
+        f"best-of-run evaluation of {where or 'this run'} selects by the "
+        f"primary metric {score!r}, which its trace does not hold per "
+        f"member (it has {per_member}); trace {score!r} "
+        f"(config.eval.trace) or evaluate with --checkpoint=last")
+  saved = {int(s) for s in saved_steps}
+  usable = np.flatnonzero([int(s) in saved for s in trace["step"]])
+  if not usable.size:
+    raise ValueError(
+        f"best-of-run evaluation of {where or 'this run'}: no traced step "
+        f"{sorted(int(s) for s in trace['step'])} has a checkpoint (saved: "
+        f"{sorted(saved)}); train with config.train.checkpoint_every a "
+        "multiple of config.eval.trace_every and enough "
+        "config.train.keep_checkpoints, or evaluate with --checkpoint=last")
+  order = usable[np.argsort(trace["step"][usable], kind="stable")]
+  steps, scores = trace["step"][order], values[order]
+  best = np.argmax(np.where(np.isnan(scores), -np.inf, scores), axis=0)
+  never = np.all(np.isnan(scores), axis=0)
+  return np.where(never, steps[-1], steps[best]).astype(np.int64)
+
+
 @backend.program_settings()
 def evaluate(workdir: str, battery: str = "config",
-             traversals: bool | None = None
+             traversals: bool | None = None,
+             checkpoint_selection: str | None = None
              ) -> tuple[list[dict[str, Any]], ml_collections.ConfigDict]:
-  """Scores the latest checkpoint of `workdir`, writes the results files and
-  returns (rows, the run's config)."""
+  """Scores the checkpoint(s) of `workdir` that `checkpoint_selection`
+  ('last' or 'best'; default the config's eval.checkpoint) names, writes
+  the results files and returns (rows, the run's config)."""
+  if checkpoint_selection not in (None, *config_lib.CHECKPOINT_SELECTIONS):
+    raise ValueError(f"--checkpoint={checkpoint_selection!r}; allowed: "
+                     f"{config_lib.CHECKPOINT_SELECTIONS}")
   manager, step = checkpoint.latest_step_or_fail(workdir)
   meta = checkpoint.restore_meta(manager, step)
   exp = build(config_lib.from_dict(meta["config"]))
+  selection = checkpoint_selection or exp.config.eval.checkpoint
   metrics = _battery(exp, battery)  # bad names fail before any restore
+  steps = step
+  if selection == "best":
+    steps = best_steps(results.load_trace(workdir),
+                       exp.config.eval.metric.name, manager.all_steps(),
+                       len(exp.members), where=workdir)
   score_primary = True
   if not exp.dataset.labelled:  # no ground truth: unsupervised metrics only
     dropped = [n for n, m in metrics.items() if m.supervised]
@@ -85,14 +145,18 @@ def evaluate(workdir: str, battery: str = "config",
     score_primary = not exp.metric.supervised
     print(f"{exp.dataset.name} has no ground-truth factors: skipping "
           f"{dropped + ([] if score_primary else [exp.config.eval.metric.name])}")
-  state = restore_members(manager, step, exp)
+  state = (restore_members(manager, step, exp) if selection == "last"
+           else restore_member_steps(manager, steps, exp))
   manager.close()
   trace = (_trace_until(workdir, step)
            if any(m.reads_trace for m in metrics.values()) else None)
-  members, representations = MemberFunctions(exp).at(state, step, trace)
+  members, representations = MemberFunctions(exp).at(state, steps, trace)
   rng = jax.random.key(exp.config.eval.seed)
   primary = exp.config.eval.metric.name
-  print(f"scoring {len(exp.members)} members of {workdir} at step {step} "
+  at = (f"step {step}" if selection == "last" else
+        f"each one's best traced {primary} (steps "
+        f"{np.asarray(steps).tolist()})")
+  print(f"scoring {len(exp.members)} members of {workdir} at {at} "
         f"with {[primary, *metrics]}", flush=True)
   scores, outcomes, timings = {}, {}, {}
 
@@ -114,7 +178,7 @@ def evaluate(workdir: str, battery: str = "config",
     timed(name, metric, members)
   rows = results.make_rows(
       method=meta["method"], dataset=meta["dataset"],
-      config_hash=meta["config_hash"], step=step, members=meta["members"],
+      config_hash=meta["config_hash"], step=steps, members=meta["members"],
       scores=_per_member(scores), outcome_scores=_per_member(outcomes),
       finite_params=finite_members(state.params, len(exp.members)),
       diverged_at=np.asarray(state.diverged_at))
@@ -122,7 +186,9 @@ def evaluate(workdir: str, battery: str = "config",
   results.write_arrays(workdir, {k: v for k, v in {**scores,
                                                    **outcomes}.items()
                                  if np.ndim(v) > 1})
-  write_json(timings_path(workdir), {"step": step, "members": len(exp.members),
+  write_json(timings_path(workdir), {"step": np.asarray(steps).tolist(),
+                                     "checkpoint": selection,
+                                     "members": len(exp.members),
                                      "seconds": timings})
   if exp.config.eval.traversals if traversals is None else traversals:
     write_traversals(workdir, exp, members, rows)

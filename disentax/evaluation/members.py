@@ -4,8 +4,10 @@
 evaluator may call for all members at once: the representations the
 objective asks to score (the encoder means under its controls), the
 posterior, the reconstruction error, the decoder and the loss terms.  The
-training step is an argument of each, so the trace re-uses the compiled
-programs at every step; `at(state, step)` binds them to one state.
+training step is an argument of each, per member (members restored from
+different checkpoints, `eval.checkpoint='best'`, are scored each at its
+own step), so the trace re-uses the compiled programs at every step;
+`at(state, step)` binds them to one state.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class MemberFunctions:
     def over(fn: Callable, mapped_input: bool = False) -> Callable:
       return jax.jit(over_members(
           fn, exp.layout.members,
-          in_axes=(0, 0, 0 if mapped_input else None, None)))
+          in_axes=(0, 0, 0 if mapped_input else None, 0)))
 
     self._encode = over(encode)
     self._posterior = over(posterior)
@@ -92,8 +94,9 @@ class MemberFunctions:
     the primary one)."""
     probe = jax.ShapeDtypeStruct((1, *self.exp.dataset.observation_shape),
                                  jnp.float32)
+    steps = jax.ShapeDtypeStruct((len(self.exp.members),), jnp.int32)
     return sorted(jax.eval_shape(self._encode, state.params, self._hparams,
-                                 probe, jnp.int32(0)))
+                                 probe, steps))
 
   def _loss_terms_program(self, batch_size: int) -> Callable:
     """Jitted (params, aux, hparams, keys, rng, step) -> {term: [M]}: the
@@ -114,23 +117,26 @@ class MemberFunctions:
 
       self._loss_terms[batch_size] = jax.jit(over_members(
           member_terms, exp.layout.members,
-          in_axes=(0, 0, 0, 0, None, None)))
+          in_axes=(0, 0, 0, 0, None, 0)))
     return self._loss_terms[batch_size]
 
-  def at(self, state: Any, step: int,
+  def at(self, state: Any, step: int | np.ndarray,
          trace: Mapping[str, np.ndarray] | None = None,
          num_members: int | None = None
          ) -> tuple[TrainedMembers, dict[str, RepresentationFn]]:
     """The members of `state` (a TrainState, on the host or one device) at
-    `step`: (TrainedMembers with the primary representation, {suffix: every
-    representation the objective scores}); with `num_members`, only the
-    first that many members."""
+    `step` (one for all, or int [M]: each member's): (TrainedMembers with
+    the primary representation, {suffix: every representation the
+    objective scores}); with `num_members`, only the first that many
+    members."""
     num_members = num_members or len(self.exp.members)
 
     def first(tree: Any) -> Any:
       return jax.tree.map(lambda leaf: leaf[:num_members], tree)
 
-    at_step = jnp.int32(step)
+    steps = np.asarray(step, np.int32)
+    at_step = jnp.asarray(np.broadcast_to(steps, (num_members,)) if
+                          steps.ndim == 0 else steps[:num_members])
     params, aux, hparams = first(state.params), first(state.aux), first(
         self._hparams)
     keys, host_hparams = self._keys[:num_members], first(
@@ -154,6 +160,7 @@ class MemberFunctions:
         reconstruction_error_fn=bound(self._reconstruction_error),
         decode_fn=bound(self._decode),
         groups=hyperparameter_groups(host_hparams, num_members),
-        hparams=host_hparams, step=int(step),
+        hparams=host_hparams,
+        step=int(step) if np.ndim(step) == 0 else np.asarray(step),
         loss_terms_fn=loss_terms, trace=trace)
     return members, representations
