@@ -34,10 +34,22 @@ BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.progress", "train.member_execution", "train.loop",
                     "train.num_devices", "eval.metric",
                     "eval.failure_threshold", "eval.seed", "eval.nmi_table",
-                    "eval.battery", "eval.traversals", "model.kernels", "log")
+                    "eval.battery", "eval.traversals", "eval.checkpoint",
+                    "model.kernels", "log")
 
 # W&B modes `log.wandb_mode` may name (disentax.tracking.WandbWriter).
 WANDB_MODES = ("online", "offline")
+
+# Keys whose default computes what every run computed before the key
+# existed: at that default they are left out of the config hash, so adding
+# them changed no run's identity (a planned sweep still runs); any other
+# value is part of it.
+NEUTRAL_DEFAULTS = {"train.l2_regularization": 0.0,
+                    "train.reset_adam_at_stage": False}
+
+# Which checkpoint the evaluation job scores (`eval.checkpoint`): the latest,
+# or per member the traced step with the best primary metric.
+CHECKPOINT_SELECTIONS = ("last", "best")
 
 # Model options of saved configs that chose each layer's formulation, now all
 # chosen by `model.kernels` (disentax/models/kernels): option -> the values
@@ -72,6 +84,16 @@ def base_config() -> ml_collections.ConfigDict:
   # lr_decay_every steps (0 = constant, the dlib-google setting).
   config.train.lr_decay_factor = 1.0
   config.train.lr_decay_every = 0
+  # Coupled L2 weight regularisation: scale * w is added to the gradient of
+  # every layer's weight matrix (Flax's `kernel`s; biases are left alone)
+  # before Adam, the gradient of scale * sum(w^2) / 2 (TF's
+  # l2_regularizer(scale), CascadeVAE's 4e-5).  0 = none.
+  config.train.l2_regularization = 0.0
+  # Start a fresh Adam state (count, moments) whenever the objective's
+  # training stage changes (objectives with stages: DEFT, CascadeVAE-C),
+  # as CascadeVAE's code does with one optimiser per stage.  The learning-
+  # rate schedule keeps counting the global step.
+  config.train.reset_adam_at_stage = False
   config.train.steps_per_chunk = 500  # steps per host round trip (lax.scan)
   # Accumulate each step's gradient over this many equal slices of the batch
   # (a loop; a slice's activations stay in a CPU's cache: ~10-15% faster at
@@ -110,6 +132,11 @@ def base_config() -> ml_collections.ConfigDict:
   # Latent traversal PNGs of the best, median and worst member by eval.metric
   # (results/traversals/), DEFT journal Fig. 10.
   config.eval.traversals = True
+  # Which checkpoint the evaluation job scores: 'last' (the latest), or
+  # 'best' (best of run: per member, the traced step with the highest
+  # eval.metric score among the steps that still have a checkpoint; needs
+  # that metric in eval.trace and checkpoints at traced steps).
+  config.eval.checkpoint = "last"
   # The training-time trace (disentax/evaluation/trace.py): every
   # trace_every steps (0 = off; a multiple of train.steps_per_chunk) the
   # evaluators of eval.trace, {registered name: options}, score every
@@ -175,6 +202,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 < train.lr_decay_factor <= 1:
     raise ValueError(f"config.train.lr_decay_factor={train.lr_decay_factor}; "
                      "must be in (0, 1]")
+  _require(train.l2_regularization, "train.l2_regularization", float,
+           minimum=0)
+  if not isinstance(train.reset_adam_at_stage, bool):
+    raise ValueError(f"config.train.reset_adam_at_stage="
+                     f"{train.reset_adam_at_stage!r}; must be True or False")
+  if config.eval.checkpoint not in CHECKPOINT_SELECTIONS:
+    raise ValueError(f"config.eval.checkpoint={config.eval.checkpoint!r}; "
+                     f"allowed: {CHECKPOINT_SELECTIONS}")
   for name in ("adam_b1", "adam_b2"):
     value = train[name]
     if not 0 <= value < 1:
@@ -186,6 +221,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require_between_chunks(config.eval.trace_every, "eval.trace_every",
                           train.steps_per_chunk, "tracing runs between "
                           "chunks; 0 turns tracing off")
+  trace_every = config.eval.trace_every
+  if config.eval.checkpoint == "best":
+    primary = config.eval.metric.name
+    if not trace_every or primary not in config.eval.trace:
+      raise ValueError(
+          f"config.eval.checkpoint='best' picks each member's checkpoint by "
+          f"its traced {primary!r} (config.eval.metric): set "
+          f"config.eval.trace_every > 0 and config.eval.trace.{primary} (got "
+          f"trace_every={trace_every}, trace {sorted(config.eval.trace)})")
+    if train.checkpoint_every % trace_every:
+      raise ValueError(
+          f"config.eval.checkpoint='best': config.train.checkpoint_every="
+          f"{train.checkpoint_every} must be a multiple of "
+          f"config.eval.trace_every={trace_every}, so checkpoints fall on "
+          "traced steps")
   threshold = config.eval.failure_threshold
   if not 0 < threshold < 1:
     raise ValueError(f"config.eval.failure_threshold={threshold}; must be in "
@@ -250,14 +300,17 @@ def short_hash(data: Any) -> str:
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-  """The config with bookkeeping keys removed (what must match on resume)."""
+  """The config with bookkeeping keys, and keys at their NEUTRAL_DEFAULTS,
+  removed (what must match on resume)."""
   config = json.loads(json.dumps(config))
-  for dotted in BOOKKEEPING_KEYS:
+  for dotted in (*BOOKKEEPING_KEYS, *NEUTRAL_DEFAULTS):
     *parents, leaf = dotted.split(".")
     node = config
     for part in parents:
       node = node.get(part, {})
-    node.pop(leaf, None)
+    if dotted not in NEUTRAL_DEFAULTS or node.get(
+        leaf) == NEUTRAL_DEFAULTS[dotted]:
+      node.pop(leaf, None)
   return config
 
 

@@ -100,6 +100,33 @@ def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
                                  train.lr_decay_factor, staircase=True)
 
 
+# Flax's name of a layer's weight matrix (Dense, Conv, ConvTranspose and the
+# faster layers of models/kernels), beside its `bias`.
+KERNEL = "kernel"
+
+
+def kernel_mask(params: Any) -> Any:
+  """A params-shaped tree: True on every layer's weight matrix (a leaf
+  Flax names `kernel`), False on biases and other parameters."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) == KERNEL, params)
+
+
+def make_optimizer(train: ml_collections.ConfigDict
+                   ) -> optax.GradientTransformation:
+  """Adam with the config's learning-rate schedule; with
+  `train.l2_regularization` s > 0, s * w is first added to the gradient of
+  every kernel w (coupled L2: the gradient of s * sum(w^2) / 2, as TF's
+  l2_regularizer(s) adds to the loss), so Adam normalises it with the
+  rest."""
+  adam = optax.adam(learning_rate_schedule(train), b1=train.adam_b1,
+                    b2=train.adam_b2, eps=train.adam_eps)
+  if not train.l2_regularization:
+    return adam  # the state of runs saved without the option
+  return optax.chain(optax.add_decayed_weights(train.l2_regularization,
+                                               mask=kernel_mask), adam)
+
+
 def build(config: ml_collections.ConfigDict) -> Experiment:
   """Validates the config and builds everything it names (no compilation)."""
   config_lib.validate(config)
@@ -111,9 +138,12 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
                              num_latents=model.encoder.num_latents,
                              latent_layers=model.latent_layers,
                              encoder_groups=model.parameter_groups)
-  optimizer = optax.adam(learning_rate_schedule(config.train),
-                         b1=config.train.adam_b1, b2=config.train.adam_b2,
-                         eps=config.train.adam_eps)
+  if config.train.reset_adam_at_stage and objective.stage is None:
+    raise ValueError(
+        f"config.train.reset_adam_at_stage=True: objective {objective.name} "
+        "does not train in stages; a fresh Adam state per stage needs an "
+        "objective with stages (e.g. deft, cascade_vae_c)")
+  optimizer = make_optimizer(config.train)
   grid = dict(objective.hyperparameters)
   if learning_rate_grid(config.train):
     if LEARNING_RATE in grid:

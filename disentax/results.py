@@ -20,7 +20,8 @@ stable:
   method          str    objective name, e.g. "beta_vae"
   dataset         str    dataset name, e.g. "dsprites"
   config_hash     str    12 hex chars identifying what the run computes
-  step            int    training step of the evaluated checkpoint
+  step            int    training step of the evaluated checkpoint (the
+                         member's own with eval.checkpoint 'best')
   member          int    position on the vmapped member axis
   seed            int    the member's seed
   hparams         dict   hyperparameter name -> value, a list for a
@@ -70,7 +71,8 @@ TRACE_SHAPES = {"step": "T", "mig": "T,M", "nmi_matrix": "T,M,d,F",
 Row = dict[str, Any]
 
 
-def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
+def make_rows(*, method: str, dataset: str, config_hash: str,
+              step: int | Sequence[int],
               members: Sequence[Mapping[str, Any]],
               scores: Mapping[str, Sequence[float]],
               finite_params: Sequence[bool],
@@ -82,7 +84,8 @@ def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
   those of its last finite state, kept for inspection), else "non_finite"
   when its parameters or its `scores` are; `outcome_scores` (where NaN
   means "never happened", e.g. an IFP) are reported but do not decide the
-  status."""
+  status.  `step`: the evaluated step, one for all or one per member."""
+  steps = np.broadcast_to(np.asarray(step), (len(members),))
   rows = []
   for member in members:
     m = member["member"]
@@ -96,7 +99,7 @@ def make_rows(*, method: str, dataset: str, config_hash: str, step: int,
               else "ok" if finite else "non_finite")
     rows.append({
         "schema_version": SCHEMA_VERSION, "method": method, "dataset": dataset,
-        "config_hash": config_hash, "step": int(step), "member": m,
+        "config_hash": config_hash, "step": int(steps[m]), "member": m,
         "seed": member["seed"], "hparams": dict(member["hparams"]),
         "status": status, "diverged_at_step": frozen_at,
         "metrics": {k: (v if math.isfinite(v) else None)
@@ -240,9 +243,9 @@ def load_trace(workdir: str) -> dict[str, np.ndarray] | None:
   """`WORKDIR/trace.npz` (training-time metric trace), or None if absent.
 
   Arrays (each optional but `step`): step int [T], mig float [T, M],
-  nmi_matrix float [T, M, d, F], stage int [T, M] (DEFT stage index, -1 for
-  objectives without stages), factor_names str [F].  Shapes are checked
-  against each other so a figure never plots misaligned axes.
+  nmi_matrix float [T, M, d, F], stage int [T, M] (the objective's stage
+  index, -1 for objectives without stages), factor_names str [F].  Shapes
+  are checked against each other so a figure never plots misaligned axes.
   """
   path = trace_path(workdir)
   trace = _read_npz(path)

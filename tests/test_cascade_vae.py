@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disentax.experiment import build
+from disentax.experiment import build, learning_rate_schedule
+from disentax.models.conv import conv_vae
+from disentax.models.vae import posterior_logvar
 from disentax.training import trainer
 from tests.conftest import short_run
 from disentax.models import VAEOutput
@@ -62,7 +64,8 @@ def test_weights_open_one_latent_per_stage(step, num_low):
 @pytest.mark.parametrize("step, num_low", [(0, 1), (20_000, 2),
                                            (250_000, 10)])
 def test_loss_is_recon_plus_per_latent_weighted_kl(step, num_low):
-  objective = cascade_vae_c(beta_low=LOW, beta_high=HIGH, stage_steps=20_000)
+  objective = cascade_vae_c(beta_low=LOW, beta_high=HIGH, stage_steps=20_000,
+                            num_latents=10)
   loss, metrics = jax.jit(objective.loss)(
       OUTPUT, jnp.asarray(TARGETS),
       {"beta_low": jnp.float32(LOW), "beta_high": jnp.float32(HIGH)},
@@ -83,7 +86,8 @@ def test_loss_is_recon_plus_per_latent_weighted_kl(step, num_low):
 
 def test_number_of_stages_is_the_number_of_latents():
   """With 3 latents the last stage is 2, whatever the step."""
-  objective = cascade_vae_c(beta_low=1.0, beta_high=4.0, stage_steps=5)
+  objective = cascade_vae_c(beta_low=1.0, beta_high=4.0, stage_steps=5,
+                            num_latents=3)
   output = VAEOutput(OUTPUT.mean[:, :3], OUTPUT.logvar[:, :3],
                      OUTPUT.z[:, :3], OUTPUT.logits)
   hparams = {"beta_low": jnp.float32(1.0), "beta_high": jnp.float32(4.0)}
@@ -95,10 +99,12 @@ def test_number_of_stages_is_the_number_of_latents():
     np.testing.assert_allclose(metrics["weighted_kl"],
                                np.dot(weights, kl[:3]), rtol=1e-6)
     assert float(metrics["stage"]) == min(step // 5, 2)
+    assert int(objective.stage(jnp.int32(step))) == min(step // 5, 2)
 
 
 def test_loss_reads_betas_from_each_member():
-  objective = cascade_vae_c(beta_low=(0.1, 1.0), beta_high=(5.0, 10.0))
+  objective = cascade_vae_c(beta_low=(0.1, 1.0), beta_high=(5.0, 10.0),
+                            num_latents=10)
   losses, _ = jax.vmap(objective.loss, in_axes=(None, None, 0, None))(
       OUTPUT, jnp.asarray(TARGETS),
       {"beta_low": jnp.array([0.1, 1.0, 0.1]),
@@ -111,12 +117,17 @@ def test_loss_reads_betas_from_each_member():
 
 def test_builder_grid_and_config_keys():
   objective = make_objective({"name": "cascade_vae_c", "beta_high": (5, 10),
-                              "stage_steps": 3}, dataset_size=100)
+                              "stage_steps": 3}, dataset_size=100,
+                             num_latents=4)
   assert objective.name == "cascade_vae_c"
   assert objective.hyperparameters == {"beta_low": (0.1,),
                                        "beta_high": (5.0, 10.0)}
   assert OBJECTIVES.allowed_keys("cascade_vae_c") == [
-      "beta_low", "beta_high", "stage_steps", "reconstruction"]
+      "beta_low", "beta_high", "stage_steps", "reconstruction",
+      "num_latents"]
+  # The objective's stage: min(step // 3, 3), as the loss's.
+  assert [int(objective.stage(jnp.int32(s))) for s in (0, 2, 3, 8, 9, 99)] \
+      == [0, 0, 1, 2, 3, 3]
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
@@ -133,7 +144,7 @@ def test_builder_grid_and_config_keys():
     ({"reconstruction": "l1"}, r"reconstruction='l1'.*bernoulli")])
 def test_bad_hyperparameters_are_refused(kwargs, pattern):
   with pytest.raises(ValueError, match=pattern):
-    cascade_vae_c(**kwargs)
+    cascade_vae_c(**kwargs, num_latents=10)
 
 
 def test_bad_config_fails_before_compiling_or_writing(tmp_path):
@@ -144,19 +155,88 @@ def test_bad_config_fails_before_compiling_or_writing(tmp_path):
   assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", cascade_config.PRESETS)
 def test_config_builds_for_every_preset(preset):
   exp = build(cascade_config.get_config(preset))
   assert exp.method == "cascade_vae_c"
   grid = exp.objective.hyperparameters
   assert grid["beta_low"] == (0.1,)
   assert exp.config.model.num_latents == 10
-  if preset == "paper":
+  if preset.startswith("paper"):
     assert 10.0 in grid["beta_high"]  # the published setting
     assert exp.config.objective.stage_steps == 20_000
     assert len(exp.members) == len(grid["beta_high"]) * 50
   else:
     assert len(grid["beta_high"]) == 2
+  assert cascade_config.PRESETS[2:] == PRESETS[1:]
+
+
+def test_paper_preset_trains_as_the_official_code_runs():
+  """Constant Adam 1e-4 (the code's decay never advances), a fresh Adam
+  per stage, L2 4e-5, softplus sigma, its metric every 10,000 steps with
+  every checkpoint kept, and the best one scored."""
+  config = cascade_config.get_config("paper")
+  schedule = learning_rate_schedule(config.train)
+  for step in (0, 49_999, 50_000, 100_000, 250_000, 299_999):
+    assert float(schedule(step)) == np.float32(1e-4), step
+  assert config.train.reset_adam_at_stage
+  assert config.train.l2_regularization == 4e-5
+  assert config.model.std_parameterization == "softplus"
+  assert config.eval.trace_every == config.train.checkpoint_every == 10_000
+  assert "mig" in config.eval.trace and config.eval.metric.name == "mig"
+  # Every checkpoint a traced step has: 10k, 20k, ..., 300k.
+  assert config.train.keep_checkpoints == 30
+  assert config.eval.checkpoint == "best"
+
+
+def test_lr_decay_preset_decays_as_the_code_intended():
+  """x0.3 every 50,000 steps from 1e-4, staircase; otherwise the paper
+  preset."""
+  paper = cascade_config.get_config("paper")
+  config = cascade_config.get_config("paper_lr_decay")
+  schedule = learning_rate_schedule(config.train)
+  for step, rate in [(0, 1e-4), (49_999, 1e-4), (50_000, 3e-5),
+                     (100_000, 9e-6), (250_000, 1e-4 * 0.3 ** 5)]:
+    np.testing.assert_allclose(float(schedule(step)), rate, rtol=1e-6)
+  config.train.lr_decay_factor, config.train.lr_decay_every = 1.0, 0
+  assert config.to_dict() == paper.to_dict()
+
+
+def test_softplus_std_parameterisation():
+  """sigma = softplus(head): the model's log-variance is 2 log(softplus(
+  head) + 1e-8) of the head the log-variance model returns with the same
+  parameters (the parameter tree is the same); float64 numpy reference."""
+  head = np.array([-200.0, -3.0, 0.0, 0.5, 2.0, 30.0], np.float32)
+  expected = 2 * np.log(np.log1p(np.exp(head.astype(float))) + 1e-8)
+  np.testing.assert_allclose(posterior_logvar(jnp.asarray(head), "softplus"),
+                             expected, rtol=1e-6)
+  assert float(posterior_logvar(jnp.float32(-200.0), "softplus")) == (
+      pytest.approx(2 * np.log(1e-8)))  # finite where softplus underflows
+  np.testing.assert_array_equal(
+      posterior_logvar(jnp.asarray(head), "log_variance"), head)
+
+  x = jax.random.uniform(jax.random.key(0), (3, 16, 16, 1))
+  log_variance = conv_vae(observation_shape=(16, 16, 1), kernels="reference")
+  softplus = conv_vae(observation_shape=(16, 16, 1), kernels="reference",
+                      std_parameterization="softplus")
+  params = log_variance.init(jax.random.key(1), x, jax.random.key(2))
+  assert jax.tree.structure(params) == jax.tree.structure(
+      softplus.init(jax.random.key(1), x, jax.random.key(2)))
+  mean, raw = log_variance.apply(params, x, method="encode")
+  mean_sp, logvar = softplus.apply(params, x, method="encode")
+  np.testing.assert_array_equal(mean_sp, mean)
+  np.testing.assert_allclose(
+      logvar, 2 * np.log(np.log1p(np.exp(np.asarray(raw, float))) + 1e-8),
+      rtol=1e-5, atol=1e-6)
+  # The sample uses that sigma: z = mean + exp(logvar / 2) * eps.
+  output = softplus.apply(params, x, jax.random.key(3))
+  eps = jax.random.normal(jax.random.key(3), mean.shape)
+  np.testing.assert_allclose(
+      output.z, mean + (np.log1p(np.exp(np.asarray(raw, float))) + 1e-8)
+      * eps, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match=r"std_parameterization='exp'.*"
+                     r"'log_variance', 'softplus'"):
+    conv_vae(observation_shape=(16, 16, 1), std_parameterization="exp")
 
 
 def test_training_reduces_the_loss_of_every_member(tmp_path):

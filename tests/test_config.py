@@ -2,6 +2,8 @@
 message naming the key or value and what is allowed.  Also: the config hash
 identifies what a run computes, and the evaluator refuses empty workdirs."""
 
+import hashlib
+import json
 import math
 import os
 
@@ -122,6 +124,22 @@ BAD_VALUES = [
      "config.train.steps_per_chunk=5"),
     ("eval__failure_threshold", 1.0,
      "config.eval.failure_threshold=1.0; must be in (0, 1)"),
+    ("train__l2_regularization", -4e-5,
+     "config.train.l2_regularization=-4e-05; must be >= 0"),
+    ("train__l2_regularization", math.inf,
+     "config.train.l2_regularization=inf; must be a finite float"),
+    ("train__reset_adam_at_stage", True,
+     "config.train.reset_adam_at_stage=True: objective beta_vae does not "
+     "train in stages; a fresh Adam state per stage needs an objective with "
+     "stages (e.g. deft, cascade_vae_c)"),
+    ("eval__checkpoint", "middle",
+     "config.eval.checkpoint='middle'; allowed: ('last', 'best')"),
+    ("eval__checkpoint", "best",
+     "config.eval.checkpoint='best' picks each member's checkpoint by its "
+     "traced 'mig' (config.eval.metric): set config.eval.trace_every > 0 and "
+     "config.eval.trace.mig (got trace_every=0, trace ['mig'])"),
+    ("model__std_parameterization", "exp",
+     "std_parameterization='exp'; allowed: ('log_variance', 'softplus')"),
     ("dataset__image_size", 40, "multiple of 16 (e.g. 16, 32, 64), got 40"),
     ("dataset__image_size", 8, "multiple of 16 (e.g. 16, 32, 64), got 8"),
     ("model__num_latents", 0, "num_latents=0; must be an integer >= 1"),
@@ -206,7 +224,9 @@ def test_config_hash_is_stable_across_equal_configs():
     ("objective__beta", (1.0, 8.0)), ("objective__beta", (4.0, 1.0)),
     ("num_seeds", 3), ("first_seed", 1), ("train__learning_rate", 1e-3),
     ("train__batch_size", 16), ("model__num_latents", 6),
-    ("dataset__image_size", 32)])
+    ("dataset__image_size", 32), ("train__l2_regularization", 4e-5),
+    ("train__reset_adam_at_stage", True),
+    ("model__std_parameterization", "softplus")])
 def test_config_hash_changes_with_what_is_computed(key, value):
   assert (config_lib.config_hash(tiny_config(**{key: value}))
           != config_lib.config_hash(tiny_config()))
@@ -216,10 +236,32 @@ def test_config_hash_changes_with_what_is_computed(key, value):
     ("train__num_steps", 1000), ("train__checkpoint_every", 20),
     ("train__steps_per_chunk", 10), ("train__keep_checkpoints", 1),
     ("train__progress", True), ("eval__failure_threshold", 0.2),
+    ("eval__checkpoint", "best"),
     ("model__kernels", "reference"), ("model__kernels", "fast")])
 def test_config_hash_ignores_bookkeeping(key, value):
   assert (config_lib.config_hash(tiny_config(**{key: value}))
           == config_lib.config_hash(tiny_config()))
+
+
+def test_keys_at_their_neutral_default_leave_the_hash_as_before_they_existed():
+  """A config saved before train.l2_regularization, train.reset_adam_at_stage
+  and eval.checkpoint existed has the hash it had then: it loads with their
+  defaults, which compute what it computed, and hashes the same."""
+  saved = config_lib.to_dict(tiny_config())
+  for section, key in [("train", "l2_regularization"),
+                       ("train", "reset_adam_at_stage"),
+                       ("eval", "checkpoint")]:
+    del saved[section][key]
+  before = hashlib.sha256(json.dumps(
+      config_lib.identity(saved), sort_keys=True).encode()).hexdigest()[:12]
+  loaded = config_lib.from_dict(saved)
+  assert loaded.train.l2_regularization == 0.0
+  assert loaded.train.reset_adam_at_stage is False
+  assert loaded.eval.checkpoint == "last"
+  assert config_lib.config_hash(loaded) == before
+  assert config_lib.config_hash(tiny_config()) == before
+  assert config_lib.config_hash(tiny_config(
+      train__l2_regularization=1e-5)) != before
 
 
 def test_identity_drops_model_kernels_and_keeps_the_model_section():

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from disentax import results
+import jax
+
+from disentax import checkpoint, results
 from disentax.evaluation import job
+from disentax.experiment import build
+from disentax.training.train_state import (restore_member_steps,
+                                           restore_members)
+from disentax.workdir import trace_path, write_npz
 from disentax.metrics import METRICS
 from disentax.reporting import render, report
 from disentax.training import trainer
@@ -151,3 +157,93 @@ def test_metric_options_are_its_dataclass_fields(name):
       field.name for field in dataclasses.fields(metric)]
   assert metric.name == name
   assert METRICS.build({"name": name}) == metric()
+
+
+# ------------------------------------------------ best of run
+
+
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory):
+  """Tiny beta-VAE (4 members), a checkpoint every 5 steps, all 4 kept, no
+  trace (the tests write their own)."""
+  workdir = str(tmp_path_factory.mktemp("checkpointed"))
+  config = tiny_config(train__checkpoint_every=5, train__keep_checkpoints=4)
+  trainer.train(config, workdir)
+  return workdir, config
+
+
+# Member m peaks at BEST[m]; step 0 (no checkpoint) scores highest of all
+# and is ignored; member 1 ties at 15 and 20 (the earliest wins).
+TRACE_STEPS = np.array([0, 5, 10, 15, 20])
+TRACE_MIG = np.array([[0.9, 0.9, 0.9, 0.9],
+                      [0.1, 0.1, 0.5, 0.1],
+                      [0.4, 0.2, 0.3, np.nan],
+                      [0.2, 0.6, 0.3, 0.1],
+                      [0.3, 0.6, 0.1, 0.2]])
+BEST = [10, 15, 5, 20]
+
+
+def test_best_of_run_scores_each_member_at_its_best_traced_step(checkpointed):
+  """eval.checkpoint 'best': each member is restored from the checkpoint of
+  its best traced primary metric (its parameters are that checkpoint's
+  row, bitwise) and its row names that step; a member whose best is the
+  last step scores as with 'last'."""
+  workdir, config = checkpointed
+  with pytest.raises(ValueError, match=r"needs the training-time trace of "
+                     r"'mig' \(trace.npz\).*--checkpoint=last"):
+    job.evaluate(workdir, checkpoint_selection="best")
+  write_npz(trace_path(workdir), {"step": TRACE_STEPS, "mig": TRACE_MIG,
+                                  "stage": np.full((5, 4), -1, np.int32)})
+  rows, _ = job.evaluate(workdir, checkpoint_selection="best",
+                         traversals=False)
+  assert [row["step"] for row in rows] == BEST
+  timings = json.load(open(os.path.join(workdir, "results",
+                                        "timings.json")))
+  assert timings["checkpoint"] == "best" and timings["step"] == BEST
+
+  exp = build(config)
+  manager = checkpoint.make_manager(workdir, read_only=True)
+  chosen = restore_member_steps(manager, np.array(BEST), exp)
+  assert int(chosen.step) == 20
+  last = restore_members(manager, 20, exp)
+  for m, step in enumerate(BEST):
+    own = restore_members(manager, step, exp)
+    for got, want, final in zip(jax.tree.leaves(chosen.params),
+                                jax.tree.leaves(own.params),
+                                jax.tree.leaves(last.params)):
+      np.testing.assert_array_equal(got[m], want[m])
+      if step != 20:
+        assert np.any(np.asarray(got[m]) != np.asarray(final[m]))
+  manager.close()
+
+  last_rows, _ = job.evaluate(workdir, checkpoint_selection="last",
+                              traversals=False)
+  assert [row["step"] for row in last_rows] == [20] * 4
+  assert rows[3]["metrics"]["mig"] == pytest.approx(
+      last_rows[3]["metrics"]["mig"], rel=1e-6)
+  assert rows[0]["metrics"]["mig"] != last_rows[0]["metrics"]["mig"]
+
+
+def test_best_steps_ties_nans_and_errors():
+  """The earliest of equal scores (CascadeVAE's code keeps a checkpoint
+  only when strictly better); NaN scores never win; a member with no
+  finite score gets the latest step; clear errors without a usable
+  trace."""
+  saved = [5, 10, 15, 20]
+  np.testing.assert_array_equal(job.best_steps(
+      {"step": TRACE_STEPS, "mig": TRACE_MIG}, "mig", saved, 4), BEST)
+  never = TRACE_MIG.copy()
+  never[:, 0] = np.nan
+  np.testing.assert_array_equal(job.best_steps(
+      {"step": TRACE_STEPS, "mig": never}, "mig", saved, 4), [20, *BEST[1:]])
+  np.testing.assert_array_equal(job.best_steps(
+      {"step": TRACE_STEPS, "mig": TRACE_MIG}, "mig", [5, 20], 4),
+      [20, 20, 5, 20])
+  with pytest.raises(ValueError, match=r"selects by the primary metric "
+                     r"'dci'.*it has \['mig'\]"):
+    job.best_steps({"step": TRACE_STEPS, "mig": TRACE_MIG}, "dci", saved, 4)
+  with pytest.raises(ValueError, match=r"no traced step \[0, 5, 10, 15, 20\] "
+                     r"has a checkpoint \(saved: \[7, 30\]\)"):
+    job.best_steps({"step": TRACE_STEPS, "mig": TRACE_MIG}, "mig", [7, 30], 4)
+  with pytest.raises(ValueError, match=r"--checkpoint='middle'; allowed"):
+    job.evaluate("unused", checkpoint_selection="middle")

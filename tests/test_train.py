@@ -5,16 +5,20 @@ import json
 import os
 import shutil
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from disentax import backend, checkpoint, run_log
-from disentax.experiment import build
+from disentax.experiment import build, member_hparams
 from disentax.training import layouts, train_state, trainer
 from disentax.training.layouts import over_members
+from disentax.training.step import make_member_step
 from disentax.workdir import run_log_path
+from experiments import cascade_vae as cascade_config
 from tests.conftest import run_killed, run_module, tiny_config
 
 
@@ -246,3 +250,138 @@ def test_staircase_learning_rate_decay_values():
     np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-5)
   constant = learning_rate_schedule(tiny_config(train__learning_rate=1e-3).train)
   assert float(constant(10**6)) == pytest.approx(1e-3)
+
+
+# ------------------------------------------------ CascadeVAE's optimiser
+
+
+def adam_state(opt_state):
+  """The one optax.ScaleByAdamState inside an optimiser state."""
+  found = [node for node in jax.tree.leaves(
+      opt_state, is_leaf=lambda n: isinstance(n, optax.ScaleByAdamState))
+           if isinstance(node, optax.ScaleByAdamState)]
+  assert len(found) == 1
+  return found[0]
+
+
+def schedule_count(opt_state):
+  found = [node for node in jax.tree.leaves(
+      opt_state, is_leaf=lambda n: isinstance(n, optax.ScaleByScheduleState))
+           if isinstance(node, optax.ScaleByScheduleState)]
+  assert len(found) == 1
+  return int(found[0].count)
+
+
+def with_adam_state(opt_state, adam, count=None):
+  """`opt_state` with its Adam state replaced by `adam` and, if given, the
+  learning-rate schedule's count set to `count`."""
+  def replace(node):
+    if isinstance(node, optax.ScaleByAdamState):
+      return adam
+    if isinstance(node, optax.ScaleByScheduleState) and count is not None:
+      return optax.ScaleByScheduleState(jnp.int32(count))
+    return node
+  return jax.tree.map(replace, opt_state, is_leaf=lambda n: isinstance(
+      n, (optax.ScaleByAdamState, optax.ScaleByScheduleState)))
+
+
+def first_member(exp):
+  """(member 0's state, hyperparameters, key) of a fresh `exp`."""
+  state = train_state.init_state(exp)
+  member = jax.tree.map(lambda leaf: leaf[0], state.members)
+  hparams = {k: v[0] for k, v in member_hparams(exp).items()}
+  return member, hparams, exp.members.keys()[0]
+
+
+def test_fresh_adam_at_every_stage_switch():
+  """CascadeVAE's code trains each stage with its own, new Adam optimiser.
+  With train.reset_adam_at_stage, the first step of a stage (tiny preset:
+  a stage every 2 steps) runs exactly as a step from a fresh Adam state:
+  count 1, mu = (1 - b1) g, nu = (1 - b2) g^2, and the update is Adam's
+  first, -lr g / (|g| + eps).  The learning-rate schedule keeps counting
+  the global step (x0.5 every 3 steps: lr(7) = lr / 4).  Within a stage
+  nothing is reset: the step equals the step without the option."""
+  config = cascade_config.get_config("tiny")
+  config.train.lr_decay_factor, config.train.lr_decay_every = 0.5, 3
+  plain = build(config)
+  config.train.reset_adam_at_stage = True
+  exp = build(config)
+  member, hparams, key = first_member(exp)
+  fresh = adam_state(member.opt_state)
+  stale = optax.ScaleByAdamState(
+      count=jnp.int32(7), mu=jax.tree.map(lambda p: p * 0 + 0.01, fresh.mu),
+      nu=jax.tree.map(lambda p: p * 0 + 1e-4, fresh.nu))
+  trained = member.replace(opt_state=with_adam_state(member.opt_state, stale,
+                                                     count=7))
+  step = jax.jit(make_member_step(exp, layouts.batch_gradient(1)))
+  plain_step = jax.jit(make_member_step(plain, layouts.batch_gradient(1)))
+
+  after, _ = step(trained, hparams, key, jnp.int32(2))  # stage 0 -> 1
+  restarted = trained.replace(opt_state=with_adam_state(
+      trained.opt_state, fresh))
+  expected, _ = plain_step(restarted, hparams, key, jnp.int32(2))
+  for got, want in zip(jax.tree.leaves((after.params, after.opt_state)),
+                       jax.tree.leaves((expected.params, expected.opt_state))):
+    np.testing.assert_array_equal(got, want)
+  adam = adam_state(after.opt_state)
+  assert int(adam.count) == 1 and schedule_count(after.opt_state) == 8
+  b1, b2 = config.train.adam_b1, config.train.adam_b2
+  lr = config.train.learning_rate * 0.5 ** (7 // 3)
+  for mu, nu, new, old in zip(*(jax.tree.leaves(t) for t in (
+      adam.mu, adam.nu, after.params, trained.params))):
+    g = np.asarray(mu, float) / (1 - b1)
+    np.testing.assert_allclose(nu, (1 - b2) * g ** 2, rtol=1e-4, atol=1e-30)
+    np.testing.assert_allclose(
+        np.asarray(new, float) - np.asarray(old, float),
+        -lr * g / (np.abs(g) + config.train.adam_eps), rtol=0, atol=1e-7)
+
+  same_stage, _ = step(trained, hparams, key, jnp.int32(3))
+  unchanged, _ = plain_step(trained, hparams, key, jnp.int32(3))
+  for got, want in zip(jax.tree.leaves(same_stage),
+                       jax.tree.leaves(unchanged)):
+    np.testing.assert_array_equal(got, want)
+  assert int(adam_state(same_stage.opt_state).count) == 8
+
+
+def test_l2_regularisation_adds_scale_times_each_kernel_to_the_gradient():
+  """train.l2_regularization s adds s * w to the gradient of every layer's
+  kernel (encoder and decoder, conv, dense, transposed conv) and nothing to
+  biases: the gradient of TF's l2_regularizer(s) = s * sum(w^2) / 2 summed
+  over kernels, computed directly.  Seen through Adam's first moment after
+  one update on a zero loss gradient (mu = (1 - b1) * gradient)."""
+  scale = 4e-5
+  exp = build(tiny_config(train__l2_regularization=scale))
+  member, _, _ = first_member(exp)
+  params = member.params
+  zero = jax.tree.map(jnp.zeros_like, params)
+  _, opt_state = jax.jit(exp.optimizer.update)(
+      zero, exp.optimizer.init(params), params)
+  gradient = jax.tree.map(lambda mu: mu / (1 - exp.config.train.adam_b1),
+                          adam_state(opt_state).mu)
+
+  def l2_loss(tree):
+    flat = flax.traverse_util.flatten_dict(tree)
+    return scale * sum(jnp.sum(w ** 2) / 2 for path, w in flat.items()
+                       if path[-1] == "kernel")
+
+  direct = jax.jit(jax.grad(l2_loss))(params)
+  flat_got = flax.traverse_util.flatten_dict(gradient)
+  flat_direct = flax.traverse_util.flatten_dict(direct)
+  assert flat_got.keys() == flat_direct.keys()
+  kernels = [path for path in flat_got if path[-1] == "kernel"]
+  assert len(kernels) == 13  # 4 conv + 3 dense, 2 dense + 4 transposed conv
+  assert {path[0] for path in kernels} == {"encoder", "decoder"}
+  for path, value in flat_got.items():
+    np.testing.assert_allclose(value, flat_direct[path], rtol=1e-5,
+                               atol=1e-12)
+    if path[-1] == "kernel":
+      np.testing.assert_allclose(
+          value, scale * np.asarray(flax.traverse_util.flatten_dict(
+              params)[path]), rtol=1e-5, atol=1e-12)
+      assert np.any(np.asarray(value) != 0)
+    else:
+      np.testing.assert_array_equal(value, 0.0)
+  # Without the option the optimiser is plain Adam (saved states restore).
+  plain = build(tiny_config()).optimizer.init(params)
+  assert jax.tree.structure(plain) == jax.tree.structure(
+      optax.adam(optax.constant_schedule(1e-4)).init(params))

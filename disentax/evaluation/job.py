@@ -1,4 +1,10 @@
-"""The evaluation job: scores every member of a workdir's latest checkpoint.
+"""The evaluation job: scores every member of a workdir's checkpoints.
+
+Which checkpoint (`eval.checkpoint`, or `--checkpoint`): 'last', the latest;
+or 'best' (best of run, as CascadeVAE's code keeps its best checkpoint):
+per member, the step with the highest primary-metric score in the
+training-time trace among the steps that still have a checkpoint, each
+member restored from its own step (ties: the earliest step).
 
 It rebuilds the experiment from the config stored in the checkpoint,
 restores the stacked state, and scores all members at once with the primary
@@ -25,6 +31,7 @@ import ml_collections
 import numpy as np
 
 from disentax import backend, results
+from disentax import config as config_lib
 from disentax.evaluation.members import (MemberFunctions, finite_members,
                                          open_checkpoint)
 from disentax.experiment import Experiment
@@ -66,15 +73,68 @@ def _trace_until(workdir: str, step: int) -> dict[str, np.ndarray] | None:
           for name, values in trace.items()}
 
 
+def best_steps(trace: Mapping[str, np.ndarray] | None, score: str,
+               saved_steps: Any, num_members: int,
+               where: str = "") -> np.ndarray:
+  """int [M]: per member, the traced step with the highest `score` among
+  the `saved_steps` (those with a checkpoint); ties go to the earliest
+  step, a member whose scores there are all NaN gets the latest one.
+
+  Raises:
+    ValueError: no trace, no `score` [T, M] in it, or no traced step with a
+      checkpoint.
+  """
+  if trace is None:
+    raise ValueError(
+        f"best-of-run evaluation of {where or 'this run'} needs the "
+        f"training-time trace of {score!r} (trace.npz): set "
+        f"config.eval.trace_every > 0 and config.eval.trace.{score} when "
+        "training, or evaluate with --checkpoint=last")
+  values = trace.get(score)
+  if values is None or values.ndim != 2 or values.shape[1] != num_members:
+    per_member = sorted(name for name, v in trace.items()
+                        if v.ndim == 2 and v.shape[1] == num_members)
+    raise ValueError(
+        f"best-of-run evaluation of {where or 'this run'} selects by the "
+        f"primary metric {score!r}, which its trace does not hold per "
+        f"member (it has {per_member}); trace {score!r} "
+        f"(config.eval.trace) or evaluate with --checkpoint=last")
+  saved = {int(s) for s in saved_steps}
+  usable = np.flatnonzero([int(s) in saved for s in trace["step"]])
+  if not usable.size:
+    raise ValueError(
+        f"best-of-run evaluation of {where or 'this run'}: no traced step "
+        f"{sorted(int(s) for s in trace['step'])} has a checkpoint (saved: "
+        f"{sorted(saved)}); train with config.train.checkpoint_every a "
+        "multiple of config.eval.trace_every and enough "
+        "config.train.keep_checkpoints, or evaluate with --checkpoint=last")
+  order = usable[np.argsort(trace["step"][usable], kind="stable")]
+  steps, scores = trace["step"][order], values[order]
+  best = np.argmax(np.where(np.isnan(scores), -np.inf, scores), axis=0)
+  never = np.all(np.isnan(scores), axis=0)
+  return np.where(never, steps[-1], steps[best]).astype(np.int64)
+
+
 @backend.program_settings()
 def evaluate(workdir: str, battery: str = "config",
-             traversals: bool | None = None
+             traversals: bool | None = None,
+             checkpoint_selection: str | None = None
              ) -> tuple[list[dict[str, Any]], ml_collections.ConfigDict]:
-  """Scores the latest checkpoint of `workdir`, writes the results files and
-  returns (rows, the run's config)."""
+  """Scores the checkpoint(s) of `workdir` that `checkpoint_selection`
+  ('last' or 'best'; default the config's eval.checkpoint) names, writes
+  the results files and returns (rows, the run's config)."""
+  if checkpoint_selection not in (None, *config_lib.CHECKPOINT_SELECTIONS):
+    raise ValueError(f"--checkpoint={checkpoint_selection!r}; allowed: "
+                     f"{config_lib.CHECKPOINT_SELECTIONS}")
   run = open_checkpoint(workdir)
   step, meta, exp = run.step, run.meta, run.exp
+  selection = checkpoint_selection or exp.config.eval.checkpoint
   metrics = _battery(exp, battery)  # bad names fail before any restore
+  steps = step
+  if selection == "best":
+    steps = best_steps(results.load_trace(workdir),
+                       exp.config.eval.metric.name, run.manager.all_steps(),
+                       len(exp.members), where=workdir)
   score_primary = True
   if not exp.dataset.labelled:  # no ground truth: unsupervised metrics only
     dropped = [n for n, m in metrics.items() if m.supervised]
@@ -82,14 +142,17 @@ def evaluate(workdir: str, battery: str = "config",
     score_primary = not exp.metric.supervised
     print(f"{exp.dataset.name} has no ground-truth factors: skipping "
           f"{dropped + ([] if score_primary else [exp.config.eval.metric.name])}")
-  state = run.restore()
+  state = run.restore(None if selection == "last" else steps)
   trace = (_trace_until(workdir, step)
            if any(m.reads_trace for m in metrics.values()) else None)
   functions = MemberFunctions(exp)
-  members, representations = functions.at(state, step, trace)
+  members, representations = functions.at(state, steps, trace)
   rng = jax.random.key(exp.config.eval.seed)
   primary = exp.config.eval.metric.name
-  print(f"scoring {len(exp.members)} members of {workdir} at step {step} "
+  at = (f"step {step}" if selection == "last" else
+        f"each one's best traced {primary} (steps "
+        f"{np.asarray(steps).tolist()})")
+  print(f"scoring {len(exp.members)} members of {workdir} at {at} "
         f"with {[primary, *metrics]}", flush=True)
   scored = Scores()
   for name, representation in (representations.items() if score_primary
@@ -101,13 +164,14 @@ def evaluate(workdir: str, battery: str = "config",
     scored.add(name, metric, members, rng)
   rows = scored.rows(
       method=meta["method"], dataset=meta["dataset"],
-      config_hash=meta["config_hash"], step=step, members=meta["members"],
+      config_hash=meta["config_hash"], step=steps, members=meta["members"],
       finite_params=finite_members(state.params, len(exp.members)),
       diverged_at=np.asarray(state.diverged_at))
   scored.write(workdir, rows, exp.dataset.factor_names,
-               dataset_procedural=exp.dataset.procedural)
+               dataset_procedural=exp.dataset.procedural,
+               checkpoint_selection=selection)
   if exp.config.eval.traversals if traversals is None else traversals:
-    write_traversals(workdir, exp, functions, state, step, rows)
+    write_traversals(workdir, exp, functions, state, steps, rows)
   return rows, exp.config
 
 
@@ -152,18 +216,23 @@ class Scores:
 
   def write(self, workdir: str, rows: Sequence[Mapping[str, Any]],
             factor_names: Sequence[str],
-            dataset_procedural: bool | None = None) -> None:
+            dataset_procedural: bool | None = None,
+            checkpoint_selection: str | None = None) -> None:
     """Writes `rows`, the per-member arrays and the timings into
     WORKDIR/results/ (`dataset_procedural`: whether disentax rendered the
-    images, recorded for the report's note)."""
+    images, recorded for the report's note; the timings record the
+    evaluated step, a list when members were scored at their own steps,
+    and `checkpoint_selection`)."""
     results.write(workdir, rows, factor_names=factor_names,
                   dataset_procedural=dataset_procedural)
     results.write_arrays(workdir, {k: v for k, v in {**self.scores,
                                                      **self.outcomes}.items()
                                    if np.ndim(v) > 1})
-    write_json(timings_path(workdir), {"step": rows[0]["step"],
-                                       "members": len(rows),
-                                       "seconds": self.seconds})
+    steps = [row["step"] for row in rows]
+    write_json(timings_path(workdir), {
+        "step": steps[0] if len(set(steps)) == 1 else steps,
+        "checkpoint": checkpoint_selection, "members": len(rows),
+        "seconds": self.seconds})
 
 
 def summary(workdir: str, config: ml_collections.ConfigDict,
@@ -177,7 +246,8 @@ def summary(workdir: str, config: ml_collections.ConfigDict,
 
 
 def write_traversals(workdir: str, exp: Experiment,
-                     functions: MemberFunctions, state: Any, step: int,
+                     functions: MemberFunctions, state: Any,
+                     step: int | np.ndarray,
                      rows: list[dict[str, Any]]) -> list[str]:
   """Traversal grids of the best, median and worst finite member by the
   primary metric, as `python -m disentax.visualize` draws them

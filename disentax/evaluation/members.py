@@ -4,9 +4,10 @@
 evaluator may call for all members at once: the representations the
 objective asks to score (the encoder means under its controls), the
 posterior, the reconstruction error, the decoder and the loss terms.  The
-training step is an argument of each, so the trace re-uses the compiled
-programs at every step; `at(state, step)` binds them to one state (or to
-some of its members).
+training step is an argument of each, per member (members restored from
+different checkpoints, `eval.checkpoint='best'`, are scored each at its
+own step), so the trace re-uses the compiled programs at every step;
+`at(state, step)` binds them to one state (or to some of its members).
 
 `open_checkpoint(workdir, step)` is the one way a stored run is brought
 back for them (the evaluation job and `python -m disentax.visualize`): the
@@ -31,8 +32,8 @@ from disentax.metrics.base import RepresentationFn, TrainedMembers
 from disentax.objectives.base import reconstruction_loss
 from disentax.training.layouts import over_members
 from disentax.training.step import sample_member_batch
-from disentax.training.train_state import (TrainState, restore_members,
-                                            split_member_key)
+from disentax.training.train_state import (TrainState, restore_member_steps,
+                                           restore_members, split_member_key)
 
 
 def finite_members(params: Any, num_members: int) -> np.ndarray:
@@ -90,7 +91,7 @@ class MemberFunctions:
     def over(fn: Callable, mapped_input: bool = False) -> Callable:
       return jax.jit(over_members(
           fn, exp.layout.members,
-          in_axes=(0, 0, 0 if mapped_input else None, None)))
+          in_axes=(0, 0, 0 if mapped_input else None, 0)))
 
     self._encode = over(encode)
     self._posterior = over(posterior)
@@ -103,8 +104,9 @@ class MemberFunctions:
     the primary one)."""
     probe = jax.ShapeDtypeStruct((1, *self.exp.dataset.observation_shape),
                                  jnp.float32)
+    steps = jax.ShapeDtypeStruct((len(self.exp.members),), jnp.int32)
     return sorted(jax.eval_shape(self._encode, state.params, self._hparams,
-                                 probe, jnp.int32(0)))
+                                 probe, steps))
 
   def _loss_terms_program(self, batch_size: int) -> Callable:
     """Jitted (params, aux, hparams, keys, rng, step) -> {term: [M]}: the
@@ -125,18 +127,19 @@ class MemberFunctions:
 
       self._loss_terms[batch_size] = jax.jit(over_members(
           member_terms, exp.layout.members,
-          in_axes=(0, 0, 0, 0, None, None)))
+          in_axes=(0, 0, 0, 0, None, 0)))
     return self._loss_terms[batch_size]
 
-  def at(self, state: Any, step: int,
+  def at(self, state: Any, step: int | np.ndarray,
          trace: Mapping[str, np.ndarray] | None = None,
          num_members: int | None = None, ids: Sequence[int] | None = None
          ) -> tuple[TrainedMembers, dict[str, RepresentationFn]]:
     """The members of `state` (a TrainState, on the host or one device) at
-    `step`: (TrainedMembers with the primary representation, {suffix: every
-    representation the objective scores}); with `num_members`, only the
-    first that many members; with `ids`, only those members, in that order
-    (their functions' member axis follows `ids`)."""
+    `step` (one for all, or int [M]: each member's): (TrainedMembers with
+    the primary representation, {suffix: every representation the
+    objective scores}); with `num_members`, only the first that many
+    members; with `ids`, only those members, in that order (their
+    functions' member axis follows `ids`)."""
     if ids is None:
       ids = range(num_members or len(self.exp.members))
     ids = np.asarray(ids, int)
@@ -145,11 +148,13 @@ class MemberFunctions:
     def first(tree: Any) -> Any:
       return jax.tree.map(lambda leaf: leaf[ids], tree)
 
-    at_step = jnp.int32(step)
+    steps = np.asarray(step, np.int32)
+    steps = np.broadcast_to(steps, (num_members,)) if steps.ndim == 0 \
+        else steps[ids]
+    at_step = jnp.asarray(steps)
     params, aux, hparams = first(state.params), first(state.aux), first(
         self._hparams)
-    keys, host_hparams = self._keys[:num_members], first(
-        self.exp.members.hparams)
+    keys, host_hparams = first(self._keys), first(self.exp.members.hparams)
 
     def bound(fn: Callable) -> Callable:
       return lambda x: fn(params, hparams, x, at_step)
@@ -169,7 +174,8 @@ class MemberFunctions:
         reconstruction_error_fn=bound(self._reconstruction_error),
         decode_fn=bound(self._decode),
         groups=hyperparameter_groups(host_hparams, num_members),
-        hparams=host_hparams, step=int(step),
+        hparams=host_hparams,
+        step=int(step) if np.ndim(step) == 0 else steps,
         loss_terms_fn=loss_terms, trace=trace)
     return members, representations
 
@@ -185,10 +191,13 @@ class StoredRun:
   exp: Experiment
   manager: ocp.CheckpointManager
 
-  def restore(self) -> TrainState:
-    """The stacked state of every member, on one device; closes the
-    checkpoint."""
-    state = restore_members(self.manager, self.step, self.exp)
+  def restore(self, steps: np.ndarray | None = None) -> TrainState:
+    """The stacked state of every member, on one device, from this step or,
+    with `steps` (int [M]), each member from its own step's checkpoint;
+    closes the checkpoint."""
+    state = (restore_members(self.manager, self.step, self.exp)
+             if steps is None
+             else restore_member_steps(self.manager, steps, self.exp))
     self.manager.close()
     return state
 

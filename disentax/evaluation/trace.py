@@ -10,8 +10,9 @@ the evaluation job's score with the same options.  The series lives in
 WORKDIR/trace.npz:
 
   step          int   [T]         training step of each trace point
-  stage         int   [T, M]      the objective's training stage (DEFT), -1
-                                  for objectives without stages
+  stage         int   [T, M]      the objective's training stage (DEFT,
+                                  CascadeVAE-C), -1 for objectives
+                                  without stages
   <score name>  float [T, M, ...] every score of every traced evaluator
                                   (e.g. mig [T, M], nmi_matrix [T, M, d, F])
   factor_names  str   [F]
@@ -79,9 +80,10 @@ class Trace:
     point = {"step": np.int64(step)}
     for evaluator in self._exp.trace.values():
       point.update(evaluator.score(members, self._rng))
-    stage = self._exp.objective.stage(jnp.int32(step))
+    stage = self._exp.objective.stage
     point["stage"] = np.full(len(self._exp.members),
-                             -1 if stage is None else int(stage), np.int32)
+                             -1 if stage is None else int(stage(
+                                 jnp.int32(step))), np.int32)
     for name, value in point.items():
       self._records.setdefault(name, []).append(np.asarray(value))
     arrays = {name: np.stack(values) for name, values in self._records.items()}

@@ -52,7 +52,7 @@ import jax
 from disentax.models import MODELS
 from disentax.models import kernels as kernel_lib
 from disentax.models.vae import (VAE, GroupedEncoder, check_noise_correlation,
-                                 scale_stacked)
+                                 check_std_parameterization, scale_stacked)
 
 ENCODER_CHANNELS = (32, 32, 64, 64)
 DECODER_CHANNELS = (64, 32, 32)  # then the image channels
@@ -250,6 +250,7 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
              encoder: str = "standard",
              noise_correlation: float = 0.0, split_channels: int = 64,
              split_hidden: int = 256, num_groups: int = 1,
+             std_parameterization: str = "log_variance",
              kernels: str = "auto") -> VAE:
   """The standard architecture; `encoder_kernel_sizes` (4, 4, 2, 2) is
   dlib-google's, (4, 4, 4, 4) the beta-VAE/DEFT papers'.
@@ -260,12 +261,17 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
   each latent's own conv and dense layer in the split encoder.
   `noise_correlation` s in [0, 1): reparameterisation noise N(0, (1-s)I +
   s 11^T) (split-encoder paper's ablation uses 0.9; 0 is the standard VAE).
+  `std_parameterization`: 'log_variance' (the encoder's `logvar` head is
+  log sigma^2) or 'softplus' (sigma = softplus(head), CascadeVAE's code;
+  the head keeps its name and the model still returns the log-variance,
+  models/vae.py `posterior_logvar`).
 
   `kernels`: how the layers are computed, never what: 'reference' (flax's
   own layers), 'fast' or 'auto' (models/kernels)."""
   if encoder not in ENCODERS:
     raise ValueError(f"encoder={encoder!r}; allowed: {ENCODERS}")
   noise_correlation = check_noise_correlation(noise_correlation)
+  std_parameterization = check_std_parameterization(std_parameterization)
   for name, value in (("split_channels", split_channels),
                       ("split_hidden", split_hidden),
                       ("num_groups", num_groups)):
@@ -294,4 +300,5 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
     encoder_module = ConvEncoder(num_latents, kernel_sizes, conv=layers.conv)
   return VAE(encoder_module,
              DeconvDecoder(tuple(observation_shape), layers.conv_transpose),
-             noise_correlation=noise_correlation)
+             noise_correlation=noise_correlation,
+             std_parameterization=std_parameterization)

@@ -81,6 +81,33 @@ def gate_posterior(mean: jax.Array, logvar: jax.Array,
           scale_gradient(logvar, gate.grad_scale) * keep)
 
 
+# How the encoder's second head parameterises the posterior's standard
+# deviation: 'log_variance' (the head is log sigma^2, dlib's) or 'softplus'
+# (sigma = softplus(head), CascadeVAE's code).  Either way the model's
+# interface is the log-variance.
+STD_PARAMETERIZATIONS = ("log_variance", "softplus")
+# CascadeVAE's code takes log(sigma + 1e-8) in its KL; the same offset keeps
+# a softplus that underflows to 0 from giving an infinite log-variance.
+SOFTPLUS_STD_EPSILON = 1e-8
+
+
+def check_std_parameterization(parameterization: str) -> str:
+  if parameterization not in STD_PARAMETERIZATIONS:
+    raise ValueError(f"std_parameterization={parameterization!r}; allowed: "
+                     f"{STD_PARAMETERIZATIONS}")
+  return parameterization
+
+
+def posterior_logvar(head: jax.Array, parameterization: str) -> jax.Array:
+  """The log-variance from the encoder's second head: the head itself
+  ('log_variance'), or 2 log(softplus(head) + 1e-8) ('softplus': sigma =
+  softplus(head), offset as CascadeVAE's KL; its sampled sigma and KL
+  differ from the code's by at most 1e-8 in sigma)."""
+  if parameterization == "log_variance":
+    return head
+  return 2.0 * jnp.log(jax.nn.softplus(head) + SOFTPLUS_STD_EPSILON)
+
+
 def check_noise_correlation(correlation: float) -> float:
   """s must be a number in [0, 1) (at 1 the covariance is singular)."""
   if isinstance(correlation, bool) or not isinstance(
@@ -186,10 +213,13 @@ class VAE(LatentVariableModel):
   """Any encoder (x -> mean, logvar) with any decoder (z -> logits).
 
   `noise_correlation` s: the reparameterisation noise is N(0, (1-s)I +
-  s 11^T) across latents (0: the standard independent noise)."""
+  s 11^T) across latents (0: the standard independent noise).
+  `std_parameterization`: what the encoder's second output is
+  (`posterior_logvar`)."""
   encoder: nn.Module
   decoder: nn.Module
   noise_correlation: float = 0.0
+  std_parameterization: str = "log_variance"
 
   @property
   def parameter_groups(self) -> int | None:
@@ -210,7 +240,9 @@ class VAE(LatentVariableModel):
   def encode(self, x: jax.Array, control: ModelControl = None
              ) -> tuple[jax.Array, jax.Array]:
     """The posterior's (mean, log-variance), gated by a `LatentGate`."""
-    return gate_posterior(*self.encoder(x), control)
+    mean, head = self.encoder(x)
+    return gate_posterior(mean, posterior_logvar(
+        head, self.std_parameterization), control)
 
   def decode(self, z: jax.Array, control: ModelControl = None) -> jax.Array:
     """Decoder logits of `z`; the plain VAE's decoder takes no control."""

@@ -25,6 +25,10 @@ The contract is a small required core (`name`, `loss`, `hyperparameters`,
   control           `StagedControl`: steers the model per step (DEFT's stage
                     gate, DeVAE's layer) and says which representations
                     evaluation scores.
+  stage             the training stage at a step, for objectives that train
+                    in stages (DEFT, CascadeVAE-C): traces record it and
+                    `train.reset_adam_at_stage` starts a fresh Adam state
+                    when it changes.
   batch_sampler     the member's training batch, when it is not a uniform
                     draw from the dataset (the annealing test's one-factor
                     sub-datasets).
@@ -82,17 +86,16 @@ class StagedControl:
   representations(hparams, step) -> {suffix: control}: the representations
       evaluation scores at a checkpoint of `step` (metric names get the
       suffix; "" is the primary one).
-  stage(step) -> int: the training stage at a step, for objectives that
-      train in stages (DEFT), so traces and reports can show scores per
-      stage; None otherwise.
   """
   for_step: Callable[[Hparams, jax.Array, jax.Array | None], ModelControl]
   representations: Callable[[Hparams, jax.Array], Mapping[str, ModelControl]]
-  stage: Callable[[jax.Array], jax.Array] | None = None
 
 
 # (dataset, hparams, member_key, key, batch_size) -> observations
 BatchSampler = Callable[..., jax.Array]
+# step -> int32 stage index, the same for every member (a pure function of
+# the traced step)
+StageFn = Callable[[jax.Array], jax.Array]
 # (updates, hparams, step, model) -> updates
 UpdateTransform = Callable[[Any, Hparams, jax.Array, LatentVariableModel],
                            Any]
@@ -110,6 +113,8 @@ class Objective:
       covariances, permuted batches).
   reconstruction: the decoder likelihood the loss uses ('bernoulli' or
       'gaussian'), which evaluation uses for the ELBO's reconstruction term.
+  stage: step -> the training stage (int32), for objectives that train in
+      stages; None otherwise.
   """
   name: str
   loss: LossFn
@@ -118,6 +123,7 @@ class Objective:
   reconstruction: str = "bernoulli"
   aux: AuxState | None = None
   control: StagedControl | None = None
+  stage: StageFn | None = None
   batch_sampler: BatchSampler | None = None
   update_transform: UpdateTransform | None = None
 
@@ -128,12 +134,6 @@ class Objective:
     if self.control is None:
       return {"": None}
     return self.control.representations(hparams, step)
-
-  def stage(self, step: jax.Array) -> jax.Array | None:
-    """The training stage at `step`, None for objectives without stages."""
-    if self.control is None or self.control.stage is None:
-      return None
-    return self.control.stage(step)
 
 
 def hyperparameter_grid(name: str, values: float | Iterable[float], *,

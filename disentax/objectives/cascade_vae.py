@@ -7,8 +7,11 @@ weighted KL whose pressure is relieved one latent per stage.
 
 (official code: 20,000 steps per stage, 10 latents, beta_low 0.1, beta_high
 10).  The number of latents is the model's (read from the encoder output's
-static shape).  The stage and the weights are computed from the traced step,
-so the stage changes inside the compiled program.
+static shape by the loss; given to the builder for the objective's `stage`,
+which traces record and `train.reset_adam_at_stage` reads: the official
+code trains each stage with its own, fresh Adam optimiser).  The stage and
+the weights are computed from the traced step, so the stage changes inside
+the compiled program.
 """
 
 from __future__ import annotations
@@ -72,11 +75,13 @@ def cascade_vae_loss(output: VAEOutput, x: jax.Array,
 def cascade_vae_c(beta_low: float | Iterable[float] = 0.1,
                   beta_high: float | Iterable[float] = 10.0,
                   stage_steps: int = 20_000,
-                  reconstruction: str = "bernoulli") -> Objective:
+                  reconstruction: str = "bernoulli", *,
+                  num_latents: int) -> Objective:
   """`beta_low` (opened latents) and `beta_high` (the others): one value or a
   grid each (each > 0, and every beta_low <= every beta_high it is paired
   with); `stage_steps`: steps per stage (>= 1).  Defaults: the official
-  code's."""
+  code's.  `num_latents` (the model's, given by the experiment) sets the
+  last stage."""
   stage_steps = check_steps("stage_steps", stage_steps)
   reconstruction = check_reconstruction(reconstruction)
   lows = hyperparameter_grid("beta_low", beta_low, positive=True)
@@ -92,4 +97,6 @@ def cascade_vae_c(beta_low: float | Iterable[float] = 0.1,
       loss=functools.partial(cascade_vae_loss, stage_steps=stage_steps,
                              reconstruction=reconstruction),
       hyperparameters={"beta_low": lows, "beta_high": highs},
-      per_example_mean=True)
+      per_example_mean=True,
+      stage=functools.partial(cascade_stage, stage_steps=stage_steps,
+                              num_latents=num_latents))

@@ -258,6 +258,6 @@ def deft(base: str = DEFAULT_BASE, staged: str = "beta",
       aux=aux,
       control=StagedControl(
           for_step=control,
-          representations=lambda hparams, step: {"": control(hparams, step)},
-          stage=functools.partial(deft_stage, boundaries=boundaries)),
+          representations=lambda hparams, step: {"": control(hparams, step)}),
+      stage=functools.partial(deft_stage, boundaries=boundaries),
       update_transform=scale_updates if scaling in UPDATE_SCALINGS else None)

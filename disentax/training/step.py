@@ -4,10 +4,12 @@
 draw the member's batch on the device, run the model under the objective's
 control, take the gradient of the objective's loss, update the parameters
 (and the objective's own state), and freeze the member at its first
-non-finite step.  Per-step randomness is `fold_in(member key, step)`, so a
-resumed run draws exactly the randomness an uninterrupted one would.  How
-the step is laid out over members and steps is `training/layouts.py`'s
-business.
+non-finite step.  With `train.reset_adam_at_stage`, the member's Adam state
+is replaced by a fresh one at the first step of every new stage of the
+objective, before that step's update.  Per-step randomness is
+`fold_in(member key, step)`, so a resumed run draws exactly the randomness
+an uninterrupted one would.  How the step is laid out over members and
+steps is `training/layouts.py`'s business.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from disentax.experiment import LEARNING_RATE, Experiment
+from disentax.objectives.base import StageFn
 from disentax.training.layouts import Gradient, MemberStep
 from disentax.training.train_state import MemberState, split_member_key
 
@@ -43,6 +46,7 @@ def make_member_step(exp: Experiment, gradient: Gradient) -> MemberStep:
   (`layouts.batch_gradient`)."""
   batch_size = exp.config.train.batch_size
   objective = exp.objective
+  reset_at_stage = exp.config.train.reset_adam_at_stage
 
   def member_step(member: MemberState, hparams: Mapping[str, jax.Array],
                   key: jax.Array, step: jax.Array
@@ -62,7 +66,11 @@ def make_member_step(exp: Experiment, gradient: Gradient) -> MemberStep:
       return loss, (metrics, output)
 
     grads, metrics, output = gradient(loss_fn, member.params, x, noise_key)
-    updates, opt_state = exp.optimizer.update(grads, member.opt_state,
+    opt_state = member.opt_state
+    if reset_at_stage:
+      opt_state = restart_adam(opt_state, exp.optimizer.init(member.params),
+                               stage_changed(objective.stage, step))
+    updates, opt_state = exp.optimizer.update(grads, opt_state,
                                               member.params)
     if LEARNING_RATE in hparams:  # a learning-rate grid: Adam ran at lr 1
       updates = jax.tree.map(lambda u: u * hparams[LEARNING_RATE], updates)
@@ -78,6 +86,27 @@ def make_member_step(exp: Experiment, gradient: Gradient) -> MemberStep:
     return freeze_if_not_finite(member, updated, metrics["loss"], step), metrics
 
   return member_step
+
+
+def stage_changed(stage: StageFn, step: jax.Array) -> jax.Array:
+  """Whether `step` is the first step of a stage other than the first."""
+  return (step > 0) & (stage(step) != stage(step - 1))
+
+
+def restart_adam(opt_state: Any, fresh: Any, restart: jax.Array) -> Any:
+  """`opt_state` with every Adam state (count, mu, nu) taken from `fresh`
+  where `restart` holds (a traced bool: `where`, no recompilation).  Other
+  states are kept: the learning-rate schedule goes on counting the global
+  step, as CascadeVAE's per-stage optimisers share one global step."""
+  def is_adam(node: Any) -> bool:
+    return isinstance(node, optax.ScaleByAdamState)
+
+  def pick(old: Any, new: Any) -> Any:
+    if not is_adam(old):
+      return old
+    return jax.tree.map(lambda o, n: jnp.where(restart, n, o), old, new)
+
+  return jax.tree.map(pick, opt_state, fresh, is_leaf=is_adam)
 
 
 def freeze_if_not_finite(old: MemberState, new: MemberState, loss: jax.Array,

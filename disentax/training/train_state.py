@@ -129,6 +129,29 @@ def restore_members(manager: Any, step: int, exp: Experiment,
   return TrainState(diverged_at=healthy, **old)
 
 
+def restore_member_steps(manager: Any, steps: np.ndarray, exp: Experiment
+                         ) -> TrainState:
+  """Member m's state from the checkpoint of steps[m] ([M] ints, each a
+  saved step), on one device; the state's `step` is the latest of them.
+  Checkpoints are restored one at a time (at most two states in memory)."""
+  steps = np.asarray(steps)
+  chosen = None
+  for step in np.unique(steps):
+    state = restore_members(manager, int(step), exp)
+    if chosen is None:
+      chosen = state
+      continue
+    rows = jnp.asarray(steps == step)
+
+    def take(old: jax.Array, new: jax.Array) -> jax.Array:
+      return jnp.where(rows.reshape(-1, *[1] * (new.ndim - 1)), new, old)
+
+    chosen = chosen.replace(**{
+        name: jax.tree.map(take, getattr(chosen, name), getattr(state, name))
+        for name in ("params", "opt_state", "aux", "diverged_at")})
+  return chosen.replace(step=jnp.int32(steps.max()))
+
+
 def unpadded(state: TrainState, layout: sharding.MemberLayout) -> TrainState:
   """`state` without the padding members (the real members only)."""
   if layout.num_padded == layout.num_members:
