@@ -110,7 +110,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
                              factor_names=dataset.factor_names,
                              num_latents=model.encoder.num_latents,
                              latent_layers=model.latent_layers,
-                             encoder_groups=model.parameter_groups)
+                             encoder_groups=model.parameter_groups,
+                             latent_projection=model.latent_projection)
   optimizer = optax.adam(learning_rate_schedule(config.train),
                          b1=config.train.adam_b1, b2=config.train.adam_b2,
                          eps=config.train.adam_eps)
