@@ -137,7 +137,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
                              factor_names=dataset.factor_names,
                              num_latents=model.encoder.num_latents,
                              latent_layers=model.latent_layers,
-                             encoder_groups=model.parameter_groups)
+                             encoder_groups=model.parameter_groups,
+                             latent_projection=model.latent_projection)
   if config.train.reset_adam_at_stage and objective.stage is None:
     raise ValueError(
         f"config.train.reset_adam_at_stage=True: objective {objective.name} "

@@ -20,6 +20,16 @@ Presets (`experiments/deft.py:PRESET`):
         the standard (non-fractional) encoder, 12 latents; 10 seeds.
   tc                  DEFT(TC) (arXiv 6.5, eq. 7): base beta-TCVAE, the
         stage pressure on the MI term (alpha), beta 8 on TC, 1 on DWKL.
+  fork_2022           the authors' fork after 2022-08-17 (scaling
+        'fork_frozen_projection': old sub-encoders frozen, their outputs
+        through a learnable projection) on the journal's dSprites setting
+        (the `dsprites` preset otherwise).
+  reproduce_2023      the fork's dSprites reproduction config
+        (config/reproduce/dsprites_deft.gin): 10 latents in 5 sub-encoders,
+        4 pressures 70, 30, 12, 1, 100,000 steps per stage, in the fork's
+        mode; the 5th sub-encoder never opens (objectives/deft.py).  The gin
+        sets no training length or optimiser: 4 x 100,000 steps, and the
+        journal's optimiser and batch (our choice).
   cpu   a few minutes on 2 CPU cores: 32x32 dSprites, 2 stages (70, 1) x
         500 steps, 3 seeds.
   tiny  seconds; for tests.
@@ -55,8 +65,9 @@ ABLATION_SEEDS = 10
 
 
 def deft_training(config, num_groups, latents_per_group, pressures,
-                  stage_steps, num_steps):
-  """The journal's DEFT training (section 5.1) on `config`."""
+                  stage_steps, num_steps, gamma=(0.1,)):
+  """The journal's DEFT training (section 5.1) on `config`; `gamma` None
+  leaves it unset (the fork's mode has none)."""
   config.model.encoder = "fractional"
   config.model.num_groups = num_groups
   config.model.num_latents = num_groups * latents_per_group
@@ -66,7 +77,8 @@ def deft_training(config, num_groups, latents_per_group, pressures,
   config.objective.staged = "beta"
   config.objective.pressures = tuple(pressures)
   config.objective.stage_steps = stage_steps
-  config.objective.gamma = (0.1,)                    # journal Table 2
+  if gamma is not None:
+    config.objective.gamma = gamma                   # journal Table 2: 0.1
   config.train.batch_size = BATCH_SIZE               # journal 5.1
   config.train.learning_rate = 5e-4                  # journal 5.1
   config.train.adam_b1, config.train.adam_b2 = 0.0, 0.99
@@ -86,9 +98,32 @@ def use_dataset(config, key):
   return config
 
 
+# The DEFT authors' fork (dlib-deft, erow/disentanglement_lib), 2023:
+# config/reproduce/dsprites_deft.gin (G, K, steps per stage, pressures).
+FORK_REPRODUCE_2023 = (5,                          # frac_encoder.G=5
+                       2,                          # model.num_latent=10 / G
+                       100_000,                    # deft.stage_steps
+                       (70.0, 30.0, 12.0, 1.0))    # deft.betas
+# The fork's projection of frozen sub-encoders' log-variance in its latest
+# stored form (logvar + W2; models.vae.PROJECTIONS).
+FORK_PROJECTION = "logvar_shift"
+FORK_PRESETS = ("fork_2022", "reproduce_2023")
+
 PRESETS = (tuple(JOURNAL_TABLE_2) + tuple(f"arxiv_{k}" for k in ARXIV_TABLE_1)
-           + ("gamma_ablation", "piecewise_ablation", "normal_encoder", "tc",
-              "cpu", "tiny"))
+           + ("gamma_ablation", "piecewise_ablation", "normal_encoder", "tc")
+           + FORK_PRESETS + ("cpu", "tiny"))
+
+
+def fork_training(config, groups, per_group, stage_steps, pressures):
+  """The journal's training in the fork's mode (old sub-encoders frozen,
+  their outputs through the learnable projection; no gamma), `stage_steps`
+  per pressure (the fork's configs set no training length: the last stage
+  as long as the others)."""
+  deft_training(config, groups, per_group, pressures, stage_steps,
+                len(pressures) * stage_steps, gamma=None)
+  config.objective.scaling = "fork_frozen_projection"
+  config.model.latent_projection = FORK_PROJECTION
+  return config
 
 
 def get_config(preset: str | None = None):
@@ -99,6 +134,12 @@ def get_config(preset: str | None = None):
     groups, per_group, steps, pressures = JOURNAL_TABLE_2[preset]
     deft_training(config, groups, per_group, pressures, steps, groups * steps)
     return use_dataset(config, preset)
+  if preset == "fork_2022":
+    fork_training(config, *JOURNAL_TABLE_2["dsprites"])
+    return use_dataset(config, "dsprites")
+  if preset == "reproduce_2023":
+    fork_training(config, *FORK_REPRODUCE_2023)
+    return use_dataset(config, "dsprites")
   if preset.startswith("arxiv_"):
     key = preset[len("arxiv_"):]
     groups, epochs, pressures = ARXIV_TABLE_1[key]

@@ -1,6 +1,7 @@
 """DEFT: the fractional encoder, the stage gate (gradient scaling, future
-groups at zero), the stage schedule as data (no recompilation), and its
-config validation."""
+groups at zero), the stage schedule as data (no recompilation), the
+authors' fork's frozen sub-encoders with their learnable projection, and
+its config validation."""
 
 import functools
 
@@ -13,7 +14,7 @@ from disentax.experiment import build, make_members
 from disentax.models import make_model
 from disentax.models.conv import FractionalEncoder, LiteEncoder
 from disentax.objectives import make_objective
-from disentax.objectives.deft import deft_gate, stage_boundaries
+from disentax.objectives.deft import deft_gate, fork_gate, stage_boundaries
 from disentax.reporting.tables import format_hparams
 from disentax.training import train_state, trainer
 from tests.conftest import tiny_config
@@ -353,3 +354,223 @@ def test_update_scaling_in_training_freezes_old_groups_at_gamma_0():
   assert not any(moved(0)) and all(moved(1))
   assert all(jax.tree.leaves(jax.tree.map(
       lambda a, b: bool(np.any(a != b)), before["decoder"], after["decoder"])))
+
+
+# The DEFT authors' fork after 2022-08-17 (scaling='fork_frozen_projection').
+
+FORK = "fork_frozen_projection"
+
+
+@functools.lru_cache
+def projected_vae(form):
+  """The fractional VAE of `fractional_vae` with the fork's projection: the
+  same encoder and decoder parameters, W1 and W2 set to known values."""
+  model = make_model({"name": "conv_vae", "encoder": "fractional",
+                      "num_groups": GROUPS, "num_latents": GROUPS * PER_GROUP,
+                      "latent_projection": form}, SHAPE)
+  _, plain = fractional_vae()
+  params = model.init(jax.random.key(0), images(0), jax.random.key(1))
+  params = params["params"]
+  assert jax.tree.map(jnp.shape, {k: params[k] for k in plain}) == (
+      jax.tree.map(jnp.shape, plain))
+  w2 = "logvar_shift" if form == "logvar_shift" else "logvar_log_scale"
+  assert set(params["projection"]) == {"mean_log_scale", w2}
+  for leaf in params["projection"].values():  # the identity at first
+    np.testing.assert_array_equal(leaf, np.zeros(GROUPS * PER_GROUP))
+  known = {"mean_log_scale": jnp.linspace(-0.5, 0.75, GROUPS * PER_GROUP),
+           w2: jnp.linspace(0.3, -0.6, GROUPS * PER_GROUP)}
+  return model, {**plain, "projection": known}, w2
+
+
+def fork_objective(**options):
+  return make_objective(
+      {"name": "deft", "pressures": (50.0, 20.0, 1.0), "stage_steps": 10,
+       "scaling": FORK, **options}, dataset_size=100,
+      num_latents=GROUPS * PER_GROUP, encoder_groups=GROUPS,
+      latent_projection="logvar_shift")
+
+
+def test_fork_gate_per_stage_and_the_2023_config_mapping():
+  for stage, keep, project in [(0, [1, 1, 0, 0, 0, 0], [0] * 6),
+                               (1, [1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]),
+                               (2, [1] * 6, [1, 1, 1, 1, 0, 0])]:
+    gate = fork_gate(jnp.int32(stage), 6, 3)
+    np.testing.assert_array_equal(gate.keep, keep)
+    np.testing.assert_array_equal(gate.project, project)
+    np.testing.assert_array_equal(gate.grad_scale, 1.0)
+  # The fork's 2023 dSprites config: 10 latents in 5 sub-encoders of 2, 4
+  # pressures; stage = min(step // 100000, 3), so sub-encoder 4 never opens.
+  objective = make_objective(
+      {"name": "deft", "pressures": (70.0, 30.0, 12.0, 1.0),
+       "stage_steps": 100_000, "scaling": FORK}, dataset_size=100,
+      num_latents=10, encoder_groups=5, latent_projection="logvar_shift")
+  assert set(objective.hyperparameters) == {"pressures"}  # no gamma
+  hparams = {"pressures": jnp.array([70.0, 30.0, 12.0, 1.0])}
+  for step, keep, project in [
+      (99_999, [1] * 2 + [0] * 8, [0] * 10),
+      (100_000, [1] * 4 + [0] * 6, [1] * 2 + [0] * 8),
+      (300_000, [1] * 8 + [0] * 2, [1] * 6 + [0] * 4),
+      (10_000_000, [1] * 8 + [0] * 2, [1] * 6 + [0] * 4)]:
+    gate = objective.control.for_step(hparams, jnp.int32(step), None)
+    np.testing.assert_array_equal(gate.keep, keep)
+    np.testing.assert_array_equal(gate.project, project)
+  # More pressures than sub-encoders: from stage G on all are frozen.
+  objective = make_objective(
+      {"name": "deft", "pressures": (5.0, 2.0, 1.0), "stage_steps": 10,
+       "scaling": FORK}, dataset_size=100, num_latents=4, encoder_groups=2,
+      latent_projection="logvar_scale")
+  gate = objective.control.for_step({"pressures": jnp.array([5.0, 2, 1])},
+                                    jnp.int32(25), None)
+  np.testing.assert_array_equal(gate.keep, 1.0)
+  np.testing.assert_array_equal(gate.project, 1.0)
+
+
+@pytest.mark.parametrize("form", ["logvar_shift", "logvar_scale"])
+def test_fork_old_groups_are_projected_frozen_outputs(form):
+  """Stage 1 of 3: group 0's latents are the closed-form projection of its
+  sub-encoder's outputs (mean exp(W1); log-variance + W2 or x exp(W2)) and
+  send no gradient into that sub-encoder, while W1 and W2 of group 0 get
+  one; group 1 is its sub-encoder's output as it is (its W1, W2 change
+  nothing and get no gradient); group 2 outputs zeros."""
+  model, params, w2_name = projected_vae(form)
+  objective = fork_objective()
+  hparams = {"pressures": jnp.array([50.0, 20.0, 1.0])}
+  x, step = images(6), jnp.int32(13)
+  gate = objective.control.for_step(hparams, step, None)
+  raw_mean, raw_logvar = jax.jit(functools.partial(
+      model.apply, method="encode"))({"params": params}, x)
+  w1 = np.asarray(params["projection"]["mean_log_scale"])
+  w2 = np.asarray(params["projection"][w2_name])
+
+  def forward(p):
+    return model.apply({"params": p}, x, jax.random.key(3), gate)
+  output = jax.jit(forward)(params)
+  old, active = slice(0, PER_GROUP), slice(PER_GROUP, 2 * PER_GROUP)
+  future = slice(2 * PER_GROUP, None)
+  np.testing.assert_allclose(output.mean[:, old],
+                             raw_mean[:, old] * np.exp(w1[old]), rtol=1e-6)
+  expected_logvar = (raw_logvar[:, old] + w2[old] if form == "logvar_shift"
+                     else raw_logvar[:, old] * np.exp(w2[old]))
+  np.testing.assert_allclose(output.logvar[:, old], expected_logvar,
+                             rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(output.mean[:, active], raw_mean[:, active])
+  np.testing.assert_array_equal(output.logvar[:, active],
+                                raw_logvar[:, active])
+  for value in (output.mean, output.logvar, output.z):
+    np.testing.assert_array_equal(value[:, future], 0.0)
+  # The active and future groups' W1, W2 do not enter the forward pass.
+  moved = {**params, "projection": jax.tree.map(
+      lambda w: w.at[PER_GROUP:].add(1.5), params["projection"])}
+  jax.tree.map(np.testing.assert_array_equal, jax.jit(forward)(moved),
+               output)
+
+  def loss(p):
+    return objective.loss(forward(p), x, hparams, step)[0]
+  grads = jax.jit(jax.grad(loss))(params)
+  for leaf in jax.tree.leaves(grads["encoder"]["groups"]):
+    np.testing.assert_array_equal(leaf[0], 0.0)  # frozen: stop_gradient
+    np.testing.assert_array_equal(leaf[2], 0.0)  # not reached yet
+  assert max(np.abs(leaf[1]).max()
+             for leaf in jax.tree.leaves(grads["encoder"]["groups"])) > 0
+  for name in ("mean_log_scale", w2_name):
+    g = np.asarray(grads["projection"][name])
+    assert np.all(g[old] != 0), (name, g)
+    np.testing.assert_array_equal(g[PER_GROUP:], 0.0)
+
+
+def test_fork_update_transform_freezes_old_sub_encoders_only():
+  """Stage 1: group 0's updates x 0, group 1 and 2's, the projection's and
+  the decoder's x 1 (the projection is not an encoder group)."""
+  model, params, _ = projected_vae("logvar_shift")
+  objective = fork_objective()
+  updates = jax.tree.map(lambda p: jnp.full(p.shape, -3.0), params)
+  scaled = objective.update_transform(
+      updates, {"pressures": jnp.array([50.0, 20.0, 1.0])}, jnp.int32(13),
+      model)
+  for leaf in jax.tree.leaves(scaled["encoder"]["groups"]):
+    np.testing.assert_array_equal(leaf[0], 0.0)
+    np.testing.assert_array_equal(leaf[1:], -3.0)
+  for part in ("decoder", "projection"):
+    jax.tree.map(np.testing.assert_array_equal, scaled[part], updates[part])
+
+
+def fork_tiny_config():
+  config = tiny_config()
+  config.model.encoder, config.model.num_groups = "fractional", 2
+  config.model.num_latents = 4
+  config.model.latent_projection = "logvar_shift"
+  config.objective = {"name": "deft", "pressures": (4.0, 1.0),
+                      "stage_steps": 2, "scaling": FORK}
+  config.num_seeds = 1
+  config.train.member_execution = "vmap"
+  return config
+
+
+def test_fork_training_freezes_old_sub_encoders_bitwise():
+  """Through the member step (Adam b1 0.9, so a zero gradient alone would
+  still move them): once stage 1 begins, sub-encoder 0's parameters stay
+  bitwise unchanged while sub-encoder 1, the decoder and sub-encoder 0's
+  W1, W2 learn; sub-encoder 1's W1, W2 stay at 0."""
+  exp = build(fork_tiny_config())
+  assert exp.config.train.adam_b1 > 0
+  chunk = trainer.make_train_chunk(exp)
+  hparams = {k: jnp.asarray(v) for k, v in exp.members.hparams.items()}
+  state = train_state.init_state(exp)
+  state, metrics = chunk(state, hparams, exp.members.keys(), 2)  # stage 0
+  assert metrics["stage"].tolist() == [0]
+  before = jax.tree.map(np.array, state.params)  # the chunk donates state
+  state, metrics = chunk(state, hparams, exp.members.keys(), 2)  # stage 1
+  assert metrics["stage"].tolist() == [1]
+  assert metrics["pressure"].tolist() == [1.0]
+  after = jax.tree.map(np.asarray, state.params)
+
+  def moved(tree_before, tree_after, index):
+    return jax.tree.leaves(jax.tree.map(
+        lambda a, b: bool(np.any(a[0, index] != b[0, index])), tree_before,
+        tree_after))
+  groups = before["encoder"]["groups"], after["encoder"]["groups"]
+  assert not any(moved(*groups, 0)) and all(moved(*groups, 1))
+  projection = before["projection"], after["projection"]
+  assert all(moved(*projection, slice(0, 2)))
+  for leaf in jax.tree.leaves(after["projection"]):
+    np.testing.assert_array_equal(leaf[0, 2:], 0.0)
+  assert all(jax.tree.leaves(jax.tree.map(
+      lambda a, b: bool(np.any(a != b)), before["decoder"], after["decoder"])))
+
+
+@pytest.mark.parametrize("model, options, match", [
+    ({"encoder_groups": None, "latent_projection": "none"}, {},
+     r"set config.model.encoder='fractional' and "
+     r"config.model.latent_projection='logvar_shift'"),
+    ({"encoder_groups": 3, "latent_projection": "none"}, {},
+     r"freezes the fractional encoder's old sub-encoders .* set "
+     r"config.model.latent_projection="),
+    ({"encoder_groups": 3, "latent_projection": "logvar_shift"},
+     {"gamma": 0.1}, r"gamma=0.1: scaling='fork_frozen_projection' freezes "
+     "the old sub-encoders, so gamma has no role")])
+def test_fork_mode_settings_are_checked(model, options, match):
+  with pytest.raises(ValueError, match=match):
+    make_objective({"name": "deft", "pressures": (5.0, 1.0), "scaling": FORK,
+                    **options}, dataset_size=10, num_latents=6, **model)
+
+
+def test_fork_presets_are_the_fork_config_and_the_journal_setting():
+  from experiments import deft as deft_experiment
+  exp = build(deft_experiment.get_config("reproduce_2023"))
+  assert (exp.model.parameter_groups, exp.model.encoder.num_latents,
+          exp.model.latent_projection) == (5, 10, "logvar_shift")
+  assert exp.objective.hyperparameters == {"pressures": ((70, 30, 12, 1),)}
+  assert exp.objective.stage(jnp.array(
+      [99_999, 100_000, 299_999, 300_000, 399_999])).tolist() == [
+          0, 1, 2, 3, 3]
+  assert exp.config.train.num_steps == 400_000
+  gate = exp.objective.control.for_step(
+      {"pressures": jnp.array([70.0, 30.0, 12.0, 1.0])}, jnp.int32(399_999))
+  np.testing.assert_array_equal(gate.keep, [1] * 8 + [0] * 2)
+  journal = deft_experiment.get_config("dsprites")
+  fork = deft_experiment.get_config("fork_2022")
+  assert fork.objective.scaling == FORK and "gamma" not in fork.objective
+  assert fork.model.latent_projection == "logvar_shift"
+  del journal.objective["gamma"], fork.objective["scaling"]
+  del fork.model["latent_projection"]
+  assert fork.to_dict() == journal.to_dict()

@@ -159,7 +159,14 @@ def test_conv_vae_rejects_image_sizes(observation_shape, bad):
     (dict(encoder_kernel_sizes=(4, 4, 2)), r"\(4, 4, 2\).*4 positive sizes"),
     (dict(encoder_kernel_sizes=(4, 4, 0, 2)), r"\(4, 4, 0, 2\)"),
     (dict(kernels="paired"),
-     r"kernels='paired'; allowed: \('auto', 'reference', 'fast'\)")])
+     r"kernels='paired'; allowed: \('auto', 'reference', 'fast'\)"),
+    (dict(latent_projection="affine"),
+     r"latent_projection='affine'; allowed: \('none', 'logvar_shift', "
+     r"'logvar_scale'\)"),
+    (dict(latent_projection="logvar_shift"),
+     r"latent_projection='logvar_shift' projects the outputs of frozen "
+     r"sub-encoders, so it needs encoder='fractional' \(got "
+     r"encoder='standard'\)")])
 def test_conv_vae_rejects_bad_options(kwargs, message):
   with pytest.raises(ValueError, match=message):
     conv_vae(observation_shape=(16, 16, 1), **kwargs)
@@ -286,3 +293,40 @@ def test_gate_sample_scales_the_reparameterisation_noise():
   np.testing.assert_array_equal(mean_only.z, mean_only.mean)
   np.testing.assert_array_equal(mean_only.mean, plain.mean)
   assert np.abs(np.asarray(plain.z - plain.mean)).max() > 0
+
+
+@pytest.mark.parametrize("form, w2", [("logvar_shift", "logvar_shift"),
+                                      ("logvar_scale", "logvar_log_scale")])
+def test_latent_projection_adds_only_its_parameters(form, w2):
+  """A fractional VAE without the option keeps its parameter tree; with it,
+  the tree gains the projection's W1, W2 (one per latent, zeros), which
+  scale_parameter_groups leaves alone.  Nothing is projected without a
+  gate's `project`; projected at W = 0 the outputs are the plain ones."""
+  from disentax.models import LatentGate, make_model
+  section = {"name": "conv_vae", "encoder": "fractional", "num_groups": 2,
+             "num_latents": 4}
+  plain_model = make_model(section, (16, 16, 1))
+  model = make_model({**section, "latent_projection": form}, (16, 16, 1))
+  assert plain_model.latent_projection == "none"
+  assert model.latent_projection == form
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 1))
+  plain = plain_model.init(jax.random.key(1), x, jax.random.key(2))["params"]
+  params = model.init(jax.random.key(1), x, jax.random.key(2))["params"]
+  assert set(plain) == {"encoder", "decoder"}
+  assert set(params) == {"encoder", "decoder", "projection"}
+  jax.tree.map(np.testing.assert_array_equal,
+               {k: params[k] for k in plain}, plain)
+  assert jax.tree.map(jnp.shape, params["projection"]) == {
+      "mean_log_scale": (4,), w2: (4,)}
+  for leaf in jax.tree.leaves(params["projection"]):
+    np.testing.assert_array_equal(leaf, 0.0)
+  tree = jax.tree.map(jnp.ones_like, params)
+  scaled = model.scale_parameter_groups(tree, jnp.zeros(2))
+  jax.tree.map(np.testing.assert_array_equal, scaled["projection"],
+               tree["projection"])
+  ones = jnp.ones(4)
+  expected = plain_model.apply({"params": plain}, x, method="encode")
+  for gate in (None, LatentGate(ones, ones), LatentGate(ones, ones,
+                                                         project=ones)):
+    got = model.apply({"params": params}, x, gate, method="encode")
+    jax.tree.map(np.testing.assert_array_equal, got, expected)

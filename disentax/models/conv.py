@@ -51,7 +51,8 @@ import jax
 
 from disentax.models import MODELS
 from disentax.models import kernels as kernel_lib
-from disentax.models.vae import (VAE, GroupedEncoder, check_noise_correlation,
+from disentax.models.vae import (VAE, GroupedEncoder, LatentProjection,
+                                 check_noise_correlation, check_projection,
                                  check_std_parameterization, scale_stacked)
 
 ENCODER_CHANNELS = (32, 32, 64, 64)
@@ -251,7 +252,7 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
              noise_correlation: float = 0.0, split_channels: int = 64,
              split_hidden: int = 256, num_groups: int = 1,
              std_parameterization: str = "log_variance",
-             kernels: str = "auto") -> VAE:
+             latent_projection: str = "none", kernels: str = "auto") -> VAE:
   """The standard architecture; `encoder_kernel_sizes` (4, 4, 2, 2) is
   dlib-google's, (4, 4, 4, 4) the beta-VAE/DEFT papers'.
 
@@ -265,6 +266,11 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
   log sigma^2) or 'softplus' (sigma = softplus(head), CascadeVAE's code;
   the head keeps its name and the model still returns the log-variance,
   models/vae.py `posterior_logvar`).
+  `latent_projection`: 'none', or the fractional encoder's learnable
+  projection of frozen sub-encoders' outputs ('logvar_shift' or
+  'logvar_scale'; models.vae.LatentProjection), which DEFT's
+  scaling='fork_frozen_projection' needs; 'none' keeps the parameter tree
+  without it.
 
   `kernels`: how the layers are computed, never what: 'reference' (flax's
   own layers), 'fast' or 'auto' (models/kernels)."""
@@ -272,6 +278,7 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
     raise ValueError(f"encoder={encoder!r}; allowed: {ENCODERS}")
   noise_correlation = check_noise_correlation(noise_correlation)
   std_parameterization = check_std_parameterization(std_parameterization)
+  latent_projection = check_projection(latent_projection)
   for name, value in (("split_channels", split_channels),
                       ("split_hidden", split_hidden),
                       ("num_groups", num_groups)):
@@ -282,6 +289,11 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
   if num_groups != 1 and encoder != "fractional":
     raise ValueError(f"num_groups={num_groups} needs encoder='fractional' "
                      f"(got encoder={encoder!r})")
+  if latent_projection != "none" and encoder != "fractional":
+    raise ValueError(
+        f"latent_projection={latent_projection!r} projects the outputs of "
+        f"frozen sub-encoders, so it needs encoder='fractional' (got "
+        f"encoder={encoder!r})")
   if encoder == "fractional" and num_latents % num_groups:
     raise ValueError(
         f"num_latents={num_latents} is not a multiple of num_groups="
@@ -298,7 +310,9 @@ def conv_vae(*, observation_shape: tuple[int, int, int], num_latents: int = 10,
                                  conv=layers.conv)
   else:
     encoder_module = ConvEncoder(num_latents, kernel_sizes, conv=layers.conv)
+  projection = (None if latent_projection == "none"
+                else LatentProjection(latent_projection))
   return VAE(encoder_module,
              DeconvDecoder(tuple(observation_shape), layers.conv_transpose),
              noise_correlation=noise_correlation,
-             std_parameterization=std_parameterization)
+             std_parameterization=std_parameterization, projection=projection)

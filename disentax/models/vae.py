@@ -5,16 +5,17 @@ from the member's hyperparameters and the traced step, so it is data, never a
 recompile).  The plain VAE understands a `LatentGate`: which latents are in
 use (the others output exactly zero: mean 0, log-variance 0, z 0), how
 strongly the gradient flowing back into each latent's encoder outputs is
-scaled, and how much reparameterisation noise z gets (none: z is the
-posterior mean, a deterministic autoencoder's forward pass).  DEFT's stages
-are such gates; models with other controls (DeVAE's layer index) define
-their own.
+scaled, how much reparameterisation noise z gets (none: z is the
+posterior mean, a deterministic autoencoder's forward pass), and, for a
+model built with a latent projection, which latents pass through it.  DEFT's
+stages are such gates; models with other controls (DeVAE's layer index)
+define their own.
 
 Every model offers the same contract to objectives, the trainer and the
 evaluator (`LatentVariableModel`): `encode(x, control)`, `decode(z,
 control)`, the forward pass `(x, rng, control) -> VAEOutput`, its number of
-latent layers, and its encoder's parameter groups with a way to scale them,
-so nothing outside models/ inspects a model's signatures or addresses its
+latent layers, its encoder's parameter groups with a way to scale them, and
+which latent projection it has, so nothing outside models/ inspects a model's signatures or addresses its
 parameters by path.
 """
 
@@ -34,6 +35,10 @@ class LatentGate(NamedTuple):
   # Factor on the reparameterisation noise: 1 samples z ~ q(z | x); 0 gives
   # z = mean exactly.
   sample: float | jax.Array = 1.0
+  # [d] 1.0: the latent's encoder outputs are frozen (no gradient) and pass
+  # through the model's learnable projection (`LatentProjection`); None or
+  # 0.0: unchanged.  Only a model built with a projection reads it.
+  project: jax.Array | None = None
 
 
 # What a model's forward pass takes as `control`, chosen per step by the
@@ -106,6 +111,51 @@ def posterior_logvar(head: jax.Array, parameterization: str) -> jax.Array:
   if parameterization == "log_variance":
     return head
   return 2.0 * jnp.log(jax.nn.softplus(head) + SOFTPLUS_STD_EPSILON)
+
+
+# A learnable per-latent projection of frozen encoder outputs (the DEFT
+# authors' fork): none, or how it maps the log-variance.
+PROJECTIONS = ("none", "logvar_shift", "logvar_scale")
+
+
+class LatentProjection(nn.Module):
+  """Per latent, learnable W1 and W2 (zeros at initialisation, so the
+  projection starts as the identity) on the encoder's frozen outputs:
+  mean * exp(W1), and log-variance + W2 ('logvar_shift') or log-variance *
+  exp(W2) ('logvar_scale').  Latents whose `project` entry is 1 take the
+  projected outputs of their encoder outputs under stop_gradient (the
+  encoder gets no gradient from them, W1 and W2 do); the others pass
+  unchanged (and their W1, W2 get no gradient).  The parameters exist from
+  initialisation whatever the gate, so the parameter tree does not depend
+  on the control."""
+  form: str
+
+  @nn.compact
+  def __call__(self, mean: jax.Array, logvar: jax.Array,
+               project: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    num_latents = mean.shape[-1]
+    w1 = self.param("mean_log_scale", nn.initializers.zeros, (num_latents,))
+    w2 = self.param("logvar_shift" if self.form == "logvar_shift"
+                    else "logvar_log_scale", nn.initializers.zeros,
+                    (num_latents,))
+    if project is None:
+      return mean, logvar
+    frozen_mean = jax.lax.stop_gradient(mean)
+    frozen_logvar = jax.lax.stop_gradient(logvar)
+    projected_mean = frozen_mean * jnp.exp(w1).astype(mean.dtype)
+    if self.form == "logvar_shift":
+      projected_logvar = frozen_logvar + w2.astype(logvar.dtype)
+    else:
+      projected_logvar = frozen_logvar * jnp.exp(w2).astype(logvar.dtype)
+    on = jnp.asarray(project) > 0
+    return (jnp.where(on, projected_mean, mean),
+            jnp.where(on, projected_logvar, logvar))
+
+
+def check_projection(form: str) -> str:
+  if form not in PROJECTIONS:
+    raise ValueError(f"latent_projection={form!r}; allowed: {PROJECTIONS}")
+  return form
 
 
 def check_noise_correlation(correlation: float) -> float:
@@ -199,6 +249,12 @@ class LatentVariableModel(nn.Module):
     None for an encoder without such groups."""
     return None
 
+  @property
+  def latent_projection(self) -> str:
+    """How the model projects frozen encoder outputs (one of PROJECTIONS):
+    'none' for a model without a `LatentProjection`."""
+    return "none"
+
   def scale_parameter_groups(self, tree: Any, scales: jax.Array) -> Any:
     """`tree` (shaped like the model's parameters, e.g. Adam updates) with
     encoder group g's leaves multiplied by scales[g] ([G]); every other
@@ -215,11 +271,18 @@ class VAE(LatentVariableModel):
   `noise_correlation` s: the reparameterisation noise is N(0, (1-s)I +
   s 11^T) across latents (0: the standard independent noise).
   `std_parameterization`: what the encoder's second output is
-  (`posterior_logvar`)."""
+  (`posterior_logvar`).  `projection`: a `LatentProjection` applied to the
+  encoder outputs before the gate, where the gate's `project` says (None:
+  no such parameters)."""
   encoder: nn.Module
   decoder: nn.Module
   noise_correlation: float = 0.0
   std_parameterization: str = "log_variance"
+  projection: LatentProjection | None = None
+
+  @property
+  def latent_projection(self) -> str:
+    return "none" if self.projection is None else self.projection.form
 
   @property
   def parameter_groups(self) -> int | None:
@@ -239,10 +302,14 @@ class VAE(LatentVariableModel):
 
   def encode(self, x: jax.Array, control: ModelControl = None
              ) -> tuple[jax.Array, jax.Array]:
-    """The posterior's (mean, log-variance), gated by a `LatentGate`."""
+    """The posterior's (mean, log-variance), projected where the gate says
+    (a model with a projection) and gated by a `LatentGate`."""
     mean, head = self.encoder(x)
-    return gate_posterior(mean, posterior_logvar(
-        head, self.std_parameterization), control)
+    logvar = posterior_logvar(head, self.std_parameterization)
+    if self.projection is not None:
+      mean, logvar = self.projection(
+          mean, logvar, None if control is None else control.project)
+    return gate_posterior(mean, logvar, control)
 
   def decode(self, z: jax.Array, control: ModelControl = None) -> jax.Array:
     """Decoder logits of `z`; the plain VAE's decoder takes no control."""

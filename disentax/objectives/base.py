@@ -34,7 +34,7 @@ The contract is a small required core (`name`, `loss`, `hyperparameters`,
                     sub-datasets).
   update_transform  rescales the optimiser's parameter updates through the
                     model's parameter groups (DEFT's smaller learning rate
-                    for old groups).
+                    for old groups, or their freeze in the fork's mode).
 
 The trainer and the evaluator only ever ask for these; no objective knows
 another objective's internals or addresses parameters by path.
