@@ -121,12 +121,21 @@ def test_unknown_battery_is_refused_before_restoring(evaluated):
     job.evaluate(evaluated[0], battery="most")
 
 
+# Registered metrics the paper presets leave out: the annealing test's loss
+# terms and the IFP read off their trace (experiments/annealing_test.py), and
+# the downstream tasks, whose cross-validated logistic regressions (60 fits
+# per factor and training size) and trees on up to 10,000 points cost
+# minutes per member on a CPU (`--battery=full` or by name).
+NOT_IN_THE_BATTERY = {"mig", "loss_terms", "ifp", "downstream_task",
+                      "downstream_task_boosted_trees",
+                      "reduced_downstream_task", "strong_downstream_task"}
+
+
 def test_every_registered_metric_is_in_the_battery():
-  """A new metric file joins the paper presets' battery (or this fails);
-  the loss terms and the IFP read off their trace are the annealing test's
-  (experiments/annealing_test.py)."""
-  assert set(battery()) | {"mig", "loss_terms", "ifp"} == set(
-      METRICS.names())
+  """A new metric file joins the paper presets' battery (or this fails,
+  unless it is listed above with its reason)."""
+  assert set(battery()) | NOT_IN_THE_BATTERY == set(METRICS.names())
+
 
 
 def test_only_factor_free_metrics_score_unlabelled_data():
