@@ -64,7 +64,9 @@ def test_every_metric_scores_every_member(evaluated):
 
 
 def test_udr_compares_seeds_within_a_beta(evaluated):
-  """Members 0,1 share beta 1, members 2,3 beta 4 (hyperparameter-major)."""
+  """Members 0,1 share beta 1, members 2,3 beta 4 (hyperparameter-major).
+  udr_matrix[a, b] regresses b on a (dlib's Lasso): b's score is the
+  median of its column."""
   udr = results.load_arrays(evaluated[0])["udr_matrix"]
   within = [(0, 1), (1, 0), (2, 3), (3, 2)]
   across = [(i, j) for i in range(4) for j in range(4)
@@ -75,7 +77,7 @@ def test_udr_compares_seeds_within_a_beta(evaluated):
   for row in evaluated[1]:
     peer = {0: 1, 1: 0, 2: 3, 3: 2}[row["member"]]
     assert row["metrics"]["udr"] == pytest.approx(
-        float(udr[row["member"], peer]), rel=1e-6)
+        float(udr[peer, row["member"]]), rel=1e-6)
 
 
 def test_elbo_terms_sum_to_the_kl(evaluated):
