@@ -650,3 +650,54 @@ def test_metric_draws_equal_a_draw_of_exactly_that_size(name):
         sampling.sample_factors(dataset, KEY, num),
         np.asarray(sampler(KEY, num)))
 
+
+# --------------------------------------------------------------------------
+# The sampled representation (dlib's `sampled_representation`).
+
+
+def test_sample_representation_is_the_mean_plus_scaled_noise():
+  mean = jnp.array([[0.0, 1.0, -2.0]])
+  logvar = jnp.array([[0.0, math.log(4.0), math.log(0.01)]])
+  noise = jax.random.normal(KEY, mean.shape)
+  np.testing.assert_allclose(
+      sampling.sample_representation(mean, logvar, KEY),
+      mean + jnp.array([1.0, 2.0, 0.1]) * noise, rtol=1e-6)
+
+
+def _posteriors(*logvars):
+  """posterior_fn of members whose mean is the identity code, each with
+  its constant log-variance."""
+  return lambda x: (jnp.stack([md.flat(x)] * len(logvars)),
+                    jnp.stack([jnp.full(md.flat(x).shape, v)
+                               for v in logvars]))
+
+
+def test_sampled_representation_of_a_vanishing_variance_scores_the_mean():
+  """exp(-1000 / 2) is 0 in float32: the samples are the means and every
+  score is exactly the mean's; with unit variance the noise blurs the
+  code and MIG falls."""
+  dataset = md.FactorDataset((4, 4, 4))
+  metric = METRICS.build({"name": "mig", "num_points": 1000})
+  sampled = sampling.sampled_representation_fn(_posteriors(-1000.0, 0.0),
+                                               KEY)
+  mean = metric(dataset, md.members(md.identity, md.identity), KEY)
+  scores = metric(dataset, sampled, KEY)
+  for name in mean:
+    np.testing.assert_array_equal(scores[name][0], mean[name][0])
+  assert scores["mig"][1] < mean["mig"][1] - 0.1
+
+
+def test_sampled_representation_noise_is_per_member_and_per_call():
+  """Member m's noise of call c comes from fold_in(fold_in(key, c), m):
+  the same whatever else shares the call, fresh on every call."""
+  x = md.FactorDataset((4, 4)).observations_from_factors(
+      jnp.array([[0, 1], [2, 3], [1, 1]]))
+  together = sampling.sampled_representation_fn(_posteriors(0.0, 0.5), KEY)
+  alone = sampling.sampled_representation_fn(_posteriors(0.0), KEY)
+  first, second = np.asarray(together(x)), np.asarray(together(x))
+  np.testing.assert_array_equal(first[0], np.asarray(alone(x))[0])
+  assert not np.allclose(first, second)
+  noise = jax.random.normal(jax.random.fold_in(jax.random.fold_in(KEY, 1), 1),
+                            (3, 2))
+  np.testing.assert_allclose(second[1], md.flat(x) + math.exp(0.25) * noise,
+                             rtol=1e-6)

@@ -3,12 +3,13 @@
 It rebuilds the experiment from the config stored in the checkpoint,
 restores the stacked state, and scores all members at once with the primary
 metric (`config.eval.metric`, MIG by default; once per representation the
-objective scores, e.g. DeVAE's layers) and the battery (`config.eval.battery`,
-or every registered metric with battery 'full'), each through
-`metric.score(members, rng)`.  It writes WORKDIR/results/ (see
-disentax.results), the time each metric took (results/timings.json) and
-latent traversal PNGs of the best, median and worst member
-(results/traversals/).
+objective scores, e.g. DeVAE's layers, and with `config.eval.representations`
+naming 'sampled' again on a posterior sample of each, suffixed _sampled) and
+the battery (`config.eval.battery`, or every registered metric with battery
+'full'; on the means), each through `metric.score(members, rng)`.  It
+writes WORKDIR/results/ (see disentax.results), the time each metric took
+(results/timings.json) and latent traversal PNGs of the best, median and
+worst member (results/traversals/).
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ def evaluate(workdir: str, battery: str = "config",
   manager.close()
   trace = (_trace_until(workdir, step)
            if any(m.reads_trace for m in metrics.values()) else None)
-  members, representations = MemberFunctions(exp).at(state, step, trace)
+  members, representations = MemberFunctions(exp).at(
+      state, step, trace,
+      sampled="sampled" in exp.config.eval.representations)
   rng = jax.random.key(exp.config.eval.seed)
   primary = exp.config.eval.metric.name
   print(f"scoring {len(exp.members)} members of {workdir} at step {step} "
