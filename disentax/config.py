@@ -35,7 +35,7 @@ BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.num_devices", "eval.metric",
                     "eval.failure_threshold", "eval.seed", "eval.nmi_table",
                     "eval.battery", "eval.traversals", "eval.checkpoint",
-                    "model.kernels", "log")
+                    "eval.representations", "model.kernels", "log")
 
 # W&B modes `log.wandb_mode` may name (disentax.tracking.WandbWriter).
 WANDB_MODES = ("online", "offline")
@@ -50,6 +50,11 @@ NEUTRAL_DEFAULTS = {"train.l2_regularization": 0.0,
 # Which checkpoint the evaluation job scores (`eval.checkpoint`): the latest,
 # or per member the traced step with the best primary metric.
 CHECKPOINT_SELECTIONS = ("last", "best")
+
+# The representations config.eval.metric may score: the posterior mean
+# (always; the unsuffixed score that failure is defined by) and one posterior
+# sample ('sampled', dlib's other postprocessing; scores suffixed _sampled).
+REPRESENTATIONS = ("mean", "sampled")
 
 # Model options of saved configs that chose each layer's formulation, now all
 # chosen by `model.kernels` (disentax/models/kernels): option -> the values
@@ -125,6 +130,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.failure_threshold = 0.1  # DEFT papers: failure = MIG < 0.1
   config.eval.seed = 0
   config.eval.nmi_table = False  # print each group's mean NMI matrix
+  # The representations eval.metric scores (REPRESENTATIONS): "mean", and
+  # with "sampled" also one posterior sample per observation (noise from
+  # eval.seed), under the metric's names suffixed _sampled.
+  config.eval.representations = ("mean",)
   # Further metrics scored alongside eval.metric: {registered name: options}
   # (disentax.metrics; `python -m disentax.evaluate --battery=full` scores
   # every metric with dlib's defaults instead).
@@ -236,6 +245,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"{train.checkpoint_every} must be a multiple of "
           f"config.eval.trace_every={trace_every}, so checkpoints fall on "
           "traced steps")
+  representations = config.eval.representations
+  if (not isinstance(representations, (list, tuple))
+      or not all(isinstance(name, str) for name in representations)
+      or "mean" not in representations
+      or len(set(representations)) != len(representations)
+      or not set(representations) <= set(REPRESENTATIONS)):
+    raise ValueError(
+        f"config.eval.representations={representations!r}; must list "
+        f"'mean' and optionally 'sampled', each once (allowed: "
+        f"{REPRESENTATIONS})")
   threshold = config.eval.failure_threshold
   if not 0 < threshold < 1:
     raise ValueError(f"config.eval.failure_threshold={threshold}; must be in "

@@ -140,6 +140,13 @@ BAD_VALUES = [
      "config.eval.trace.mig (got trace_every=0, trace ['mig'])"),
     ("model__std_parameterization", "exp",
      "std_parameterization='exp'; allowed: ('log_variance', 'softplus')"),
+    ("eval__representations", ("sampled",),
+     "config.eval.representations=('sampled',); must list 'mean' and "
+     "optionally 'sampled', each once (allowed: ('mean', 'sampled'))"),
+    ("eval__representations", ("mean", "median"),
+     "config.eval.representations=('mean', 'median')"),
+    ("eval__representations", ("mean", "mean"),
+     "config.eval.representations=('mean', 'mean')"),
     ("dataset__image_size", 40, "multiple of 16 (e.g. 16, 32, 64), got 40"),
     ("dataset__image_size", 8, "multiple of 16 (e.g. 16, 32, 64), got 8"),
     ("model__num_latents", 0, "num_latents=0; must be an integer >= 1"),
@@ -237,6 +244,7 @@ def test_config_hash_changes_with_what_is_computed(key, value):
     ("train__steps_per_chunk", 10), ("train__keep_checkpoints", 1),
     ("train__progress", True), ("eval__failure_threshold", 0.2),
     ("eval__checkpoint", "best"),
+    ("eval__representations", ("mean", "sampled")),
     ("model__kernels", "reference"), ("model__kernels", "fast")])
 def test_config_hash_ignores_bookkeeping(key, value):
   assert (config_lib.config_hash(tiny_config(**{key: value}))

@@ -282,6 +282,63 @@ def test_sap_n_jobs_does_not_change_scores():
     np.testing.assert_array_equal(one[name], two[name])
 
 
+def test_sap_continuous_matrix_is_the_squared_correlation():
+  """dlib's continuous_factors=True: S[j, k] = cov(z_j, v_k)^2 /
+  (var z_j var v_k), numpy's corrcoef squared; 0 for a latent of variance
+  <= 1e-12 (even a perfectly correlated one) and for a factor that never
+  varies; NaN for a non-finite member."""
+  rng = np.random.default_rng(4)
+  factors = np.stack([rng.integers(0, 5, 200), rng.integers(0, 3, 200),
+                      np.full(200, 2)], 1)
+  mixed = np.stack([factors[:, 0] + 0.5 * factors[:, 1],
+                    rng.normal(size=200) + factors[:, 1],
+                    1e-7 * factors[:, 0], np.full(200, 3.0)], 1)
+  broken = mixed.copy()
+  broken[3, 1] = np.nan
+  matrix = sap_lib.squared_correlation_matrix(np.stack([mixed, broken]),
+                                              factors)
+  assert matrix.shape == (2, 4, 3)
+  expected = np.zeros((4, 3))
+  for j in range(2):
+    for k in range(2):
+      expected[j, k] = np.corrcoef(mixed[:, j], factors[:, k])[0, 1] ** 2
+  np.testing.assert_allclose(matrix[0], expected, rtol=1e-12, atol=1e-15)
+  assert np.all(np.isnan(matrix[1]))
+  # The SAP of that matrix: the gap of each varied factor's column.
+  scores = sap_lib.sap_scores(np.stack([mixed]), factors, np.stack([mixed]),
+                              factors, continuous_factors=True)
+  gaps = [np.diff(np.sort(expected[:, k])[-2:])[0] for k in range(2)]
+  np.testing.assert_allclose(scores["sap"], [np.mean(gaps)], rtol=1e-12)
+
+
+def test_sap_continuous_known_answers_and_members_alone():
+  """dlib's known answers (its tests use the continuous variant): the
+  identity code scores 0.9-1.0 (exactly 1 - the largest chance r^2 of
+  each factor with another latent), zeros 0; members scored together equal
+  each alone, on the training points only."""
+  dataset = FactorDataset((6, 6, 6, 6))
+  codes = [identity, permuted, zeros, noise_of]
+  metric = _build("sap", continuous_factors=True, **SMALL)
+  key = jax.random.key(5)
+  result = metric(dataset, members(*codes), key)
+  train_rng, _ = jax.random.split(key)
+  factors, train = sample_codes(dataset, members(identity), train_rng,
+                                SMALL["num_train"], SMALL["batch_size"])
+  chance = np.corrcoef(factors.T) ** 2
+  np.fill_diagonal(chance, 0.0)
+  np.testing.assert_allclose(result["sap"][0], np.mean(1 - chance.max(0)),
+                             rtol=1e-10)
+  assert 0.9 <= result["sap"][0] <= 1.0
+  np.testing.assert_allclose(result["sap"][1], result["sap"][0], rtol=1e-12)
+  assert result["sap"][2] == 0.0
+  assert result["sap"][3] < 0.2
+  for m, code in enumerate(codes):
+    alone = metric(dataset, members(code), key)
+    for name in result:
+      np.testing.assert_allclose(result[name][m], alone[name][0],
+                                 rtol=1e-12)
+
+
 # --- IRS ---------------------------------------------------------------------
 
 
@@ -405,6 +462,8 @@ def test_irs_ignores_a_single_valued_factor():
     ("dci", {"n_jobs": 1.5}, "dci: n_jobs must be a nonzero integer"),
     ("sap", {"batch_size": 0}, "sap: batch_size must be an integer >= 1"),
     ("sap", {"n_jobs": True}, "sap: n_jobs must be a nonzero integer"),
+    ("sap", {"continuous_factors": "yes"},
+     "sap: continuous_factors must be True or False, got 'yes'"),
     ("irs", {"diff_quantile": 1.5}, r"irs: diff_quantile must be a number in "
      r"\[0, 1\].*got 1.5"),
     ("irs", {"diff_quantile": "high"}, "irs: diff_quantile must be a number"),

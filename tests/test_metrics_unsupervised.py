@@ -288,7 +288,8 @@ def test_udr_scores_match_reference():
   means = np.stack([z, mixed]).astype(np.float32)
   logvars = np.zeros_like(means)
   logvars[1, :, 3] = 0.0  # latent 3 of member 1: KL ~ 5e-5, filtered
-  scores = udr_lib.udr_scores(means, logvars, np.array([0, 0]))
+  scores = udr_lib.udr_scores(means, logvars, np.array([0, 0]),
+                              correlation_matrix="spearman")
   expected = _reference_udr(means, logvars)
   np.testing.assert_allclose(scores["udr"], [expected, expected], rtol=1e-4)
   np.testing.assert_allclose(scores["udr_matrix"][0, 1], expected, rtol=1e-4)
@@ -310,7 +311,8 @@ def test_udr_metric_identical_permuted_and_mixed():
                          sharp(md.identity), sharp(flipped),
                          sharp(md.identity), sharp(mixed),
                          groups=[0, 0, 1, 1, 2, 2])
-  metric = METRICS.build({"name": "udr", "num_points": 4000})
+  metric = METRICS.build({"name": "udr", "num_points": 4000,
+                          "correlation_matrix": "spearman"})
   scores = metric(dataset, md.identity, KEY, members=members)
   assert scores["udr"].shape == (6,)
   assert scores["udr_matrix"].shape == (6, 6)
@@ -375,9 +377,86 @@ def test_udr_non_finite_member_and_collapsed_latents():
   scores = metric(dataset, md.identity, KEY, members=members)
   # The diverged member is NaN and left out of its peers' medians.
   assert np.isnan(scores["udr"][1])
-  assert np.all(scores["udr"][[0, 2]] > 0.9)
+  # Identical members under dlib's default Lasso: 1 - alpha (below).
+  np.testing.assert_allclose(scores["udr"][[0, 2]], 0.9, rtol=1e-6)
   # Fully collapsed members share nothing disentangled: 0.
   np.testing.assert_array_equal(scores["udr"][3:], 0.0)
+
+
+def _dlib_lasso_udr(means, logvars, alpha=0.1, threshold=0.01):
+  """dlib's `compute_udr_sklearn` with `correlation_matrix='lasso'`, written
+  out with sklearn on float64 copies: StandardScaler, uninformative latents
+  zeroed, one multi-target Lasso per ordered pair, the relative strength of
+  the filtered |coefficients| (mean of row and column means), and each
+  model's median over the pairs that regress onto it."""
+  from sklearn.linear_model import Lasso
+  from sklearn.preprocessing import StandardScaler
+  kl = np.mean(0.5 * (means ** 2 + np.exp(logvars) - logvars - 1), axis=1)
+  keep = kl > threshold
+  reps = [StandardScaler().fit_transform(m.astype(np.float64)) * k
+          for m, k in zip(means, keep)]
+  count = len(reps)
+  similarity = np.zeros((count, count) + means.shape[2:] * 2)
+  pairwise = np.full((count, count), np.nan)
+  for i in range(count):
+    for j in range(count):
+      if i == j:
+        continue
+      model = Lasso(alpha=alpha, random_state=0).fit(reps[i], reps[j])
+      similarity[i, j] = np.abs(model.coef_).T
+      r = similarity[i, j][keep[i]][:, keep[j]]
+      with np.errstate(invalid="ignore", divide="ignore"):
+        columns = np.nan_to_num(r.max(axis=0) ** 2 / r.sum(axis=0), nan=0.0)
+        rows = np.nan_to_num(r.max(axis=1) ** 2 / r.sum(axis=1), nan=0.0)
+      pairwise[i, j] = (np.mean(columns) + np.mean(rows)) / 2
+  scores = [np.median(np.delete(pairwise[:, i], i)) for i in range(count)]
+  return similarity, pairwise, np.array(scores)
+
+
+def test_udr_lasso_matches_dlib_sklearn_computation():
+  # Three models of the same 4 sources, each with one uninformative latent
+  # (as many informative latents each, where the paper's eq. 3 and dlib's
+  # mean of row and column means agree); member 2 mixes two sources.
+  rng = np.random.default_rng(5)
+  z = rng.normal(size=(400, 4))
+  first = np.stack([z[:, 0], 2 * z[:, 1], z[:, 2], 0.02 * z[:, 3]], 1)
+  second = np.stack([-z[:, 1], z[:, 0] + 0.3 * rng.normal(size=400),
+                     0.01 * z[:, 2], z[:, 3]], 1)
+  third = np.stack([z[:, 0] + z[:, 1], z[:, 0] - z[:, 1], z[:, 2],
+                    0.01 * z[:, 3]], 1)
+  means = np.stack([first, second, third]).astype(np.float32)
+  logvars = np.zeros_like(means)
+  similarity, pairwise, expected = _dlib_lasso_udr(means, logvars)
+  scores = udr_lib.udr_scores(means, logvars, np.zeros(3, int), n_jobs=1)
+  compared = ~np.eye(3, dtype=bool)
+  informative = np.asarray(udr_lib.gaussian_kl_per_latent(means,
+                                                          logvars)) > 0.01
+  assert informative.sum(axis=1).tolist() == [3, 3, 3]
+  np.testing.assert_allclose(
+      udr_lib.lasso_similarities(means, informative, compared, n_jobs=1),
+      similarity, rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(scores["udr_matrix"][compared],
+                             pairwise[compared], rtol=1e-6)
+  np.testing.assert_allclose(scores["udr"], expected, rtol=1e-6)
+  # The Lasso is not symmetric: a member's score is its column's median
+  # (the pairs regressing onto it), not its row's.
+  assert abs(pairwise[1, 2] - pairwise[2, 1]) > 1e-3
+  np.testing.assert_allclose(scores["udr"][2], np.median(pairwise[:2, 2]),
+                             rtol=1e-6)
+  assert abs(scores["udr"][2] - np.median(pairwise[2, :2])) > 1e-3
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.3])
+def test_udr_lasso_of_identical_members_is_one_minus_alpha(alpha):
+  # Standardised identical latents: the Lasso of latent j on all of them is
+  # (1 - alpha) e_j exactly (the others' KKT conditions hold, since every
+  # correlation is at most 1), so R = (1 - alpha) I and every row and
+  # column scores (1 - alpha)^2 / (1 - alpha).
+  codes = np.random.default_rng(1).normal(size=(300, 3)).astype(np.float32)
+  means = np.stack([codes, codes])
+  scores = udr_lib.udr_scores(means, np.zeros_like(means), np.array([0, 0]),
+                              lasso_alpha=alpha, n_jobs=1)
+  np.testing.assert_allclose(scores["udr"], 1 - alpha, rtol=1e-6)
 
 
 # --- ELBO decomposition ----------------------------------------------------
@@ -537,6 +616,10 @@ def test_metrics_needing_a_model_reject_missing_members(name):
     ({"name": "udr", "kl_filter_threshold": "0.01"},
      "udr: kl_filter_threshold"),
     ({"name": "udr", "num_points": 1.5}, "udr: num_points"),
+    ({"name": "udr", "correlation_matrix": "pearson"},
+     "udr: correlation_matrix='pearson'; allowed: \\('lasso', 'spearman'\\)"),
+    ({"name": "udr", "lasso_alpha": 0.0}, "udr: lasso_alpha"),
+    ({"name": "udr", "n_jobs": 0}, "udr: n_jobs"),
     ({"name": "elbo_decomposition", "chunk_size": 0},
      "elbo_decomposition: chunk_size"),
     ({"name": "elbo_decomposition", "num_points": 1},
@@ -566,3 +649,55 @@ def test_metric_draws_equal_a_draw_of_exactly_that_size(name):
     np.testing.assert_array_equal(
         sampling.sample_factors(dataset, KEY, num),
         np.asarray(sampler(KEY, num)))
+
+
+# --------------------------------------------------------------------------
+# The sampled representation (dlib's `sampled_representation`).
+
+
+def test_sample_representation_is_the_mean_plus_scaled_noise():
+  mean = jnp.array([[0.0, 1.0, -2.0]])
+  logvar = jnp.array([[0.0, math.log(4.0), math.log(0.01)]])
+  noise = jax.random.normal(KEY, mean.shape)
+  np.testing.assert_allclose(
+      sampling.sample_representation(mean, logvar, KEY),
+      mean + jnp.array([1.0, 2.0, 0.1]) * noise, rtol=1e-6)
+
+
+def _posteriors(*logvars):
+  """posterior_fn of members whose mean is the identity code, each with
+  its constant log-variance."""
+  return lambda x: (jnp.stack([md.flat(x)] * len(logvars)),
+                    jnp.stack([jnp.full(md.flat(x).shape, v)
+                               for v in logvars]))
+
+
+def test_sampled_representation_of_a_vanishing_variance_scores_the_mean():
+  """exp(-1000 / 2) is 0 in float32: the samples are the means and every
+  score is exactly the mean's; with unit variance the noise blurs the
+  code and MIG falls."""
+  dataset = md.FactorDataset((4, 4, 4))
+  metric = METRICS.build({"name": "mig", "num_points": 1000})
+  sampled = sampling.sampled_representation_fn(_posteriors(-1000.0, 0.0),
+                                               KEY)
+  mean = metric(dataset, md.members(md.identity, md.identity), KEY)
+  scores = metric(dataset, sampled, KEY)
+  for name in mean:
+    np.testing.assert_array_equal(scores[name][0], mean[name][0])
+  assert scores["mig"][1] < mean["mig"][1] - 0.1
+
+
+def test_sampled_representation_noise_is_per_member_and_per_call():
+  """Member m's noise of call c comes from fold_in(fold_in(key, c), m):
+  the same whatever else shares the call, fresh on every call."""
+  x = md.FactorDataset((4, 4)).observations_from_factors(
+      jnp.array([[0, 1], [2, 3], [1, 1]]))
+  together = sampling.sampled_representation_fn(_posteriors(0.0, 0.5), KEY)
+  alone = sampling.sampled_representation_fn(_posteriors(0.0), KEY)
+  first, second = np.asarray(together(x)), np.asarray(together(x))
+  np.testing.assert_array_equal(first[0], np.asarray(alone(x))[0])
+  assert not np.allclose(first, second)
+  noise = jax.random.normal(jax.random.fold_in(jax.random.fold_in(KEY, 1), 1),
+                            (3, 2))
+  np.testing.assert_allclose(second[1], md.flat(x) + math.exp(0.25) * noise,
+                             rtol=1e-6)

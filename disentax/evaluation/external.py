@@ -55,7 +55,6 @@ import os
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from disentax import results
@@ -64,7 +63,8 @@ from disentax.data import GroundTruthDataset, make_dataset
 from disentax.evaluation.job import Scores
 from disentax.metrics import full_battery, make_battery
 from disentax.metrics.base import Metric, TrainedMembers
-from disentax.metrics.sampling import jitted_dataset, sample_factors
+from disentax.metrics.sampling import (jitted_dataset, sample_factors,
+                                       sample_representation)
 from disentax.workdir import checkpoint_dir
 
 # Representation -> the suffix of its score names.
@@ -292,11 +292,8 @@ def _metrics(battery: str | Sequence[str] | Mapping[str, Mapping[str, Any]],
   return chosen, skipped
 
 
-@jax.jit
-def _sample(key: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
-  """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) drawn with `key`."""
-  return mean + jnp.exp(logvar / 2) * jax.random.normal(key, mean.shape,
-                                                        mean.dtype)
+# dlib's sampled representation, compiled once for the host calls.
+_sample = jax.jit(sample_representation)
 
 
 class _HostFunctions:
@@ -385,8 +382,8 @@ class _HostFunctions:
 
     def sampled(observations: jax.Array) -> np.ndarray:
       mean, logvar = self._posterior(observations)
-      return np.asarray(_sample(jax.random.fold_in(root, next(calls)),
-                                mean, logvar))
+      return np.asarray(_sample(mean, logvar,
+                                jax.random.fold_in(root, next(calls))))
 
     return sampled
 

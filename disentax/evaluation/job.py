@@ -9,14 +9,15 @@ member restored from its own step (ties: the earliest step).
 It rebuilds the experiment from the config stored in the checkpoint,
 restores the stacked state, and scores all members at once with the primary
 metric (`config.eval.metric`, MIG by default; once per representation the
-objective scores, e.g. DeVAE's layers) and the battery (`config.eval.battery`,
-or every registered metric with battery 'full'), each through
-`metric.score(members, rng)`.  It writes WORKDIR/results/ (see
-disentax.results), the time each metric took (results/timings.json) and
-latent traversal PNGs of the best, median and worst member
-(results/traversals/, drawn as `python -m disentax.visualize` draws them).
-`Scores` collects the scores and writes those files (`evaluation.external`
-writes through it too).
+objective scores, e.g. DeVAE's layers, and with `config.eval.representations`
+naming 'sampled' again on a posterior sample of each, suffixed _sampled) and
+the battery (`config.eval.battery`, or every registered metric with battery
+'full'; on the means), each through `metric.score(members, rng)`.  It
+writes WORKDIR/results/ (see disentax.results), the time each metric took
+(results/timings.json) and latent traversal PNGs of the best, median and
+worst member (results/traversals/, drawn as `python -m disentax.visualize`
+draws them).  `Scores` collects the scores and writes those files
+(`evaluation.external` writes through it too).
 """
 
 from __future__ import annotations
@@ -146,7 +147,9 @@ def evaluate(workdir: str, battery: str = "config",
   trace = (_trace_until(workdir, step)
            if any(m.reads_trace for m in metrics.values()) else None)
   functions = MemberFunctions(exp)
-  members, representations = functions.at(state, steps, trace)
+  members, representations = functions.at(
+      state, steps, trace,
+      sampled="sampled" in exp.config.eval.representations)
   rng = jax.random.key(exp.config.eval.seed)
   primary = exp.config.eval.metric.name
   at = (f"step {step}" if selection == "last" else

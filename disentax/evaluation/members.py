@@ -2,12 +2,13 @@
 
 `MemberFunctions(exp)` jits, once per experiment, every function an
 evaluator may call for all members at once: the representations the
-objective asks to score (the encoder means under its controls), the
-posterior, the reconstruction error, the decoder and the loss terms.  The
-training step is an argument of each, per member (members restored from
-different checkpoints, `eval.checkpoint='best'`, are scored each at its
-own step), so the trace re-uses the compiled programs at every step;
-`at(state, step)` binds them to one state (or to some of its members).
+objective asks to score (the encoder means under its controls, and on
+request one posterior sample under each), the posterior, the reconstruction
+error, the decoder and the loss terms.  The training step is an argument of
+each, per member (members restored from different checkpoints,
+`eval.checkpoint='best'`, are scored each at its own step), so the trace
+re-uses the compiled programs at every step; `at(state, step)` binds them
+to one state (or to some of its members).
 
 `open_checkpoint(workdir, step)` is the one way a stored run is brought
 back for them (the evaluation job and `python -m disentax.visualize`): the
@@ -29,11 +30,16 @@ from disentax import checkpoint
 from disentax import config as config_lib
 from disentax.experiment import Experiment, build, member_hparams
 from disentax.metrics.base import RepresentationFn, TrainedMembers
+from disentax.metrics.sampling import sampled_representation_fn
 from disentax.objectives.base import reconstruction_loss
 from disentax.training.layouts import over_members
 from disentax.training.step import sample_member_batch
 from disentax.training.train_state import (TrainState, restore_member_steps,
                                            restore_members, split_member_key)
+
+
+# Suffix of a representation's sampled form (config.eval.representations).
+SAMPLED_SUFFIX = "_sampled"
 
 
 def finite_members(params: Any, num_members: int) -> np.ndarray:
@@ -62,14 +68,17 @@ class MemberFunctions:
     self._hparams = member_hparams(exp)
     self._keys = exp.members.keys()
     self._noise_key = jax.random.key(exp.config.eval.seed)
+    # The sampled representations' noise: a stream of its own, apart from
+    # the key the metrics draw their points with.
+    self._sample_key = jax.random.fold_in(self._noise_key, 1)
     model, objective = exp.model, exp.objective
 
     def primary_control(h, step):
       return objective.representations(h, step).get("")
 
     def encode(p, h, x, step):
-      return {name: model.apply({"params": p}, x, control,
-                                method="encode")[0]
+      # {name: (mean, logvar)} of every representation's posterior.
+      return {name: model.apply({"params": p}, x, control, method="encode")
               for name, control in objective.representations(h,
                                                               step).items()}
 
@@ -132,14 +141,19 @@ class MemberFunctions:
 
   def at(self, state: Any, step: int | np.ndarray,
          trace: Mapping[str, np.ndarray] | None = None,
-         num_members: int | None = None, ids: Sequence[int] | None = None
+         num_members: int | None = None, ids: Sequence[int] | None = None,
+         sampled: bool = False
          ) -> tuple[TrainedMembers, dict[str, RepresentationFn]]:
     """The members of `state` (a TrainState, on the host or one device) at
     `step` (one for all, or int [M]: each member's): (TrainedMembers with
     the primary representation, {suffix: every representation the
     objective scores}); with `num_members`, only the first that many
     members; with `ids`, only those members, in that order (their
-    functions' member axis follows `ids`)."""
+    functions' member axis follows `ids`).  With `sampled`, the
+    representations also hold each one's posterior sample (`metrics.
+    sampling.sampled_representation_fn`, noise from config.eval.seed) under
+    its suffix + SAMPLED_SUFFIX; each is fresh, so score each with one
+    metric."""
     if ids is None:
       ids = range(num_members or len(self.exp.members))
     ids = np.asarray(ids, int)
@@ -159,15 +173,22 @@ class MemberFunctions:
     def bound(fn: Callable) -> Callable:
       return lambda x: fn(params, hparams, x, at_step)
 
-    def representation(name: str) -> RepresentationFn:
+    def posterior_of(name: str) -> Callable:
       return lambda x: self._encode(params, hparams, x, at_step)[name]
+
+    def representation(name: str) -> RepresentationFn:
+      return lambda x: posterior_of(name)(x)[0]
 
     def loss_terms(rng: jax.Array, batch_size: int) -> dict[str, jax.Array]:
       return self._loss_terms_program(batch_size)(
           params, aux, hparams, keys, rng, at_step)
 
-    representations = {name: representation(name)
-                       for name in self.representation_names(state)}
+    names = self.representation_names(state)
+    representations = {name: representation(name) for name in names}
+    if sampled:
+      representations.update({
+          name + SAMPLED_SUFFIX: sampled_representation_fn(
+              posterior_of(name), self._sample_key) for name in names})
     members = TrainedMembers(
         dataset=self.exp.dataset, representation_fn=representations[""],
         posterior_fn=bound(self._posterior),

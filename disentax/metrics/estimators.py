@@ -96,7 +96,8 @@ def fit_members_and_factors(fit: Callable[..., object],
   return dict(zip(tasks, results)), finite, varied
 
 
-# (codes_train, factors_train, codes_test, factors_test, n_jobs) -> scores
+# (codes_train, factors_train, codes_test, factors_test, n_jobs, **options)
+# -> scores
 ScoreFn = Callable[..., dict[str, np.ndarray]]
 
 
@@ -105,7 +106,8 @@ class TrainTestMetric(Metric):
   """A metric fitted on `num_train` points and scored on `num_test` others
   (independent uniform samples, the same for every member), its estimator
   fits spread over `n_jobs` joblib workers.  Subclasses name the metric and
-  give its `score_fn`.
+  give its `score_fn`, and in `score_options` the names of their own fields
+  passed to it as keywords.
 
   Attributes:
     num_train: uniform points the estimators are fitted on (dlib: 10000).
@@ -116,6 +118,7 @@ class TrainTestMetric(Metric):
   """
 
   score_fn: ClassVar[ScoreFn]
+  score_options: ClassVar[tuple[str, ...]] = ()
   int_fields = {"num_train": 2, "num_test": 1, "batch_size": 1}
 
   num_train: int = 10000
@@ -139,5 +142,6 @@ class TrainTestMetric(Metric):
         dataset, representation_fn, test_rng, self.num_test, self.batch_size,
         self.name)
     chex.assert_equal_shape_prefix([codes_train, codes_test], 1)
-    return type(self).score_fn(codes_train, factors_train, codes_test,
-                               factors_test, self.n_jobs)
+    return type(self).score_fn(
+        codes_train, factors_train, codes_test, factors_test, self.n_jobs,
+        **{option: getattr(self, option) for option in self.score_options})

@@ -31,6 +31,14 @@ with probability 0 and never predicted.  The fit over the remaining classes
 is sklearn's fit on the training set (multinomial with >= 3 seen classes,
 binomial with 2; with 1 seen class, which sklearn refuses, that class gets
 probability 1 everywhere).
+
+Sample weights (sklearn's `sample_weight`) scale each point's term of the
+data loss.  Points of weight 0 are left out of the fit but still name their
+class as *known*: whether the problem is binary (binomial) or multinomial is
+decided by the known classes, as `LogisticRegressionCV` decides it from the
+whole training set for every cross-validation fold (a fold that sees 2 of 3
+classes fits the 3-class multinomial model, whose third class is absent).
+A fold is thus a weight vector, and every fold compiles to one program.
 """
 
 from __future__ import annotations
@@ -55,7 +63,8 @@ class LogisticParams(NamedTuple):
     intercept: [num_classes]; in the multinomial case the seen classes'
       intercepts sum to 0 (as sklearn's, which starts at 0 and whose
       gradient keeps that sum), since only their differences matter.
-    seen: bool [num_classes], the classes present in the training labels.
+    seen: bool [num_classes], the classes of the training points of positive
+      weight (all of them without sample weights).
   """
 
   weights: jax.Array
@@ -86,7 +95,8 @@ def _log_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
                                              "max_backtracks"))
 def fit(features: jax.Array, labels: jax.Array, num_classes: int,
         C: float = 1.0, max_iter: int = 100, tol: float = 1e-10,
-        max_backtracks: int = 40) -> LogisticParams:
+        max_backtracks: int = 40,
+        sample_weight: jax.Array | None = None) -> LogisticParams:
   """Fits sklearn's default `LogisticRegression` (C=1, L2) by Newton's method.
 
   Args:
@@ -100,6 +110,9 @@ def fit(features: jax.Array, labels: jax.Array, num_classes: int,
       the objective).
     tol: relative Newton-decrement tolerance.
     max_backtracks: cap on step halvings per line search.
+    sample_weight: float [n] >= 0, each point's weight in the data loss
+      (default 1); a class whose points all weigh 0 is unseen but known
+      (module docstring).
 
   Returns:
     `LogisticParams`.  Vmappable over a leading axis of features and labels.
@@ -114,11 +127,14 @@ def fit(features: jax.Array, labels: jax.Array, num_classes: int,
   n, k1 = x.shape
   labels = labels.astype(jnp.int32)
   one_hot = jax.nn.one_hot(labels, num_classes, dtype=dtype)  # [n, c]
-  seen = jnp.sum(one_hot, axis=0) > 0
-  num_seen = jnp.sum(seen)
+  weight = (jnp.ones((n,), dtype) if sample_weight is None
+            else jnp.asarray(sample_weight, dtype))
+  chex.assert_shape(weight, (n,))
+  known = jnp.sum(one_hot, axis=0) > 0
+  seen = jnp.sum(one_hot * weight[:, None], axis=0) > 0
   # Binary: the lowest seen class is the reference (its row pinned to 0),
   # which turns the 2-class softmax into sklearn's binomial model.
-  binary = num_seen == 2
+  binary = jnp.sum(known) == 2
   lowest_seen = jnp.argmax(seen)
   pinned = binary & (jnp.arange(num_classes) == lowest_seen)
   free = (seen & ~pinned).astype(dtype)  # [c] classes with free parameters
@@ -133,7 +149,9 @@ def fit(features: jax.Array, labels: jax.Array, num_classes: int,
 
   def objective(theta):
     logits = _masked_logits(theta, x, seen)
-    data = C * jnp.sum(_log_loss(logits, labels))
+    # A point of an unseen class has an infinite loss and weight 0.
+    data = C * jnp.sum(jnp.where(weight > 0,
+                                 weight * _log_loss(logits, labels), 0.0))
     penalty = 0.5 * jnp.sum(jnp.square(theta * weight_mask))
     flat = 0.5 * shift * jnp.square(jnp.sum(theta[:, -1] * free))
     return data + penalty + flat
@@ -141,21 +159,24 @@ def fit(features: jax.Array, labels: jax.Array, num_classes: int,
   def gradient_and_hessian(theta):
     logits = _masked_logits(theta, x, seen)
     p = jax.nn.softmax(logits, axis=1)  # [n, c], 0 for unseen
-    residual = p - one_hot
+    residual = (p - one_hot) * weight[:, None]
     grad = C * jnp.matmul(residual.T, x, precision=_HIGHEST)  # [c, k1]
     grad = grad + theta * weight_mask
     grad = grad + shift * jnp.sum(theta[:, -1] * free) * free[:, None] * (
         bias_mask[None, :])
     grad = grad * free[:, None]
-    # Hessian of the data term: sum_i (diag(p_i) - p_i p_i^T) (x) x_i x_i^T.
+    # Hessian of the data term:
+    # sum_i w_i (diag(p_i) - p_i p_i^T) (x) x_i x_i^T.
     px = (p[:, :, None] * x[:, None, :]).reshape(n, num_classes * k1)
-    diag_blocks = jnp.matmul(px.reshape(n, num_classes, k1).transpose(1, 2, 0),
-                             x, precision=_HIGHEST)  # [c, k1, k1]
+    weighted_px = px * weight[:, None]
+    diag_blocks = jnp.matmul(
+        weighted_px.reshape(n, num_classes, k1).transpose(1, 2, 0), x,
+        precision=_HIGHEST)  # [c, k1, k1]
     size = num_classes * k1
     eye_c = jnp.eye(num_classes, dtype=dtype)
     block = (diag_blocks[:, :, None, :] * eye_c[:, None, :, None]).reshape(
         size, size)
-    outer = jnp.matmul(px.T, px, precision=_HIGHEST)
+    outer = jnp.matmul(weighted_px.T, px, precision=_HIGHEST)
     hess = C * (block - outer)
     coord_free = (free[:, None] * jnp.ones((1, k1), dtype)).reshape(size)
     penalty = (jnp.ones((num_classes, 1), dtype) * weight_mask[None, :]

@@ -4,16 +4,20 @@ members at once in fixed-size batches.
 
 `representation_fn` maps observations [b, H, W, C] to codes [members, b, d]
 (the vmapped encoder means of every member), and these helpers keep that
-leading members axis throughout.
+leading members axis throughout.  `sample_representation` is the other
+representation disentanglement_lib's postprocessing offers: one draw from
+the posterior instead of its mean.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import TYPE_CHECKING, Callable
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from disentax.metrics.base import RepresentationFn
@@ -116,3 +120,44 @@ def sample_codes(dataset: GroundTruthDataset,
   factors = sample_factors(dataset, rng, num_points)
   return factors, encode_factors(dataset, representation_fn, factors,
                                  batch_size, where)
+
+
+def sample_representation(mean: jax.Array, logvar: jax.Array,
+                          key: jax.Array) -> jax.Array:
+  """dlib's `sampled_representation`: z = mean + exp(logvar / 2) * eps,
+  eps ~ N(0, I) drawn from `key` in the shape and dtype of `mean`."""
+  noise = jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean))
+  return mean + jnp.exp(logvar / 2) * noise
+
+
+@jax.jit
+def _sample_members(mean: jax.Array, logvar: jax.Array, key: jax.Array,
+                    call: jax.Array) -> jax.Array:
+  """`sample_representation` of every member of mean, logvar [M, b, d];
+  member m's noise from fold_in(fold_in(key, call), m)."""
+  call_key = jax.random.fold_in(key, call)
+  keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
+      call_key, jnp.arange(mean.shape[0]))
+  return jax.vmap(sample_representation)(mean, logvar, keys)
+
+
+def sampled_representation_fn(
+    posterior_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
+    key: jax.Array) -> RepresentationFn:
+  """The sampled representation of every member: observations -> codes
+  [M, b, d] drawn from `posterior_fn`'s (mean, logvar) [M, b, d].
+
+  Call c of the returned function draws member m's noise from
+  fold_in(fold_in(key, c), m): a metric's scores are reproducible from
+  `key`, a member's noise does not depend on how many members share the
+  call, and every call draws afresh (dlib draws at every encoder call), so
+  a fresh function per scored metric gives it the same noise whatever was
+  scored before.
+  """
+  calls = itertools.count()
+
+  def representation(observations: jax.Array) -> jax.Array:
+    mean, logvar = posterior_fn(observations)
+    return _sample_members(mean, logvar, key, next(calls))
+
+  return representation

@@ -1,22 +1,28 @@
 """Separated Attribute Predictability (SAP; Kumar et al., 2018), as in
-disentanglement_lib's `sap_score.py` with discrete factors
-(`continuous_factors=False`, the unsupervised-study setting).
+disentanglement_lib's `sap_score.py`.
 
-For every (latent j, factor k) a linear SVM predicts factor k from latent j
-alone; its test accuracy is the score matrix S[j, k].  SAP is the mean over
-factors of the gap between the best and the second-best latent of the
-column: high when each factor is predictable from exactly one latent.
+The score matrix S[j, k] says how well factor k is predicted from latent j
+alone.  With discrete factors (`continuous_factors=False`, the
+unsupervised-study setting) a linear SVM predicts factor k from latent j and
+S[j, k] is its test accuracy.  With continuous factors S[j, k] is the
+squared correlation of latent j and factor k on the training points (the
+R^2 of a linear regression of one on the other; 0 for a latent whose
+variance is not above 1e-12, as dlib's), and the test points are not used.
+SAP is the mean over factors of the gap between the best and the
+second-best latent of the column: high when each factor is predictable from
+exactly one latent.
 
 Scale: the runner-up latent of a perfect code still classifies at chance
 (about 1/K for a factor with K values), and a linear classifier on a single
 real feature separates only the extreme values of a multi-class factor, so
 discrete SAP stays well below 1 even for the identity code: about 0.5 on
 binary factors.  dlib's own known-answer tests (identity 0.9-1.0) use the
-continuous variant (squared correlations), not this one.
+continuous variant (`continuous_factors=True`).
 
 The (member, factor) groups of SVM fits run in parallel with joblib
-(`n_jobs`); the top-two gap is numpy vectorised over members.  Fits use a
-fixed `random_state`, so results do not depend on `n_jobs`.
+(`n_jobs`); the correlations and the top-two gap are numpy vectorised over
+members.  Fits use a fixed `random_state`, so results do not depend on
+`n_jobs`.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import numpy as np
 from disentax.metrics import METRICS
 from disentax.metrics.estimators import (RANDOM_STATE, ScoreFn,
                                          TrainTestMetric,
+                                         finite_members,
                                          fit_members_and_factors,
                                          varied_factors)
 
@@ -87,6 +94,46 @@ def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
   return matrix
 
 
+# dlib's threshold on a latent's variance (ddof 1) in the continuous case.
+_MIN_VARIANCE = 1e-12
+
+
+def squared_correlation_matrix(codes: np.ndarray,
+                               factors: np.ndarray) -> np.ndarray:
+  """Score matrices [M, d, F] for continuous factors (dlib's
+  `_compute_score_matrix` with `continuous_factors=True`), in float64:
+
+    S[j, k] = cov(z_j, v_k)^2 / (var(z_j) var(v_k))
+
+  over the points of codes [M, n, d] and factors [n, F]; 0 where
+  var(z_j) <= 1e-12 (ddof 1).  A factor with a single value has no
+  correlation: its column is 0 (dlib divides by 0).  Members with
+  non-finite codes are NaN.
+  """
+  codes = np.asarray(codes, np.float64)
+  factors = np.asarray(factors, np.float64)
+  if codes.ndim != 3 or factors.ndim != 2 or (codes.shape[1]
+                                              != factors.shape[0]):
+    raise ValueError(f"sap: codes [M, n, d] and factors [n, F] of the same "
+                     f"points expected, got {codes.shape}, {factors.shape}")
+  finite = finite_members(codes)
+  codes = np.where(finite[:, None, None], codes, 0.0)
+  n = codes.shape[1]
+  centred_codes = codes - codes.mean(axis=1, keepdims=True)
+  centred_factors = factors - factors.mean(axis=0)
+  covariance = np.einsum("mnd,nf->mdf", centred_codes,
+                         centred_factors) / (n - 1)
+  code_variance = np.sum(centred_codes ** 2, axis=1) / (n - 1)  # [M, d]
+  factor_variance = np.sum(centred_factors ** 2, axis=0) / (n - 1)  # [F]
+  denominator = code_variance[:, :, None] * factor_variance[None, None, :]
+  valid = (code_variance[:, :, None] > _MIN_VARIANCE) & (
+      factor_variance[None, None, :] > 0)
+  matrix = np.where(valid, covariance ** 2 / np.where(valid, denominator,
+                                                        1.0), 0.0)
+  matrix[~finite] = np.nan
+  return matrix
+
+
 def top_two_gap(score_matrix: np.ndarray) -> np.ndarray:
   """Best minus second-best latent per factor: [..., d, F] -> [..., F].
 
@@ -119,13 +166,19 @@ def sap_from_matrix(score_matrix: np.ndarray,
 
 def sap_scores(codes_train: np.ndarray, factors_train: np.ndarray,
                codes_test: np.ndarray, factors_test: np.ndarray,
-               n_jobs: int = -1) -> dict[str, np.ndarray]:
-  """SAP of every member: {"sap": [M], "sap_matrix": [M, d, F]}."""
+               n_jobs: int = -1, continuous_factors: bool = False
+               ) -> dict[str, np.ndarray]:
+  """SAP of every member: {"sap": [M], "sap_matrix": [M, d, F]}; with
+  `continuous_factors` the matrix is `squared_correlation_matrix` of the
+  training points, else `sap_score_matrix`."""
   if not varied_factors(factors_train).any():
     raise ValueError("sap: every factor takes a single value in the training "
                      "sample; there is nothing to predict")
-  matrix = sap_score_matrix(codes_train, factors_train, codes_test,
-                            factors_test, n_jobs)
+  if continuous_factors:
+    matrix = squared_correlation_matrix(codes_train, factors_train)
+  else:
+    matrix = sap_score_matrix(codes_train, factors_train, codes_test,
+                              factors_test, n_jobs)
   score = sap_from_matrix(matrix, factors_train)
   chex.assert_shape(score, (matrix.shape[0],))
   return {"sap": score, "sap_matrix": matrix}
@@ -134,10 +187,25 @@ def sap_scores(codes_train: np.ndarray, factors_train: np.ndarray,
 @METRICS.register("sap")
 @dataclasses.dataclass(frozen=True)
 class SAP(TrainTestMetric):
-  """The SAP metric over a ground-truth dataset for all members at once,
-  with discrete factors: a linear SVM per (member, latent, factor), fitted
-  on `num_train` points and tested on `num_test` (see `TrainTestMetric` for
-  the options, `sap_scores` for the outputs)."""
+  """The SAP metric over a ground-truth dataset for all members at once
+  (see `TrainTestMetric` for the sample options, `sap_scores` for the
+  outputs).
+
+  Attributes (besides `TrainTestMetric`'s):
+    continuous_factors: dlib's flag: False (its study setting), a linear
+      SVM per (member, latent, factor), fitted on `num_train` points and
+      tested on `num_test`; True, the squared correlation of each latent
+      and factor over the `num_train` points.
+  """
 
   name: ClassVar[str] = "sap"
   score_fn: ClassVar[ScoreFn] = staticmethod(sap_scores)
+  score_options: ClassVar[tuple[str, ...]] = ("continuous_factors",)
+
+  continuous_factors: bool = False
+
+  def check(self):
+    super().check()
+    if not isinstance(self.continuous_factors, (bool, np.bool_)):
+      raise ValueError(f"sap: continuous_factors must be True or False, got "
+                       f"{self.continuous_factors!r}")
