@@ -11,9 +11,12 @@ and OUT/figures/*.png.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Callable, Sequence
+
+from disentax.cli import UsageError
 
 from disentax.reporting.figures import write_figures
 from disentax.reporting.render import (format_ifp_table, format_markdown,
@@ -27,7 +30,8 @@ from disentax.reporting.tables import (check_metric, failure_rate_table,
                                        metric_summary, nmi_matrix_means,
                                        select_rows)
 from disentax.results import RunResults, load_run
-from disentax.workdir import RESULTS_CSV_NAME, RESULTS_JSON_NAME, results_dir
+from disentax.workdir import (RESULTS_CSV_NAME, RESULTS_JSON_NAME,
+                              check_writable, results_dir)
 
 # What run_report writes into its output directory.
 MARKDOWN_NAME, CSV_NAME, LATEX_NAME = "report.md", "report.csv", "report.tex"
@@ -121,14 +125,20 @@ def run_report(workdirs: Sequence[str], out: str, *, metric: str = "mig",
   report), and the tables are written before the figures.
 
   Raises:
-    ValueError / FileNotFoundError: no workdirs, a workdir without results,
-      an unknown metric, inconsistent rows.
+    UsageError: no workdirs, an unknown metric, a threshold that is not a
+      number, no rows at `step`.
+    PermissionError: `out` is not writable (checked first).
+    ValueError / FileNotFoundError: a workdir without results, rows that
+      break the schema or are inconsistent.
   """
   if isinstance(workdirs, str):
     workdirs = [workdirs]
   if not workdirs:
-    raise ValueError("no workdirs given; pass --workdirs=A,B,... or "
+    raise UsageError("no workdirs given; pass --workdirs=A,B,... or "
                      "--sweep_root=DIR")
+  if not math.isfinite(threshold):
+    raise UsageError(f"threshold={threshold}; give a finite number")
+  check_writable(out, "the report directory")
   runs = [load_run(w) for w in workdirs]
   rows = [row for run in runs for row in run.rows]
   if not rows:
@@ -137,7 +147,7 @@ def run_report(workdirs: Sequence[str], out: str, *, metric: str = "mig",
   check_metric(rows, metric)
   table = failure_rate_table(rows, metric, threshold, step)
   if not table:
-    raise ValueError(f"no results rows at step {step}")
+    raise UsageError(f"no results rows at step {step}")
 
   # Tables first: they stand even if a figure fails to draw.
   os.makedirs(out, exist_ok=True)
