@@ -18,6 +18,8 @@ from typing import Any
 
 import ml_collections
 
+from disentax.cli import UsageError
+
 # Sections whose keys belong to the component they name (checked by its
 # registered builder), not to the shared schema.
 COMPONENT_SECTIONS = ("dataset", "model", "objective", "eval.metric",
@@ -34,6 +36,9 @@ BOOKKEEPING_KEYS = ("train.num_steps", "train.steps_per_chunk",
                     "train.num_devices", "eval.metric",
                     "eval.failure_threshold", "eval.seed", "eval.nmi_table",
                     "eval.battery", "eval.traversals", "model.kernels")
+
+# Seeds (config.first_seed.., config.eval.seed) become uint32 keys.
+SEED_LIMIT = 2**32
 
 # Model options of saved configs that chose each layer's formulation, now all
 # chosen by `model.kernels` (disentax/models/kernels): option -> the values
@@ -128,7 +133,8 @@ def _flat_keys(config: Any, prefix: str = "") -> set[str]:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError on unknown keys or values out of range.
+  """Raises UsageError (a ValueError) on unknown keys, values out of range
+  and settings that would be silently ignored or mean nothing.
 
   Component sections (dataset, model, objective, eval.metric) are checked
   when `disentax.experiment.build` builds them, against their registered
@@ -136,10 +142,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """
   unknown = sorted(_flat_keys(config) - _flat_keys(base_config()))
   if unknown:
-    raise ValueError(f"unknown config key(s) {unknown}; allowed: "
+    raise UsageError(f"unknown config key(s) {unknown}; allowed: "
                      f"{sorted(_flat_keys(base_config()))}")
   _require(config.num_seeds, "num_seeds", int, minimum=1)
   _require(config.first_seed, "first_seed", int, minimum=0)
+  last_seed = config.first_seed + config.num_seeds - 1
+  if last_seed >= SEED_LIMIT:
+    raise UsageError(
+        f"config.first_seed={config.first_seed} with config.num_seeds="
+        f"{config.num_seeds} gives seeds up to {last_seed}; seeds must be < "
+        f"2**32 = {SEED_LIMIT} (a member's key is made from its seed as a "
+        f"uint32: seed {SEED_LIMIT} would train exactly what seed 0 trains)")
   train = config.train
   _require(train.batch_size, "train.batch_size", int, minimum=2)
   _require(train.num_steps, "train.num_steps", int, minimum=1)
@@ -154,27 +167,43 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.num_devices, "train.num_devices", int, minimum=0)
   _require(train.lr_decay_every, "train.lr_decay_every", int, minimum=0)
   if not 0 < train.lr_decay_factor <= 1:
-    raise ValueError(f"config.train.lr_decay_factor={train.lr_decay_factor}; "
+    raise UsageError(f"config.train.lr_decay_factor={train.lr_decay_factor}; "
                      "must be in (0, 1]")
+  if (train.lr_decay_factor < 1) != (train.lr_decay_every > 0):
+    raise UsageError(
+        f"config.train.lr_decay_factor={train.lr_decay_factor} with "
+        f"config.train.lr_decay_every={train.lr_decay_every} decays nothing; "
+        "a decay needs both a factor < 1 and a period > 0 (a constant rate: "
+        "factor 1.0 and period 0)")
   for name in ("adam_b1", "adam_b2"):
     value = train[name]
     if not 0 <= value < 1:
-      raise ValueError(f"config.train.{name}={value}; must be in [0, 1)")
+      raise UsageError(f"config.train.{name}={value}; must be in [0, 1)")
+  _require(train.adam_eps, "train.adam_eps", float, minimum=0, strict=True)
+  _require(config.eval.seed, "eval.seed", int, minimum=0)
+  if config.eval.seed >= SEED_LIMIT:
+    raise UsageError(f"config.eval.seed={config.eval.seed}; must be < 2**32 "
+                     f"= {SEED_LIMIT} (a uint32 key)")
   if train.checkpoint_every % train.steps_per_chunk:
-    raise ValueError(
+    raise UsageError(
         f"config.train.checkpoint_every={train.checkpoint_every} must be a "
         f"multiple of config.train.steps_per_chunk={train.steps_per_chunk} "
         "(checkpoints are taken between chunks)")
   trace_every = config.eval.trace_every
   _require(trace_every, "eval.trace_every", int, minimum=0)
   if trace_every % train.steps_per_chunk:
-    raise ValueError(
+    raise UsageError(
         f"config.eval.trace_every={trace_every} must be a multiple of "
         f"config.train.steps_per_chunk={train.steps_per_chunk} (tracing runs "
         "between chunks); 0 turns tracing off")
+  if trace_every and not config.eval.trace:
+    raise UsageError(
+        f"config.eval.trace_every={trace_every} with an empty "
+        "config.eval.trace traces nothing; name the evaluators to trace "
+        "({name: options}) or set trace_every=0")
   threshold = config.eval.failure_threshold
   if not 0 < threshold < 1:
-    raise ValueError(f"config.eval.failure_threshold={threshold}; must be in "
+    raise UsageError(f"config.eval.failure_threshold={threshold}; must be in "
                      "(0, 1)")
 
 
@@ -182,11 +211,11 @@ def _require(value: Any, name: str, kind: type, minimum: float,
              strict: bool = False) -> None:
   ok_type = isinstance(value, (int, float) if kind is float else int)
   if not ok_type or isinstance(value, bool) or not math.isfinite(value):
-    raise ValueError(f"config.{name}={value!r}; must be a finite "
+    raise UsageError(f"config.{name}={value!r}; must be a finite "
                      f"{kind.__name__}")
   if value < minimum or (strict and value == minimum):
     relation = ">" if strict else ">="
-    raise ValueError(f"config.{name}={value!r}; must be {relation} {minimum}")
+    raise UsageError(f"config.{name}={value!r}; must be {relation} {minimum}")
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -323,5 +352,5 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   path, preset = split_spec(spec)
   module = load_file(path, "config")
   if not hasattr(module, "get_config"):
-    raise ValueError(f"config file {path} has no get_config(preset)")
+    raise UsageError(f"config file {path} has no get_config(preset)")
   return module.get_config(preset) if preset else module.get_config()
