@@ -32,7 +32,9 @@ from disentax.metrics.base import Metric, RepresentationFn, TrainedMembers
 from disentax.reporting import pictures
 from disentax.reporting.report import run_summary
 from disentax.training.train_state import restore_members
-from disentax.workdir import timings_path, traversals_dir, write_json
+from disentax.workdir import (check_writable, locked, remove_temporaries,
+                              results_dir, timings_path, traversals_dir,
+                              write_json)
 
 BATTERIES = ("config", "full", "none")
 TRAVERSAL_STEPS = 10
@@ -72,12 +74,47 @@ def _trace_until(workdir: str, step: int) -> dict[str, np.ndarray] | None:
 def evaluate(workdir: str, battery: str = "config",
              traversals: bool | None = None
              ) -> tuple[list[dict[str, Any]], ml_collections.ConfigDict]:
-  """Scores the latest checkpoint of `workdir`, writes the results files and
-  returns (rows, the run's config)."""
-  manager, step = checkpoint.latest_step_or_fail(workdir)
-  meta = checkpoint.restore_meta(manager, step)
-  exp = build(config_lib.from_dict(meta["config"]))
-  metrics = _battery(exp, battery)  # bad names fail before any restore
+  """Scores the newest readable checkpoint of `workdir` (an unreadable
+  newer one is reported, and left as it is), writes the results files and
+  returns (rows, the run's config).
+
+  The results directory is checked writable, and the workdir locked
+  (`workdir.locked`: training would rotate the checkpoint away, and a
+  second evaluation would write the same files), before anything is
+  scored.
+
+  Raises:
+    FileNotFoundError: the workdir has no finished checkpoint.
+    PermissionError: its results directory is not writable.
+    workdir.WorkdirInUse: another process is writing the workdir.
+  """
+  manager, _ = checkpoint.latest_step_or_fail(workdir)
+  check_writable(results_dir(workdir), "the results directory")
+  with locked(workdir):
+    remove_temporaries(workdir)
+    try:
+      return _evaluate(workdir, manager, battery, traversals)
+    finally:
+      manager.close()
+
+
+def _evaluate(workdir: str, manager: Any, battery: str,
+              traversals: bool | None
+              ) -> tuple[list[dict[str, Any]], ml_collections.ConfigDict]:
+  """`evaluate` once the workdir is locked."""
+
+  def restore(step: int) -> tuple[dict[str, Any], Experiment,
+                                  dict[str, Metric], Any]:
+    meta = checkpoint.restore_meta(manager, step)
+    exp = build(config_lib.from_dict(meta["config"]))
+    metrics = _battery(exp, battery)  # bad names fail before the state
+    return meta, exp, metrics, restore_members(manager, step, exp)
+
+  step, (meta, exp, metrics, state), skipped = checkpoint.restore_newest(
+      manager, restore)
+  for error in skipped:
+    print(f"{error}; scoring step {step} instead (the unreadable checkpoint "
+          "is left as it is)", flush=True)
   score_primary = True
   if not exp.dataset.labelled:  # no ground truth: unsupervised metrics only
     dropped = [n for n, m in metrics.items() if m.supervised]
@@ -85,8 +122,6 @@ def evaluate(workdir: str, battery: str = "config",
     score_primary = not exp.metric.supervised
     print(f"{exp.dataset.name} has no ground-truth factors: skipping "
           f"{dropped + ([] if score_primary else [exp.config.eval.metric.name])}")
-  state = restore_members(manager, step, exp)
-  manager.close()
   trace = (_trace_until(workdir, step)
            if any(m.reads_trace for m in metrics.values()) else None)
   members, representations = MemberFunctions(exp).at(state, step, trace)

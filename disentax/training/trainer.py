@@ -10,6 +10,7 @@ Everything is validated before anything compiles or is written.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import ml_collections
@@ -21,6 +22,7 @@ from disentax import checkpoint
 from disentax import config as config_lib
 from disentax import backend, preemption, run_log, sharding
 from disentax import workdir as workdir_lib
+from disentax.cli import UsageError
 from disentax.evaluation.trace import Trace
 from disentax.experiment import Experiment, build
 from disentax.training import layouts
@@ -70,7 +72,7 @@ def _check_same_run(saved: dict[str, Any], current: dict[str, Any],
       config_lib.identity(current["config"]))
   if saved_id != current_id:
     differing = sorted(_diff_keys(saved_id, current_id))
-    raise ValueError(
+    raise UsageError(
         f"{workdir} holds a run of a different config (differing keys: "
         f"{differing}); resume it with its own config or use a new --workdir")
 
@@ -93,6 +95,36 @@ def _report_divergence(exp: Experiment, before: np.ndarray,
           f"step {after[m]}: frozen, the others continue", flush=True)
 
 
+def _restore_newest(manager: ocp.CheckpointManager, exp: Experiment,
+                    devices: sharding.MemberLayout, meta: dict[str, Any],
+                    workdir: str) -> tuple[TrainState | None,
+                                           ocp.CheckpointManager]:
+  """The state of the newest readable checkpoint (None without one) and
+  the manager to go on with.  Unreadable newer steps are reported, set
+  aside (`checkpoint.set_aside`: kept, and out of the way of saving those
+  steps again) and the manager reopened without them."""
+  if manager.latest_step() is None:
+    return None, manager
+
+  def restore(step: int) -> TrainState:
+    _check_same_run(checkpoint.restore_meta(manager, step), meta, workdir)
+    return restore_members(manager, step, exp, devices)
+
+  step, state, skipped = checkpoint.restore_newest(manager, restore,
+                                                   sharding.any_process)
+  if skipped:
+    manager.close()
+    if sharding.is_writer():
+      moved = checkpoint.set_aside(workdir, [e.step for e in skipped])
+      for error, target in zip(skipped, moved):
+        print(f"{error}; resuming from step {step} (the unreadable "
+              f"checkpoint is kept in {target})", flush=True)
+    sharding.barrier("disentax: unreadable checkpoints set aside")
+    manager = checkpoint.make_manager(workdir,
+                                      exp.config.train.keep_checkpoints)
+  return state, manager
+
+
 @backend.program_settings()
 def train(config: ml_collections.ConfigDict, workdir: str, *,
           on_save: OnSave | None = None) -> TrainState:
@@ -103,22 +135,44 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   every process).  On SIGTERM the run checkpoints after the current chunk
   and raises `preemption.Preempted`; rerunning resumes.  `on_save` is
   called after each checkpoint save is issued (tests use it to kill the
-  process at a chosen point)."""
+  process at a chosen point).
+
+  The config is validated before anything is written; then the workdir's
+  lock is taken (`sharding.writer_lock`) before the checkpoints, the run
+  log or config.json are touched.
+
+  Raises:
+    workdir.WorkdirInUse: another process is writing `workdir`.
+    checkpoint.SaveFailed: a checkpoint could not be written (full disk).
+  """
   exp = build(config)
   devices = sharding.member_layout(len(exp.members), config.train.num_devices)
-  writer = sharding.is_writer()
   meta = checkpoint_meta(exp)
-  manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
-  latest = manager.latest_step()
-  if latest is not None:
-    _check_same_run(checkpoint.restore_meta(manager, latest), meta, workdir)
+  with sharding.writer_lock(workdir):
+    if sharding.is_writer():
+      workdir_lib.remove_temporaries(workdir)
+    manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
+    try:
+      state, manager = _restore_newest(manager, exp, devices, meta, workdir)
+      return _train(exp, devices, meta, workdir, manager, state, on_save)
+    except BaseException:
+      with contextlib.suppress(Exception):  # the error says what went wrong
+        manager.close()
+      raise
 
-  if latest is None:
+
+def _train(exp: Experiment, devices: sharding.MemberLayout,
+           meta: dict[str, Any], workdir: str,
+           manager: ocp.CheckpointManager, state: TrainState | None,
+           on_save: OnSave | None) -> TrainState:
+  """`train` once the workdir is locked, from the restored `state` (None:
+  from the start)."""
+  config = exp.config
+  writer = sharding.is_writer()
+  if state is None:
     state = init_state(exp, devices)
-  else:  # restored straight into the layout; no initialisation to discard
-    state = restore_members(manager, latest, exp, devices)
-    if writer:
-      print(f"resuming {workdir} from step {latest}", flush=True)
+  elif writer:  # restored straight into the layout; no initialisation
+    print(f"resuming {workdir} from step {int(state.step)}", flush=True)
   start = int(state.step)
   log = trace = None
   if writer:
@@ -181,9 +235,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         if on_save is not None:
           on_save(step, manager)
       if stop and step < total:
-        manager.wait_until_finished()
-        manager.close()
+        checkpoint.close(manager, step)
         raise preemption.Preempted(workdir, step)
-  manager.wait_until_finished()
-  manager.close()
+  checkpoint.close(manager, step)
   return unpadded(state, devices)
