@@ -18,6 +18,8 @@ from typing import Any
 
 import ml_collections
 
+from disentax.cli import UsageError
+
 # Sections whose keys belong to the component they name (checked by its
 # registered builder), not to the shared schema.
 COMPONENT_SECTIONS = ("dataset", "model", "objective", "eval.metric",
@@ -55,6 +57,9 @@ CHECKPOINT_SELECTIONS = ("last", "best")
 # (always; the unsuffixed score that failure is defined by) and one posterior
 # sample ('sampled', dlib's other postprocessing; scores suffixed _sampled).
 REPRESENTATIONS = ("mean", "sampled")
+
+# Seeds (config.first_seed.., config.eval.seed) become uint32 keys.
+SEED_LIMIT = 2**32
 
 # Model options of saved configs that chose each layer's formulation, now all
 # chosen by `model.kernels` (disentax/models/kernels): option -> the values
@@ -183,7 +188,8 @@ def _flat_keys(config: Any, prefix: str = "") -> set[str]:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError on unknown keys or values out of range.
+  """Raises UsageError (a ValueError) on unknown keys, values out of range
+  and settings that would be silently ignored or mean nothing.
 
   Component sections (dataset, model, objective, eval.metric) are checked
   when `disentax.experiment.build` builds them, against their registered
@@ -191,10 +197,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """
   unknown = sorted(_flat_keys(config) - _flat_keys(base_config()))
   if unknown:
-    raise ValueError(f"unknown config key(s) {unknown}; allowed: "
+    raise UsageError(f"unknown config key(s) {unknown}; allowed: "
                      f"{sorted(_flat_keys(base_config()))}")
   _require(config.num_seeds, "num_seeds", int, minimum=1)
   _require(config.first_seed, "first_seed", int, minimum=0)
+  last_seed = config.first_seed + config.num_seeds - 1
+  if last_seed >= SEED_LIMIT:
+    raise UsageError(
+        f"config.first_seed={config.first_seed} with config.num_seeds="
+        f"{config.num_seeds} gives seeds up to {last_seed}; seeds must be < "
+        f"2**32 = {SEED_LIMIT} (a member's key is made from its seed as a "
+        f"uint32: seed {SEED_LIMIT} would train exactly what seed 0 trains)")
   train = config.train
   _require(train.batch_size, "train.batch_size", int, minimum=2)
   _require(train.num_steps, "train.num_steps", int, minimum=1)
@@ -209,20 +222,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.num_devices, "train.num_devices", int, minimum=0)
   _require(train.lr_decay_every, "train.lr_decay_every", int, minimum=0)
   if not 0 < train.lr_decay_factor <= 1:
-    raise ValueError(f"config.train.lr_decay_factor={train.lr_decay_factor}; "
+    raise UsageError(f"config.train.lr_decay_factor={train.lr_decay_factor}; "
                      "must be in (0, 1]")
   _require(train.l2_regularization, "train.l2_regularization", float,
            minimum=0)
   if not isinstance(train.reset_adam_at_stage, bool):
-    raise ValueError(f"config.train.reset_adam_at_stage="
+    raise UsageError(f"config.train.reset_adam_at_stage="
                      f"{train.reset_adam_at_stage!r}; must be True or False")
   if config.eval.checkpoint not in CHECKPOINT_SELECTIONS:
-    raise ValueError(f"config.eval.checkpoint={config.eval.checkpoint!r}; "
+    raise UsageError(f"config.eval.checkpoint={config.eval.checkpoint!r}; "
                      f"allowed: {CHECKPOINT_SELECTIONS}")
+  if (train.lr_decay_factor < 1) != (train.lr_decay_every > 0):
+    raise UsageError(
+        f"config.train.lr_decay_factor={train.lr_decay_factor} with "
+        f"config.train.lr_decay_every={train.lr_decay_every} decays nothing; "
+        "a decay needs both a factor < 1 and a period > 0 (a constant rate: "
+        "factor 1.0 and period 0)")
   for name in ("adam_b1", "adam_b2"):
     value = train[name]
     if not 0 <= value < 1:
-      raise ValueError(f"config.train.{name}={value}; must be in [0, 1)")
+      raise UsageError(f"config.train.{name}={value}; must be in [0, 1)")
+  _require(train.adam_eps, "train.adam_eps", float, minimum=0, strict=True)
+  _require(config.eval.seed, "eval.seed", int, minimum=0)
+  if config.eval.seed >= SEED_LIMIT:
+    raise UsageError(f"config.eval.seed={config.eval.seed}; must be < 2**32 "
+                     f"= {SEED_LIMIT} (a uint32 key)")
   _require_between_chunks(train.checkpoint_every, "train.checkpoint_every",
                           train.steps_per_chunk, "checkpoints are taken "
                           "between chunks")
@@ -231,16 +255,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
                           train.steps_per_chunk, "tracing runs between "
                           "chunks; 0 turns tracing off")
   trace_every = config.eval.trace_every
+  if trace_every and not config.eval.trace:
+    raise UsageError(
+        f"config.eval.trace_every={trace_every} with an empty "
+        "config.eval.trace traces nothing; name the evaluators to trace "
+        "({name: options}) or set trace_every=0")
   if config.eval.checkpoint == "best":
     primary = config.eval.metric.name
     if not trace_every or primary not in config.eval.trace:
-      raise ValueError(
+      raise UsageError(
           f"config.eval.checkpoint='best' picks each member's checkpoint by "
           f"its traced {primary!r} (config.eval.metric): set "
           f"config.eval.trace_every > 0 and config.eval.trace.{primary} (got "
           f"trace_every={trace_every}, trace {sorted(config.eval.trace)})")
     if train.checkpoint_every % trace_every:
-      raise ValueError(
+      raise UsageError(
           f"config.eval.checkpoint='best': config.train.checkpoint_every="
           f"{train.checkpoint_every} must be a multiple of "
           f"config.eval.trace_every={trace_every}, so checkpoints fall on "
@@ -251,13 +280,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
       or "mean" not in representations
       or len(set(representations)) != len(representations)
       or not set(representations) <= set(REPRESENTATIONS)):
-    raise ValueError(
+    raise UsageError(
         f"config.eval.representations={representations!r}; must list "
         f"'mean' and optionally 'sampled', each once (allowed: "
         f"{REPRESENTATIONS})")
   threshold = config.eval.failure_threshold
   if not 0 < threshold < 1:
-    raise ValueError(f"config.eval.failure_threshold={threshold}; must be in "
+    raise UsageError(f"config.eval.failure_threshold={threshold}; must be in "
                      "(0, 1)")
   _validate_log(config.log, train.steps_per_chunk)
 
@@ -266,13 +295,13 @@ def _validate_log(log: ml_collections.ConfigDict, steps_per_chunk: int
                   ) -> None:
   for name in ("tensorboard", "wandb"):
     if not isinstance(log[name], bool):
-      raise ValueError(f"config.log.{name}={log[name]!r}; must be True or "
+      raise UsageError(f"config.log.{name}={log[name]!r}; must be True or "
                        "False")
   if log.wandb_mode not in WANDB_MODES:
-    raise ValueError(f"config.log.wandb_mode={log.wandb_mode!r}; allowed: "
+    raise UsageError(f"config.log.wandb_mode={log.wandb_mode!r}; allowed: "
                      f"{WANDB_MODES}")
   if not isinstance(log.wandb_project, str) or not log.wandb_project:
-    raise ValueError(f"config.log.wandb_project={log.wandb_project!r}; must "
+    raise UsageError(f"config.log.wandb_project={log.wandb_project!r}; must "
                      "be a non-empty string")
   _require(log.images_every, "log.images_every", int, minimum=0)
   _require_between_chunks(log.images_every, "log.images_every",
@@ -285,7 +314,7 @@ def _require_between_chunks(every: int, name: str, steps_per_chunk: int,
   """ValueError unless config.`name` = `every` is a multiple of the chunk
   length (`why` explains, in parentheses)."""
   if every % steps_per_chunk:
-    raise ValueError(
+    raise UsageError(
         f"config.{name}={every} must be a multiple of "
         f"config.train.steps_per_chunk={steps_per_chunk} ({why})")
 
@@ -294,11 +323,11 @@ def _require(value: Any, name: str, kind: type, minimum: float,
              strict: bool = False) -> None:
   ok_type = isinstance(value, (int, float) if kind is float else int)
   if not ok_type or isinstance(value, bool) or not math.isfinite(value):
-    raise ValueError(f"config.{name}={value!r}; must be a finite "
+    raise UsageError(f"config.{name}={value!r}; must be a finite "
                      f"{kind.__name__}")
   if value < minimum or (strict and value == minimum):
     relation = ">" if strict else ">="
-    raise ValueError(f"config.{name}={value!r}; must be {relation} {minimum}")
+    raise UsageError(f"config.{name}={value!r}; must be {relation} {minimum}")
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -444,5 +473,5 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   path, preset = split_spec(spec)
   module = load_file(path, "config")
   if not hasattr(module, "get_config"):
-    raise ValueError(f"config file {path} has no get_config(preset)")
+    raise UsageError(f"config file {path} has no get_config(preset)")
   return module.get_config(preset) if preset else module.get_config()

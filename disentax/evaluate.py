@@ -3,14 +3,17 @@
   python -m disentax.evaluate --workdir=DIR [--battery=config|full|none]
       [--checkpoint=last|best] [--failure_threshold=0.1] [--notraversals]
 
-Scores every member of DIR's latest checkpoint (or, with --checkpoint=best,
-each member's checkpoint with the best traced primary metric) with the
-primary metric and the battery, writes DIR/results/ and prints the
-failure-rate table (disentax/evaluation/job.py).
+Scores every member of DIR's latest readable checkpoint (or, with
+--checkpoint=best, each member's checkpoint with the best traced primary
+metric) with the primary metric and the battery, writes DIR/results/ and
+prints the failure-rate table (disentax/evaluation/job.py).  Errors end in
+one line, `error: ...`: exit status 2 for a bad flag value, 1 for any other
+failure (--verbose prints the traceback too).
 """
 
 from absl import app, flags, logging
 
+from disentax import cli
 from disentax import config as config_lib
 from disentax.evaluation import job
 
@@ -35,12 +38,16 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
+  threshold = _FAILURE_THRESHOLD.value
+  if threshold is not None and not 0 < threshold < 1:
+    raise cli.UsageError(f"--failure_threshold={threshold}; must be in (0, 1)")
+  # Orbax logs every restore at INFO, and warns that a read-only manager is.
+  logging.set_verbosity(logging.ERROR)
   _, config = job.evaluate(_WORKDIR.value, battery=_BATTERY.value,
                            traversals=_TRAVERSALS.value,
                            checkpoint_selection=_CHECKPOINT.value)
-  print(job.summary(_WORKDIR.value, config, _FAILURE_THRESHOLD.value))
+  print(job.summary(_WORKDIR.value, config, threshold))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

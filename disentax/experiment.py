@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from disentax import config as config_lib
+from disentax.cli import UsageError
 from disentax.data import GroundTruthDataset, make_dataset
 from disentax.metrics import make_battery, make_metric
 from disentax.metrics.base import Metric
@@ -56,7 +57,24 @@ LEARNING_RATE = "learning_rate"
 
 def make_members(hyperparameters: dict[str, Any], first_seed: int,
                  num_seeds: int) -> Members:
+  """Every seed at every point of the hyperparameter grid.
+
+  Raises:
+    UsageError: a grid repeats a value (as the members hold it, float32):
+      its members would train twice what others train, and a report would
+      count their seeds twice.
+  """
   names = sorted(hyperparameters)
+  for name in names:
+    values = [np.asarray(v, np.float32).tobytes()
+              for v in hyperparameters[name]]
+    if len(set(values)) < len(values):
+      where = ("config.train.learning_rates" if name == LEARNING_RATE
+               else f"config.objective.{name}")
+      raise UsageError(
+          f"{where}: the {name!r} grid {list(hyperparameters[name])} repeats "
+          "a value (as float32); each value is its own set of members, so "
+          "give each once")
   grid = list(itertools.product(*(hyperparameters[n] for n in names)))
   seeds = np.arange(first_seed, first_seed + num_seeds)
   return Members(
@@ -128,7 +146,21 @@ def make_optimizer(train: ml_collections.ConfigDict
 
 
 def build(config: ml_collections.ConfigDict) -> Experiment:
-  """Validates the config and builds everything it names (no compilation)."""
+  """Validates the config and builds everything it names (no compilation).
+
+  Raises:
+    UsageError: a bad config value (the config's and every component's
+      checks: each names the key, the value and what is allowed).
+  """
+  try:
+    return _build(config)
+  except UsageError:
+    raise
+  except ValueError as error:  # a component's check of its config section
+    raise UsageError(str(error)) from error
+
+
+def _build(config: ml_collections.ConfigDict) -> Experiment:
   config_lib.validate(config)
   dataset = make_dataset(config.dataset)
   model = make_model(config.model, dataset.observation_shape)

@@ -34,6 +34,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from disentax.cli import UsageError
+
 DEFAULT_THRESHOLD = 0.1  # the paper's "I(x; z) is over 0.1"
 # Fewest distinct betas on each side of a candidate for a line fit.
 _MIN_FIT_POINTS = 3
@@ -425,15 +427,15 @@ def propose_stages(ifp_samples: Mapping[str, ArrayLike], quantile: float = 0.1,
   """
   if not (isinstance(quantile, (int, float)) and not isinstance(quantile, bool)
           and 0 < quantile < 0.5):
-    raise ValueError(f"quantile={quantile!r} not allowed; must be in "
+    raise UsageError(f"quantile={quantile!r} not allowed; must be in "
                      "(0, 0.5) (the lower tail level, e.g. 0.1)")
   if not (isinstance(final_beta, (int, float)) and math.isfinite(final_beta)
           and final_beta > 0):
-    raise ValueError(f"final_beta={final_beta!r} not allowed; must be a "
+    raise UsageError(f"final_beta={final_beta!r} not allowed; must be a "
                      "finite number > 0")
   if not (isinstance(min_gap_ratio, (int, float))
           and math.isfinite(min_gap_ratio) and min_gap_ratio >= 1):
-    raise ValueError(f"min_gap_ratio={min_gap_ratio!r} not allowed; must be "
+    raise UsageError(f"min_gap_ratio={min_gap_ratio!r} not allowed; must be "
                      "a finite number >= 1")
   samples, warnings = _finite_samples(ifp_samples)
   dropped_counts = {name: int(np.isnan(np.asarray(ifp_samples[name],

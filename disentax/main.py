@@ -17,6 +17,11 @@ to choose fewer).  Several processes train one run together with
 otherwise give --coordinator=HOST:PORT --num_processes=N --process_id=I to
 each.  On SIGTERM (SLURM's preemption / time-limit signal) the run
 checkpoints and exits with status 143; rerunning the command resumes it.
+
+One process trains a workdir at a time: a second one is refused at once
+("workdir in use by pid N on host H").  Errors end in one line, `error:
+...`, with exit status 2 for a bad flag or config value and 1 for any
+other failure; --verbose prints the traceback too (`disentax.cli`).
 """
 
 import os
@@ -25,7 +30,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from disentax import pipeline
+from disentax import cli, pipeline
 from disentax.evaluation import job
 
 # Relative to the working directory, as every config path (the README runs
@@ -61,6 +66,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  given = [f"--{flag.name}={flag.value}"
+           for flag in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)
+           if flag.value is not None]
+  if given and not _DISTRIBUTED.value:
+    raise cli.UsageError(f"{' '.join(given)} without --distributed: this "
+                         "process would train alone; add --distributed to "
+                         "join a multi-process run, or drop them")
   distributed = None
   if _DISTRIBUTED.value:
     distributed = pipeline.Distributed(_COORDINATOR.value,
@@ -77,4 +89,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,6 +16,7 @@ from typing import Sequence
 
 from absl import app, flags
 
+from disentax import cli
 from disentax.reporting import pictures
 
 _OUT = flags.DEFINE_string("out", None, "output directory")
@@ -32,16 +33,13 @@ def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _NUM.value < 1:
-    raise SystemExit(f"error: --num must be >= 1, got {_NUM.value}")
+    raise cli.UsageError(f"--num must be >= 1, got {_NUM.value}")
   explicit = _DATASETS.value != "all"
   names = ([n.strip() for n in _DATASETS.value.split(",") if n.strip()]
            if explicit else None)
-  try:
-    paths, skipped = pictures.write_pictures(
-        _OUT.value, names, num=_NUM.value, image_size=_IMAGE_SIZE.value,
-        seed=_SEED.value, note=lambda line: print(line, file=sys.stderr))
-  except ValueError as e:
-    raise SystemExit(f"error: {e}") from None
+  paths, skipped = pictures.write_pictures(
+      _OUT.value, names, num=_NUM.value, image_size=_IMAGE_SIZE.value,
+      seed=_SEED.value, note=lambda line: print(line, file=sys.stderr))
   for path in paths:
     print(path)
   return 1 if explicit and skipped else 0
@@ -49,4 +47,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("out")
-  app.run(main)
+  cli.run(main)

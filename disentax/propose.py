@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from disentax import ifp
+from disentax import cli, ifp
 from disentax.proposal import propose, write_config
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "an evaluated annealing-test "
@@ -46,4 +46,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("workdir")
-  app.run(main)
+  cli.run(main)

@@ -8,7 +8,8 @@ writes OUT/report.md (printed too), report.csv and report.tex (Table 4
 layout), report_groups.csv (per group), report_comparisons.csv / .tex (the
 groups compared pairwise) and OUT/figures/*.png
 (`disentax.reporting.report.run_report`), then lists the files on stderr.
-A bad call fails with one line, `error: ...`, before anything is written.
+A bad call fails with one line, `error: ...`, before anything is written
+(exit status 2 for a bad flag value, 1 for unreadable results).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Sequence
 
 from absl import app, flags
 
+from disentax import cli
 from disentax.reporting.report import default_out, run_report
 from disentax.results import resolve_workdirs
 
@@ -47,20 +49,17 @@ _FIGURES = flags.DEFINE_bool(
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise SystemExit(f"error: unexpected arguments {list(argv[1:])}")
-  try:
-    workdirs = resolve_workdirs(_WORKDIRS.value or [], _SWEEP_ROOT.value)
-    out = _OUT.value or default_out(_WORKDIRS.value, _SWEEP_ROOT.value)
-    markdown, paths = run_report(
-        workdirs, out, metric=_METRIC.value, threshold=_THRESHOLD.value,
-        step=_STEP.value, figures=_FIGURES.value,
-        seed=_BOOTSTRAP_SEED.value)
-  except (OSError, ValueError) as e:
-    raise SystemExit(f"error: {e}") from None
+    raise app.UsageError(f"unexpected arguments {list(argv[1:])}")
+  workdirs = resolve_workdirs(_WORKDIRS.value or [], _SWEEP_ROOT.value)
+  out = _OUT.value or default_out(_WORKDIRS.value, _SWEEP_ROOT.value)
+  markdown, paths = run_report(
+      workdirs, out, metric=_METRIC.value, threshold=_THRESHOLD.value,
+      step=_STEP.value, figures=_FIGURES.value,
+      seed=_BOOTSTRAP_SEED.value)
   print(markdown, end="")
   print(f"\nwrote {len(paths)} files to {out}: "
         + ", ".join(os.path.relpath(p, out) for p in paths), file=sys.stderr)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -57,6 +57,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from disentax import run_log
+from disentax.cli import UsageError
 from disentax.workdir import (RESULTS_DIR, RESULTS_JSON_NAME, arrays_path,
                               read_json, results_csv_path, results_dir,
                               results_json_path, run_log_path, trace_path,
@@ -64,6 +65,11 @@ from disentax.workdir import (RESULTS_DIR, RESULTS_JSON_NAME, arrays_path,
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "non_finite", "diverged")
+# The columns every row has (`diverged_at_step` came later in version 1: a
+# row without it never diverged; a row's own schema_version defaults to the
+# file's).
+COLUMNS = ("method", "dataset", "config_hash", "step", "member", "seed",
+           "hparams", "status", "metrics")
 # Each trace array's axes: T trace points, M members, d latents, F factors.
 TRACE_SHAPES = {"step": "T", "mig": "T,M", "nmi_matrix": "T,M,d,F",
                 "stage": "T,M", "factor_names": "F"}
@@ -189,7 +195,22 @@ def _read_results(workdir: str) -> dict[str, Any]:
     raise ValueError(
         f"{path} has schema_version {version!r}; this disentax reads "
         f"schema_version {SCHEMA_VERSION} only")
+  if not isinstance(data["rows"], list):
+    raise ValueError(f"{path}: 'rows' must be a list of rows, got "
+                     f"{type(data['rows']).__name__}")
   for i, row in enumerate(data["rows"]):
+    if not isinstance(row, dict):
+      raise ValueError(f"{path}: row {i} is not an object: {row!r:.80}")
+    missing = [column for column in COLUMNS if column not in row]
+    if missing:
+      raise ValueError(
+          f"{path}: row {i} has no column {missing[0]!r}"
+          f"{f' (nor {missing[1:]})' if missing[1:] else ''}; every row has "
+          f"{list(COLUMNS)} (schema version {SCHEMA_VERSION}, "
+          "disentax/results.py)")
+    if not isinstance(row["hparams"], dict):
+      raise ValueError(f"{path}: row {i} column 'hparams' must be an object "
+                       f"(name -> value), got {row['hparams']!r:.80}")
     row_version = row.get("schema_version", SCHEMA_VERSION)
     if row_version != SCHEMA_VERSION:
       raise ValueError(
@@ -311,7 +332,7 @@ def find_workdirs(sweep_root: str) -> list[str]:
   results/results.json, in sorted path order; not descending into a found
   workdir (its checkpoints can be large trees)."""
   if not os.path.isdir(sweep_root):
-    raise ValueError(f"sweep root {sweep_root} is not a directory")
+    raise UsageError(f"sweep root {sweep_root} is not a directory")
   found = []
   for path, dirnames, _ in os.walk(sweep_root):
     if os.path.isfile(results_json_path(path)):
@@ -339,7 +360,7 @@ def resolve_workdirs(workdirs: Sequence[str],
           f"`python -m disentax.evaluate --workdir=RUN`")
     found += under
   if not found:
-    raise ValueError("no workdirs given; pass --workdirs=A,B,... or "
+    raise UsageError("no workdirs given; pass --workdirs=A,B,... or "
                      "--sweep_root=DIR")
   unique, seen = [], set()
   for workdir in found:

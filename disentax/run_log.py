@@ -9,7 +9,9 @@ models' trace point is a line of its own at step 0).  Non-finite values
 are null.  A resumed run first drops the lines it will compute again
 (`survives_resume`; they are recomputed identically), so the file always
 describes one uninterrupted history.  `read_curves` reads the file back as
-arrays.
+arrays.  Each line is written with one write call and flushed; a
+process killed in the middle of one (or a full disk) can still leave the
+last line cut short, which readers skip and a resumed run drops.
 """
 
 from __future__ import annotations
@@ -25,11 +27,35 @@ from disentax.workdir import write_text
 STEP = "step"
 
 
-def read_lines(path: str) -> list[dict[str, Any]]:
+def _parse(path: str) -> tuple[list[dict[str, Any]], bool]:
+  """(the lines of the log at `path`, whether its last line was cut short
+  and left out).  An unparsable line before the last is corruption no
+  interrupted write leaves: ValueError naming the file and line."""
   if not os.path.exists(path):
-    return []
+    return [], False
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    texts = [(number, text) for number, text in enumerate(f, 1)
+             if text.strip()]
+  lines = []
+  for i, (number, text) in enumerate(texts):
+    try:
+      line = json.loads(text)
+      if not isinstance(line, dict) or "step" not in line:
+        raise ValueError("not an object with a 'step'")
+    except ValueError as error:
+      if i == len(texts) - 1:
+        return lines, True
+      raise ValueError(f"{path}: line {number} is not a log line ({error}); "
+                       "only the last line can be cut short by an "
+                       "interrupted write") from None
+    lines.append(line)
+  return lines, False
+
+
+def read_lines(path: str) -> list[dict[str, Any]]:
+  """The log's lines, without a last line cut short by an interrupted
+  write (or one being written now)."""
+  return _parse(path)[0]
 
 
 def survives_resume(step: int, resume_step: int) -> bool:
@@ -68,16 +94,25 @@ def _finite_or_none(values: np.ndarray) -> list[float | None]:
 
 class RunLog:
   """Appends a line per logged step; on resume keeps only the lines that
-  `survives_resume` from `resume_step`."""
+  `survives_resume` from `resume_step` (and drops a last line cut short)."""
 
   def __init__(self, path: str, resume_step: int = 0):
     self.path = path
-    kept = [l for l in read_lines(path)
-            if survives_resume(l[STEP], resume_step)]
+    lines, torn = _parse(path)
+    if torn:
+      print(f"{path}: dropped its last line, cut short by an interrupted "
+            "write", flush=True)
+    kept = [l for l in lines if survives_resume(l[STEP], resume_step)]
     write_text(path, "".join(json.dumps(l) + "\n" for l in kept))
 
   def append(self, step: int, metrics: Mapping[str, np.ndarray]) -> None:
     line = {STEP: int(step)}
     line.update({k: _finite_or_none(v) for k, v in metrics.items()})
-    with open(self.path, "a") as f:
-      f.write(json.dumps(line) + "\n")
+    data = (json.dumps(line) + "\n").encode()
+    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      written = os.write(fd, data)
+      while written < len(data):  # a regular file takes it all at once
+        written += os.write(fd, data[written:])
+    finally:
+      os.close(fd)

@@ -16,15 +16,18 @@ evaluated on any number of devices.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from disentax import workdir as workdir_lib
 
 MEMBER_AXIS = "members"
 # Explicit multi-process setup; under SLURM, jax.distributed finds these
@@ -136,6 +139,38 @@ def is_single_process() -> bool:
 def is_writer() -> bool:
   """Whether this process writes logs and results (process 0)."""
   return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits until every process has reached the barrier `name`."""
+  if not is_single_process():
+    multihost_utils.sync_global_devices(name)
+
+
+@contextlib.contextmanager
+def writer_lock(workdir: str) -> Iterator[None]:
+  """The workdir's lock (`workdir.locked`) for a run of one process or
+  several.  Process 0, the writer, takes it; the others never lock (so
+  processes of one run never refuse each other) but learn whether process
+  0 got it, so a refused run stops in every process before any of them
+  writes (the others write checkpoint shards) and none waits on the other
+  in a collective.
+
+  Raises:
+    WorkdirInUse: another run holds the workdir (in every process).
+  """
+  with contextlib.ExitStack() as stack:
+    refused = None
+    if is_writer():
+      try:
+        stack.enter_context(workdir_lib.locked(workdir))
+      except Exception as error:  # pylint: disable=broad-except
+        refused = error
+    if any_process(refused is not None):
+      raise refused or workdir_lib.WorkdirInUse(
+          f"process 0 of this run could not lock workdir {workdir} (its "
+          "message says why)")
+    yield
 
 
 def initialize_distributed(coordinator: str | None = None,

@@ -22,6 +22,7 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
+from disentax import cli
 from disentax.reporting import visualize
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "trained (evaluated) workdir")
@@ -45,17 +46,14 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
-  try:
-    paths = visualize.visualize(
-        _WORKDIR.value, _MEMBERS.value, _OUT.value, num=_NUM.value,
-        seed=_SEED.value, step=_STEP.value, num_points=_POINTS.value,
-        note=lambda line: print(line, file=sys.stderr))
-  except (ValueError, FileNotFoundError) as e:
-    raise SystemExit(f"error: {e}") from None
+  paths = visualize.visualize(
+      _WORKDIR.value, _MEMBERS.value, _OUT.value, num=_NUM.value,
+      seed=_SEED.value, step=_STEP.value, num_points=_POINTS.value,
+      note=lambda line: print(line, file=sys.stderr))
   for path in paths:
     print(path)
 
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("workdir")
-  app.run(main)
+  cli.run(main)

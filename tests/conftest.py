@@ -39,6 +39,28 @@ def tiny_config(**overrides):
   return config
 
 
+def _permissions_bind() -> bool:
+  """Whether a directory without write permission refuses this process
+  (not for root, unless it runs without CAP_DAC_OVERRIDE)."""
+  import tempfile
+  with tempfile.TemporaryDirectory() as directory:
+    os.chmod(directory, 0o500)
+    try:
+      with tempfile.TemporaryFile(dir=directory):
+        return False
+    except PermissionError:
+      return True
+    finally:
+      os.chmod(directory, 0o700)
+
+
+# For tests of read-only directories.
+needs_permissions = pytest.mark.skipif(
+    not _permissions_bind(), reason="write permissions do not bind (root); "
+    "e.g. setpriv --bounding-set -dac_override,-dac_read_search python -m "
+    "pytest ...")
+
+
 def run_module(module, *args, env=None, check=True):
   """Runs `python -m module args` in a fresh process (as a user would)."""
   full_env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")

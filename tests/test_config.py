@@ -109,6 +109,25 @@ def test_unknown_component_name_lists_registered_names(section, kind, bad,
 BAD_VALUES = [
     ("num_seeds", 0, "config.num_seeds=0; must be >= 1"),
     ("first_seed", -1, "config.first_seed=-1; must be >= 0"),
+    ("first_seed", 2**32 - 1,
+     "config.first_seed=4294967295 with config.num_seeds=2 gives seeds up to "
+     "4294967296; seeds must be < 2**32 = 4294967296"),
+    ("first_seed", 2**32,
+     "config.first_seed=4294967296 with config.num_seeds=2 gives seeds up to "
+     "4294967297; seeds must be < 2**32 = 4294967296"),
+    ("eval__seed", 2**32,
+     "config.eval.seed=4294967296; must be < 2**32 = 4294967296"),
+    ("eval__seed", -3, "config.eval.seed=-3; must be >= 0"),
+    ("train__adam_eps", 0.0, "config.train.adam_eps=0.0; must be > 0"),
+    ("train__lr_decay_factor", 0.5,
+     "config.train.lr_decay_factor=0.5 with config.train.lr_decay_every=0 "
+     "decays nothing"),
+    ("train__lr_decay_every", 100,
+     "config.train.lr_decay_factor=1.0 with config.train.lr_decay_every=100 "
+     "decays nothing"),
+    ("train__learning_rates", (1e-3, 1e-3),
+     "config.train.learning_rates: the 'learning_rate' grid [0.001, 0.001] "
+     "repeats a value (as float32)"),
     ("train__batch_size", 1, "config.train.batch_size=1; must be >= 2"),
     ("train__num_steps", 0, "config.train.num_steps=0; must be >= 1"),
     ("train__keep_checkpoints", 0,
@@ -155,6 +174,9 @@ BAD_VALUES = [
     ("objective__beta", (0.0,),
      "config.objective.beta=(0.0,): value(s) [0.0] not allowed; "
      "must be finite and > 0"),
+    ("objective__beta", (4.0, 4.0),
+     "config.objective.beta: the 'beta' grid [4.0, 4.0] repeats a value (as "
+     "float32)"),
     ("objective__beta", (1.0, -2.0),
      "config.objective.beta=(1.0, -2.0): value(s) [-2.0] not allowed; "
      "must be finite and > 0"),
@@ -208,6 +230,21 @@ def test_compilations_are_recorded():
 def test_non_finite_learning_rate_is_rejected(value):
   with pytest.raises(ValueError, match="learning_rate"):
     build(tiny_config(train__learning_rate=value))
+
+
+def test_tracing_nothing_is_refused(no_compilation):
+  with pytest.raises(ValueError, match=r"config.eval.trace_every=10 with an "
+                     r"empty config.eval.trace traces nothing"):
+    build(tiny_config(eval__trace_every=10, eval__trace={}))
+
+
+def test_bad_values_are_usage_errors(no_compilation):
+  """A bad value of the config or of a component's section is a usage
+  error (an entry point exits 2)."""
+  from disentax.cli import UsageError
+  for key, value in (("num_seeds", 0), ("model__num_latents", 0)):
+    with pytest.raises(UsageError):
+      build(tiny_config(**{key: value}))
 
 
 def test_bad_metric_option_is_rejected_before_training():

@@ -510,18 +510,6 @@ def test_printed_override_sets_the_dataset_section():
       "name": "shapes3d_h5", "path": path}
 
 
-def test_cli_unknown_name_fails_in_one_line(tmp_path):
-  result = subprocess.run(
-      [sys.executable, "-m", "disentax.data.fetch", "chairs",
-       f"--dir={tmp_path}"], cwd=REPO, capture_output=True, text=True,
-      timeout=120)
-  assert result.returncode == 1
-  assert result.stderr.strip().splitlines()[-1] == (
-      "error: unknown dataset 'chairs' to fetch; allowed: dsprites, "
-      "shapes3d, mpi3d_toy, mpi3d_realistic, mpi3d_real, cars3d, smallnorb")
-  assert os.listdir(tmp_path) == []
-
-
 def test_norb_reader_refuses_a_truncated_file(tmp_path):
   data = norb_matrix(np.zeros((3, 4), np.int32))
   path = tmp_path / "x-info.mat.gz"

@@ -13,6 +13,7 @@ import pytest
 
 from disentax import results
 from disentax.reporting import render, report, tables
+from tests.conftest import needs_permissions
 from tests.synthetic_runs import (BVAE_MIG, DEFT_MIG, EXPECTED_FIGURES,
                                   METRICS, ROWS, make_row, png_size,
                                   write_workdir)
@@ -455,6 +456,46 @@ def test_empty_results_file_is_an_error(tmp_path):
   workdir = write_workdir(str(tmp_path), [], "empty")
   with pytest.raises(ValueError, match="hold no rows"):
     report.run_report([workdir], str(tmp_path / "out"))
+
+
+def test_a_row_missing_a_column_names_the_file_row_and_column(tmp_path):
+  rows = [make_row(0, 0.5), make_row(1, 0.2)]
+  del rows[1]["seed"]
+  workdir = write_workdir(str(tmp_path), rows, "torn")
+  path = os.path.join(workdir, "results", "results.json")
+  message = (f"{path}: row 1 has no column 'seed'; every row has "
+             f"{list(results.COLUMNS)} (schema version 1, "
+             "disentax/results.py)")
+  with pytest.raises(ValueError) as error:
+    results.load_rows([workdir])
+  assert str(error.value) == message
+  del rows[0]["hparams"], rows[0]["status"]
+  workdir = write_workdir(str(tmp_path), rows, "worse")
+  with pytest.raises(ValueError, match=r"row 0 has no column 'hparams' \(nor "
+                     r"\['status'\]\)"):
+    results.load_rows([workdir])
+
+  result = _run_cli(f"--workdirs={os.path.dirname(os.path.dirname(path))}",
+                    f"--out={tmp_path / 'out'}")
+  assert result.returncode == 1
+  assert result.stderr.splitlines() == [f"error: {message}"]
+  assert not os.path.exists(tmp_path / "out")
+
+
+@needs_permissions
+def test_a_read_only_out_directory_is_refused_before_reading(tmp_path):
+  workdir = write_workdir(str(tmp_path), ROWS, "a")
+  locked = tmp_path / "locked"
+  locked.mkdir()
+  locked.chmod(0o500)
+  try:
+    with pytest.raises(PermissionError) as error:
+      report.run_report([workdir], str(locked / "out"))
+  finally:
+    locked.chmod(0o700)
+  assert str(error.value) == (f"the report directory {locked / 'out'} is not "
+                              f"writable (in {locked}): Permission denied")
+  assert os.listdir(locked) == []
 
 
 def test_metric_summary_medians_and_ranges():

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import ml_collections
@@ -16,7 +17,7 @@ import pytest
 
 from disentax import results, sweep
 from disentax.reporting import report
-from disentax.workdir import job_path
+from disentax.workdir import WorkdirInUse, job_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "experiments/beta_vae.py:tiny"
@@ -239,7 +240,8 @@ def fake_training(monkeypatch):
     if config.objective.beta == (4.0,):
       raise preemption.Preempted(workdir, 10)
 
-  def fake_evaluate(workdir):
+  def fake_evaluate(workdir, battery="config"):
+    assert battery == "config"  # the sweep runner scores the config's
     calls.append(("evaluate", workdir))
     return [], None
 
@@ -283,6 +285,50 @@ def test_run_job_records_done_preempted_failed(tmp_path, fake_training,
   with pytest.raises(ValueError, match=r"job 2 is not in the plan; "
                      r"allowed: 0\.\.1"):
     sweep.run_job(root, 2)
+
+
+def test_a_job_claimed_twice_at_once_runs_once(tmp_path, fake_training,
+                                               monkeypatch):
+  """Two runners racing for one job (threads: the claim is an flock, which
+  refuses another thread as it does another process): one runs it, the
+  other is refused before it writes job.json; a later runner finds it
+  done."""
+  from disentax.training import trainer
+  root = planned(tmp_path, overrides=dict(SHORT))
+  workdir = sweep.job_workdir(root, sweep.load_jobs(root)[0])
+  training, refused = threading.Event(), threading.Event()
+
+  def slow_train(config, workdir, **unused):
+    fake_training.append(("train", workdir))
+    training.set()
+    assert refused.wait(timeout=60)  # the second runner has been refused
+
+  monkeypatch.setattr(trainer, "train", slow_train)
+  outcomes = {}
+
+  def runner(name):
+    try:
+      outcomes[name] = sweep.run_job(root, 0)
+    except Exception as error:  # pylint: disable=broad-except
+      outcomes[name] = error
+      refused.set()
+
+  first = threading.Thread(target=runner, args=("first",))
+  first.start()
+  assert training.wait(timeout=60)
+  record = sweep.read_job_file(workdir)
+  assert (record["state"], record["attempt"]) == ("running", 1)
+  runner("second")
+  first.join(timeout=60)
+  assert outcomes["first"] == 0
+  assert isinstance(outcomes["second"], WorkdirInUse)
+  assert str(outcomes["second"]).startswith(
+      f"workdir in use by pid {os.getpid()} on host {socket.gethostname()}")
+  assert fake_training == [("train", workdir), ("evaluate", workdir)]
+  record = sweep.read_job_file(workdir)
+  assert (record["state"], record["attempt"]) == ("done", 1)
+  assert sweep.run_job(root, 0) == 0  # done: nothing runs
+  assert len(fake_training) == 2
 
 
 # --------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The workdir layout (the names old workdirs were written with) and the
-atomic writers."""
+"""The workdir layout (the names old workdirs were written with), the atomic
+writers and what they leave when killed, and the writable check."""
 
 import json
 import os
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from disentax import workdir
+from tests.conftest import needs_permissions
 
 
 def test_layout_names_are_those_of_existing_workdirs():
@@ -17,6 +18,9 @@ def test_layout_names_are_those_of_existing_workdirs():
   assert workdir.checkpoint_dir(run) == os.path.abspath("runs/bvae/checkpoints")
   assert workdir.trace_path(run) == "runs/bvae/trace.npz"
   assert workdir.job_path(run) == "runs/bvae/job.json"
+  assert workdir.lock_path(run) == "runs/bvae/lock"
+  assert workdir.unreadable_checkpoints_dir(run) == os.path.abspath(
+      "runs/bvae/unreadable_checkpoints")
   assert workdir.results_dir(run) == "runs/bvae/results"
   assert workdir.results_json_path(run) == "runs/bvae/results/results.json"
   assert workdir.results_csv_path(run) == "runs/bvae/results/results.csv"
@@ -54,3 +58,55 @@ def test_read_json_says_how_to_make_a_missing_file(tmp_path):
   (tmp_path / "bad.json").write_text("{")
   with pytest.raises(ValueError, match="bad.json is not valid JSON"):
     workdir.read_json(str(tmp_path / "bad.json"), "")
+
+
+def test_a_failed_rename_leaves_no_temporary(tmp_path):
+  target = tmp_path / "results.json"
+  target.mkdir()  # a directory where the file goes: the rename fails
+  with pytest.raises(OSError):
+    workdir.write_json(str(target), {"x": 1})
+  assert os.listdir(tmp_path) == ["results.json"]
+
+
+def test_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+  run = tmp_path / "run"
+  (run / "results").mkdir(parents=True)
+  left = [run / ".config.json.k2j3_x9.tmp", run / "tmpa8b7c6.tmp",
+          run / "results" / ".results.csv.abcdef.tmp",
+          run / "results" / "tmpq1w2e3.tmp.npz"]
+  kept = [run / "config.json", run / "metrics.jsonl", run / "notes.tmp",
+          run / "results" / "results.json", run / ".hidden"]
+  for path in left + kept:
+    path.write_text("x")
+  (run / "checkpoints" / "tmpdir.tmp").mkdir(parents=True)
+  removed = workdir.remove_temporaries(str(run))
+  assert sorted(removed) == sorted(str(p) for p in left)
+  assert all(p.exists() for p in kept) and not any(p.exists() for p in left)
+  assert (run / "checkpoints" / "tmpdir.tmp").is_dir()  # Orbax's, not ours
+
+
+def test_check_writable_creates_nothing(tmp_path):
+  workdir.check_writable(str(tmp_path / "a" / "b"), "the output")
+  assert os.listdir(tmp_path) == []
+  (tmp_path / "file").write_text("x")
+  with pytest.raises(PermissionError, match=r"the output .*file/out cannot "
+                     r"be created: .*file is not a directory"):
+    workdir.check_writable(str(tmp_path / "file" / "out"), "the output")
+
+
+@needs_permissions
+def test_check_writable_refuses_a_read_only_directory(tmp_path):
+  tmp_path.chmod(0o500)
+  try:
+    with pytest.raises(PermissionError) as error:
+      workdir.check_writable(str(tmp_path / "out"), "the output")
+    with pytest.raises(PermissionError) as locking:
+      with workdir.locked(str(tmp_path)):
+        pass
+  finally:
+    tmp_path.chmod(0o700)
+  assert str(error.value) == (f"the output {tmp_path / 'out'} is not "
+                              f"writable (in {tmp_path}): Permission denied")
+  assert str(locking.value) == (
+      f"workdir {tmp_path} is not writable ({tmp_path / 'lock'}: Permission "
+      "denied); a run keeps its lock, checkpoints, log and results there")

@@ -27,8 +27,9 @@ import sys
 import traceback
 from typing import Sequence
 
-from absl import app, flags
+from absl import flags
 
+from disentax import cli
 from disentax.bench import ITEMS, Row, Skipped, format_table, with_sizes
 
 _ITEMS = flags.DEFINE_list(
@@ -142,8 +143,7 @@ def main(argv: Sequence[str]) -> int:
       item_sizes(importlib.import_module(ITEMS[name]), _QUICK.value,
                  _SIZES.value)
   except ValueError as error:
-    print(f"python -m disentax.bench: {error}", file=sys.stderr)
-    return 2
+    raise cli.UsageError(str(error)) from error
   print(header(sys.argv), flush=True)
   print(f"items: {', '.join(names)}{' (quick sizes)' if _QUICK.value else ''}"
         "\n", flush=True)
@@ -176,4 +176,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -17,8 +17,9 @@ import time
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
+from absl import flags
 
+from disentax import cli
 from disentax.config import load_config
 from disentax.experiment import build
 from disentax.training import train_state, trainer
@@ -81,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -31,16 +31,20 @@ import jax
 import ml_collections
 import numpy as np
 
-from disentax import backend, results
+from disentax import backend, checkpoint, results
 from disentax import config as config_lib
-from disentax.evaluation.members import (MemberFunctions, finite_members,
-                                         open_checkpoint)
-from disentax.experiment import Experiment
+from disentax.cli import UsageError
+from disentax.evaluation.members import MemberFunctions, finite_members
+from disentax.experiment import Experiment, build
 from disentax.metrics import full_battery, make_battery
 from disentax.metrics.base import Metric, TrainedMembers
 from disentax.reporting import visualize
 from disentax.reporting.report import run_summary
-from disentax.workdir import timings_path, traversals_dir, write_json
+from disentax.training.train_state import (restore_member_steps,
+                                           restore_members)
+from disentax.workdir import (check_writable, locked, remove_temporaries,
+                              results_dir, timings_path, traversals_dir,
+                              write_json)
 
 BATTERIES = ("config", "full", "none")
 
@@ -121,21 +125,61 @@ def evaluate(workdir: str, battery: str = "config",
              traversals: bool | None = None,
              checkpoint_selection: str | None = None
              ) -> tuple[list[dict[str, Any]], ml_collections.ConfigDict]:
-  """Scores the checkpoint(s) of `workdir` that `checkpoint_selection`
-  ('last' or 'best'; default the config's eval.checkpoint) names, writes
-  the results files and returns (rows, the run's config)."""
+  """Scores the newest readable checkpoint of `workdir` (an unreadable
+  newer one is reported, and left as it is) or, with `checkpoint_selection`
+  'best' (default: the config's eval.checkpoint), each member at the traced
+  step with its best primary metric among those with a checkpoint; writes
+  the results files and returns (rows, the run's config).
+
+  The results directory is checked writable, and the workdir locked
+  (`workdir.locked`: training would rotate the checkpoint away, and a
+  second evaluation would write the same files), before anything is
+  scored.
+
+  Raises:
+    FileNotFoundError: the workdir has no finished checkpoint.
+    PermissionError: its results directory is not writable.
+    workdir.WorkdirInUse: another process is writing the workdir.
+  """
   if checkpoint_selection not in (None, *config_lib.CHECKPOINT_SELECTIONS):
-    raise ValueError(f"--checkpoint={checkpoint_selection!r}; allowed: "
+    raise UsageError(f"--checkpoint={checkpoint_selection!r}; allowed: "
                      f"{config_lib.CHECKPOINT_SELECTIONS}")
-  run = open_checkpoint(workdir)
-  step, meta, exp = run.step, run.meta, run.exp
-  selection = checkpoint_selection or exp.config.eval.checkpoint
-  metrics = _battery(exp, battery)  # bad names fail before any restore
-  steps = step
-  if selection == "best":
+  manager, _ = checkpoint.latest_step_or_fail(workdir)
+  check_writable(results_dir(workdir), "the results directory")
+  with locked(workdir):
+    remove_temporaries(workdir)
+    try:
+      return _evaluate(workdir, manager, battery, traversals,
+                       checkpoint_selection)
+    finally:
+      manager.close()
+
+
+def _evaluate(workdir: str, manager: Any, battery: str,
+              traversals: bool | None, checkpoint_selection: str | None
+              ) -> tuple[list[dict[str, Any]], ml_collections.ConfigDict]:
+  """`evaluate` once the workdir is locked."""
+
+  def restore(step: int) -> tuple[dict[str, Any], Experiment,
+                                  dict[str, Metric], str, Any, Any]:
+    meta = checkpoint.restore_meta(manager, step)
+    exp = build(config_lib.from_dict(meta["config"]))
+    metrics = _battery(exp, battery)  # bad names fail before the state
+    selection = checkpoint_selection or exp.config.eval.checkpoint
+    if selection == "last":
+      return meta, exp, metrics, selection, step, restore_members(
+          manager, step, exp)
     steps = best_steps(results.load_trace(workdir),
-                       exp.config.eval.metric.name, run.manager.all_steps(),
+                       exp.config.eval.metric.name, manager.all_steps(),
                        len(exp.members), where=workdir)
+    return meta, exp, metrics, selection, steps, restore_member_steps(
+        manager, steps, exp)
+
+  step, (meta, exp, metrics, selection, steps, state), skipped = (
+      checkpoint.restore_newest(manager, restore))
+  for error in skipped:
+    print(f"{error}; scoring step {step} instead (the unreadable checkpoint "
+          "is left as it is)", flush=True)
   score_primary = True
   if not exp.dataset.labelled:  # no ground truth: unsupervised metrics only
     dropped = [n for n, m in metrics.items() if m.supervised]
@@ -143,7 +187,6 @@ def evaluate(workdir: str, battery: str = "config",
     score_primary = not exp.metric.supervised
     print(f"{exp.dataset.name} has no ground-truth factors: skipping "
           f"{dropped + ([] if score_primary else [exp.config.eval.metric.name])}")
-  state = run.restore(None if selection == "last" else steps)
   trace = (_trace_until(workdir, step)
            if any(m.reads_trace for m in metrics.values()) else None)
   functions = MemberFunctions(exp)

@@ -34,8 +34,8 @@ from disentax.metrics.sampling import sampled_representation_fn
 from disentax.objectives.base import reconstruction_loss
 from disentax.training.layouts import over_members
 from disentax.training.step import sample_member_batch
-from disentax.training.train_state import (TrainState, restore_member_steps,
-                                           restore_members, split_member_key)
+from disentax.training.train_state import (TrainState, restore_members,
+                                           split_member_key)
 
 
 # Suffix of a representation's sampled form (config.eval.representations).
@@ -212,13 +212,10 @@ class StoredRun:
   exp: Experiment
   manager: ocp.CheckpointManager
 
-  def restore(self, steps: np.ndarray | None = None) -> TrainState:
-    """The stacked state of every member, on one device, from this step or,
-    with `steps` (int [M]), each member from its own step's checkpoint;
-    closes the checkpoint."""
-    state = (restore_members(self.manager, self.step, self.exp)
-             if steps is None
-             else restore_member_steps(self.manager, steps, self.exp))
+  def restore(self) -> TrainState:
+    """The stacked state of every member, on one device; closes the
+    checkpoint."""
+    state = restore_members(self.manager, self.step, self.exp)
     self.manager.close()
     return state
 

@@ -33,8 +33,10 @@ import jax
 import numpy as np
 from PIL import Image
 
+from disentax.cli import UsageError
 from disentax.data import DATASETS, GroundTruthDataset
 from disentax.reporting.figures import new_figure, save
+from disentax.workdir import check_writable
 
 GAP_VALUE = 0.5   # gray separators read against black and white backgrounds
 
@@ -205,14 +207,16 @@ def write_pictures(out: str, names: Sequence[str] | None, *,
   written, the names skipped).
 
   Raises:
-    ValueError: a name is not a registered dataset (or none is given).
+    UsageError: a name is not a registered dataset (or none is given).
+    PermissionError: `out` is not writable.
   """
   registered = DATASETS.names()
   names = registered if names is None else list(names)
   unknown = [n for n in names if n not in registered]
   if unknown or not names:
-    raise ValueError(f"unknown dataset(s) {unknown or names}; registered: "
+    raise UsageError(f"unknown dataset(s) {unknown or names}; registered: "
                      f"{', '.join(registered)}")
+  check_writable(out, "the output directory")
   os.makedirs(out, exist_ok=True)
   rng = jax.random.key(seed)
   paths, skipped = [], []

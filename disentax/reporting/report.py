@@ -17,9 +17,12 @@ reproducible).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Callable, Sequence
+
+from disentax.cli import UsageError
 
 from disentax.reporting.figures import write_figures
 from disentax.reporting.render import (format_comparisons_latex,
@@ -38,7 +41,8 @@ from disentax.reporting.tables import (check_metric, comparison_table,
                                        metric_summary, nmi_matrix_means,
                                        select_rows)
 from disentax.results import RunResults, load_run
-from disentax.workdir import RESULTS_CSV_NAME, RESULTS_JSON_NAME, results_dir
+from disentax.workdir import (RESULTS_CSV_NAME, RESULTS_JSON_NAME,
+                              check_writable, results_dir)
 
 # What run_report writes into its output directory.
 MARKDOWN_NAME, CSV_NAME, LATEX_NAME = "report.md", "report.csv", "report.tex"
@@ -153,14 +157,20 @@ def run_report(workdirs: Sequence[str], out: str, *, metric: str = "mig",
   report), and the tables are written before the figures.
 
   Raises:
-    ValueError / FileNotFoundError: no workdirs, a workdir without results,
-      an unknown metric, inconsistent rows.
+    UsageError: no workdirs, an unknown metric, a threshold that is not a
+      number, no rows at `step`.
+    PermissionError: `out` is not writable (checked first).
+    ValueError / FileNotFoundError: a workdir without results, rows that
+      break the schema or are inconsistent.
   """
   if isinstance(workdirs, str):
     workdirs = [workdirs]
   if not workdirs:
-    raise ValueError("no workdirs given; pass --workdirs=A,B,... or "
+    raise UsageError("no workdirs given; pass --workdirs=A,B,... or "
                      "--sweep_root=DIR")
+  if not math.isfinite(threshold):
+    raise UsageError(f"threshold={threshold}; give a finite number")
+  check_writable(out, "the report directory")
   runs = [load_run(w) for w in workdirs]
   rows = [row for run in runs for row in run.rows]
   if not rows:
@@ -169,7 +179,7 @@ def run_report(workdirs: Sequence[str], out: str, *, metric: str = "mig",
   check_metric(rows, metric)
   table = failure_rate_table(rows, metric, threshold, step, seed)
   if not table:
-    raise ValueError(f"no results rows at step {step}")
+    raise UsageError(f"no results rows at step {step}")
   pairs = comparison_table(table)
 
   # Tables first: they stand even if a figure fails to draw.

@@ -44,6 +44,7 @@ from disentax.reporting.statistics import (bootstrap_median_interval,
                                            fisher_exact_p, holm,
                                            mann_whitney_p, seeds_needed,
                                            wilson_interval)
+from disentax.cli import UsageError
 from disentax.results import STATUSES, Row
 
 Entry = dict[str, Any]  # one line of a table
@@ -55,11 +56,11 @@ def metric_names(rows: Iterable[Row]) -> list[str]:
 
 
 def check_metric(rows: Sequence[Row], metric: str) -> None:
-  """Raises ValueError naming the metrics present when `metric` is in no
+  """Raises UsageError naming the metrics present when `metric` is in no
   row (a typo would otherwise surface as a missing-metric error on row 0)."""
   names = metric_names(rows)
   if metric not in names:
-    raise ValueError(f"unknown metric {metric!r}; the results rows have: "
+    raise UsageError(f"unknown metric {metric!r}; the results rows have: "
                      f"{', '.join(names) or '(no metrics)'}")
 
 

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from disentax import results
+from disentax.cli import UsageError
 from disentax.evaluation.members import (MemberFunctions, finite_members,
                                          open_checkpoint)
 from disentax.experiment import Experiment
@@ -85,7 +86,7 @@ def parse_members(spec: str) -> str | list[int]:
     return spec
   parts = [part.strip() for part in spec.split(",")]
   if not all(part.isdigit() for part in parts):
-    raise ValueError(f"--members={spec!r}; allowed: {', '.join(SELECTIONS)} "
+    raise UsageError(f"--members={spec!r}; allowed: {', '.join(SELECTIONS)} "
                      "or comma-separated member ids (integers >= 0, e.g. "
                      "0,3)")
   return list(dict.fromkeys(int(part) for part in parts))
@@ -118,18 +119,18 @@ def choose_members(spec: str | list[int], rows: Sequence[Row] | None,
   """
   if spec in RANKS:
     if rows is None:
-      raise ValueError(f"--members={spec} ranks members by {metric}, which "
+      raise UsageError(f"--members={spec} ranks members by {metric}, which "
                        "needs the run's results: run `python -m "
                        "disentax.evaluate` first")
     ranked = ranked_members(rows, metric)
     if not ranked:
-      raise ValueError(f"--members={spec}: no member has a finite {metric} "
+      raise UsageError(f"--members={spec}: no member has a finite {metric} "
                        "in the results; choose members by id or 'all'")
     return [(ranked[spec][1], spec)]
   ids = list(range(num_members)) if spec == "all" else list(spec)
   outside = [m for m in ids if not 0 <= m < num_members]
   if outside:
-    raise ValueError(f"--members: member id(s) {outside} out of range; the "
+    raise UsageError(f"--members: member id(s) {outside} out of range; the "
                      f"run has {num_members} members, 0..{num_members - 1}")
   return [(m, None) for m in ids]
 
@@ -327,7 +328,7 @@ def _results_rows(workdir: str, spec: str | list[int]) -> list[Row] | None:
   if os.path.isfile(path):
     return results.load_run(workdir).rows
   if spec in RANKS:
-    raise ValueError(
+    raise UsageError(
         f"--members={spec} ranks the members by the run's primary metric, "
         f"and {path} does not exist: run `python -m disentax.evaluate "
         f"--workdir={workdir}` first (--members=all or member ids need only "
@@ -356,7 +357,7 @@ def visualize(workdir: str, members: str = "best", out: str | None = None,
   spec = parse_members(members)
   pictures.grid_shape(num)  # num >= 1
   if num_points < num:
-    raise ValueError(f"num_points must be >= num ({num}), got {num_points}")
+    raise UsageError(f"num_points must be >= num ({num}), got {num_points}")
   rows = _results_rows(workdir, spec)
   run = open_checkpoint(workdir, step)
   exp = run.exp

@@ -43,7 +43,10 @@ evaluates there, recording its state in `ROOT/<name>/job.json`: `running`
 (host, pid, start time), `done`, `failed` (the error), `preempted` (the step
 checkpointed after a SIGTERM; exit code 143 so the SLURM script requeues
 it), `interrupted`, or `trained` (multi-node training finished, evaluation
-is the next step).  `merge` collects every done job's results into
+is the next step).  A runner claims its job by locking the job's workdir
+(`disentax.workdir.locked`) before it reads job.json for the last time: a
+second runner of the same job is refused ("workdir in use by pid N on host
+H", exit status 1) without writing anything.  `merge` collects every done job's results into
 ROOT/merged/ (results.json / results.csv with a `job` column, and the
 report of `disentax.report` over the same workdirs).
 

@@ -10,9 +10,11 @@ import os
 import sys
 from typing import Any, Sequence
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import disentax.sweep
+from disentax import cli
+from disentax.cli import UsageError
 from disentax.sweep.merging import MERGED_DIR, merge
 from disentax.sweep.plan import plan_path, read_plan, write_plan
 from disentax.sweep.run import PHASES, run_job
@@ -60,74 +62,71 @@ flags.DEFINE_bool("missing_only", False, "slurm: array over the jobs not "
 def _required(name: str) -> Any:
   value = flags.FLAGS[name].value
   if value in (None, ""):
-    raise ValueError(f"--{name} is required")
+    raise UsageError(f"--{name} is required")
   return value
 
 
 def main(argv: Sequence[str]) -> int:
   """The CLI: `python -m disentax.sweep COMMAND --flags` (module doc)."""
   if len(argv) != 2 or argv[1] not in COMMANDS:
-    raise SystemExit(f"usage: python -m disentax.sweep "
+    raise UsageError(f"usage: python -m disentax.sweep "
                      f"{{{','.join(COMMANDS)}}} --root=ROOT ...; got "
                      f"{list(argv[1:])}")
   command, f = argv[1], flags.FLAGS
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  try:
-    root = _required("root")
-    if command == "plan":
-      spec = _required("sweep")
-      jobs, written = write_plan(spec, root)
-      description = read_plan(root).get("description")
-      if description:
-        print(description)
-      print(f"{'planned' if written else 'plan unchanged:'} {len(jobs)} jobs "
-            f"in {plan_path(root)}")
-      print(f"  SLURM: python -m disentax.sweep slurm --root={root} "
-            f"--out={os.path.join(root, 'sweep.sbatch')} && sbatch "
-            f"{os.path.join(root, 'sweep.sbatch')}")
-      print(f"  here:  launch/sweep_local.sh {root}")
-      print(f"  then:  python -m disentax.sweep status --root={root}; "
-            f"python -m disentax.sweep merge --root={root}")
-      return 0
-    if command == "run":
-      logging.set_verbosity(logging.ERROR)
-      return run_job(root, f.job, distributed=f.distributed, phase=f.phase)
-    if command == "status":
-      logging.set_verbosity(logging.ERROR)  # read-only Orbax managers warn
-      states = job_states(root)
-      if f.todo:
-        print("\n".join(str(s["index"]) for s in states
-                        if s["state"] in ("missing", "failed")))
-      else:
-        print(format_status(states), end="")
-      return 0
-    if command == "merge":
-      logging.set_verbosity(logging.ERROR)
-      merged = merge(root, f.out, metric=f.metric, threshold=f.threshold,
-                     figures=f.figures)
-      print(merged["markdown"], end="")
-      out = f.out or os.path.join(root, MERGED_DIR)
-      print(f"\nmerged {len(merged['rows'])} rows of {len(merged['merged'])} "
-            f"jobs into {out}; {len(merged['missing'])} jobs missing",
-            file=sys.stderr)
-      return 0
-    script = render_slurm(
-        root, partition=f.partition, time=f.time, gpus_per_job=f.gpus_per_job,
-        nodes_per_job=f.nodes_per_job, max_concurrent=f.max_concurrent,
-        cpus_per_task=f.cpus_per_task, python=f.python,
-        missing_only=f.missing_only)
-    if f.out:
-      with open(f.out, "w") as handle:
-        handle.write(script)
-      print(f"wrote {f.out}; submit with: sbatch {f.out}", file=sys.stderr)
-    else:
-      print(script, end="")
+  root = _required("root")
+  if command == "plan":
+    spec = _required("sweep")
+    jobs, written = write_plan(spec, root)
+    description = read_plan(root).get("description")
+    if description:
+      print(description)
+    print(f"{'planned' if written else 'plan unchanged:'} {len(jobs)} jobs "
+          f"in {plan_path(root)}")
+    print(f"  SLURM: python -m disentax.sweep slurm --root={root} "
+          f"--out={os.path.join(root, 'sweep.sbatch')} && sbatch "
+          f"{os.path.join(root, 'sweep.sbatch')}")
+    print(f"  here:  launch/sweep_local.sh {root}")
+    print(f"  then:  python -m disentax.sweep status --root={root}; "
+          f"python -m disentax.sweep merge --root={root}")
     return 0
-  except (OSError, ValueError, KeyError) as e:
-    raise SystemExit(f"error: {e}") from None
+  if command == "run":
+    logging.set_verbosity(logging.ERROR)
+    return run_job(root, f.job, distributed=f.distributed, phase=f.phase)
+  if command == "status":
+    logging.set_verbosity(logging.ERROR)  # read-only Orbax managers warn
+    states = job_states(root)
+    if f.todo:
+      print("\n".join(str(s["index"]) for s in states
+                      if s["state"] in ("missing", "failed")))
+    else:
+      print(format_status(states), end="")
+    return 0
+  if command == "merge":
+    logging.set_verbosity(logging.ERROR)
+    merged = merge(root, f.out, metric=f.metric, threshold=f.threshold,
+                   figures=f.figures)
+    print(merged["markdown"], end="")
+    out = f.out or os.path.join(root, MERGED_DIR)
+    print(f"\nmerged {len(merged['rows'])} rows of {len(merged['merged'])} "
+          f"jobs into {out}; {len(merged['missing'])} jobs missing",
+          file=sys.stderr)
+    return 0
+  script = render_slurm(
+      root, partition=f.partition, time=f.time, gpus_per_job=f.gpus_per_job,
+      nodes_per_job=f.nodes_per_job, max_concurrent=f.max_concurrent,
+      cpus_per_task=f.cpus_per_task, python=f.python,
+      missing_only=f.missing_only)
+  if f.out:
+    with open(f.out, "w") as handle:
+      handle.write(script)
+    print(f"wrote {f.out}; submit with: sbatch {f.out}", file=sys.stderr)
+  else:
+    print(script, end="")
+  return 0
 
 
 if __name__ == "__main__":
   # --help prints the main module's docstring: the package's (the usage).
   __doc__ = disentax.sweep.__doc__  # pylint: disable=redefined-builtin
-  app.run(main)
+  cli.run(main)

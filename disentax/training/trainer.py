@@ -12,6 +12,7 @@ compiles or is written.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import ml_collections
@@ -23,6 +24,7 @@ from disentax import checkpoint
 from disentax import config as config_lib
 from disentax import backend, preemption, sharding, tracking
 from disentax import workdir as workdir_lib
+from disentax.cli import UsageError
 from disentax.evaluation import trace as trace_lib
 from disentax.evaluation.members import MemberFunctions
 from disentax.evaluation.panels import Panels
@@ -76,7 +78,7 @@ def _check_same_run(saved: dict[str, Any], current: dict[str, Any],
       config_lib.identity(current["config"]))
   if saved_id != current_id:
     differing = sorted(_diff_keys(saved_id, current_id))
-    raise ValueError(
+    raise UsageError(
         f"{workdir} holds a run of a different config (differing keys: "
         f"{differing}); resume it with its own config or use a new --workdir")
 
@@ -99,6 +101,36 @@ def _report_divergence(exp: Experiment, before: np.ndarray,
           f"step {after[m]}: frozen, the others continue", flush=True)
 
 
+def _restore_newest(manager: ocp.CheckpointManager, exp: Experiment,
+                    devices: sharding.MemberLayout, meta: dict[str, Any],
+                    workdir: str) -> tuple[TrainState | None,
+                                           ocp.CheckpointManager]:
+  """The state of the newest readable checkpoint (None without one) and
+  the manager to go on with.  Unreadable newer steps are reported, set
+  aside (`checkpoint.set_aside`: kept, and out of the way of saving those
+  steps again) and the manager reopened without them."""
+  if manager.latest_step() is None:
+    return None, manager
+
+  def restore(step: int) -> TrainState:
+    _check_same_run(checkpoint.restore_meta(manager, step), meta, workdir)
+    return restore_members(manager, step, exp, devices)
+
+  step, state, skipped = checkpoint.restore_newest(manager, restore,
+                                                   sharding.any_process)
+  if skipped:
+    manager.close()
+    if sharding.is_writer():
+      moved = checkpoint.set_aside(workdir, [e.step for e in skipped])
+      for error, target in zip(skipped, moved):
+        print(f"{error}; resuming from step {step} (the unreadable "
+              f"checkpoint is kept in {target})", flush=True)
+    sharding.barrier("disentax: unreadable checkpoints set aside")
+    manager = checkpoint.make_manager(workdir,
+                                      exp.config.train.keep_checkpoints)
+  return state, manager
+
+
 @backend.program_settings()
 def train(config: ml_collections.ConfigDict, workdir: str, *,
           on_save: OnSave | None = None) -> TrainState:
@@ -109,41 +141,54 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   every process).  On SIGTERM the run checkpoints after the current chunk
   and raises `preemption.Preempted`; rerunning resumes.  `on_save` is
   called after each checkpoint save is issued (tests use it to kill the
-  process at a chosen point)."""
+  process at a chosen point).
+
+  The config is validated before anything is written; then the workdir's
+  lock is taken (`sharding.writer_lock`) before the checkpoints, the run
+  log or config.json are touched.
+
+  Raises:
+    workdir.WorkdirInUse: another process is writing `workdir`.
+    checkpoint.SaveFailed: a checkpoint could not be written (full disk).
+  """
   exp = build(config)
   devices = sharding.member_layout(len(exp.members), config.train.num_devices)
-  is_writer = sharding.is_writer()
   meta = checkpoint_meta(exp)
-  manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
-  latest = manager.latest_step()
-  if latest is not None:
-    _check_same_run(checkpoint.restore_meta(manager, latest), meta, workdir)
-  start = 0 if latest is None else latest
-  writer = None
-  if is_writer:  # before anything compiles: a missing extra fails here
-    writer = tracking.make_writer(config, workdir, meta, start)
-  try:
-    return _train(exp, meta, workdir, devices, manager, latest, writer,
-                  on_save)
-  finally:
-    if writer is not None:
-      writer.close()
+  with sharding.writer_lock(workdir):
+    if sharding.is_writer():
+      workdir_lib.remove_temporaries(workdir)
+    manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
+    writer = None
+    try:
+      state, manager = _restore_newest(manager, exp, devices, meta, workdir)
+      if sharding.is_writer():  # before anything compiles: a missing extra
+        writer = tracking.make_writer(  # fails here
+            config, workdir, meta, 0 if state is None else int(state.step))
+      return _train(exp, devices, meta, workdir, manager, state, writer,
+                    on_save)
+    except BaseException:
+      with contextlib.suppress(Exception):  # the error says what went wrong
+        manager.close()
+      raise
+    finally:
+      if writer is not None:
+        writer.close()
 
 
-def _train(exp: Experiment, meta: dict[str, Any], workdir: str,
-           devices: sharding.MemberLayout, manager: ocp.CheckpointManager,
-           latest: int | None, writer: tracking.Writer | None,
-           on_save: OnSave | None) -> TrainState:
-  """`train` once the run is checked and its writer made (`writer` None on
-  the processes that do not write)."""
+def _train(exp: Experiment, devices: sharding.MemberLayout,
+           meta: dict[str, Any], workdir: str,
+           manager: ocp.CheckpointManager, state: TrainState | None,
+           writer: tracking.Writer | None, on_save: OnSave | None
+           ) -> TrainState:
+  """`train` once the workdir is locked and its writer made, from the
+  restored `state` (None: from the start; `writer` None on the processes
+  that do not write)."""
   config = exp.config
   is_writer = writer is not None
-  if latest is None:
+  if state is None:
     state = init_state(exp, devices)
-  else:  # restored straight into the layout; no initialisation to discard
-    state = restore_members(manager, latest, exp, devices)
-    if is_writer:
-      print(f"resuming {workdir} from step {latest}", flush=True)
+  elif is_writer:  # restored straight into the layout; no initialisation
+    print(f"resuming {workdir} from step {int(state.step)}", flush=True)
   start = int(state.step)
   trace_every, images_every = (config.eval.trace_every,
                                config.log.images_every)
@@ -220,9 +265,7 @@ def _train(exp: Experiment, meta: dict[str, Any], workdir: str,
         if on_save is not None:
           on_save(step, manager)
       if stop and step < total:
-        manager.wait_until_finished()
-        manager.close()
+        checkpoint.close(manager, step)
         raise preemption.Preempted(workdir, step)
-  manager.wait_until_finished()
-  manager.close()
+  checkpoint.close(manager, step)
   return unpadded(state, devices)

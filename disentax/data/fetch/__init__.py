@@ -25,6 +25,7 @@ import os
 import shlex
 from typing import Callable
 
+from disentax.cli import UsageError
 from disentax.data.fetch.download import (ChecksumError, FetchError,
                                           PartialDownloadError,
                                           UnreachableError, retrieve)
@@ -47,7 +48,7 @@ def default_data_dir() -> str:
 def get_source(name: str) -> Source:
   """The source called `name`; ValueError listing the allowed names."""
   if name not in SOURCES:
-    raise ValueError(f"unknown dataset {name!r} to fetch; allowed: "
+    raise UsageError(f"unknown dataset {name!r} to fetch; allowed: "
                      f"{', '.join(SOURCES)}")
   return SOURCES[name]
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from absl import app, flags
+from absl import flags
 
+from disentax import cli
 from disentax.data import fetch
 
 _DIR = flags.DEFINE_string(
@@ -25,16 +26,13 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "Show download progress.")
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) != 2:
-    raise SystemExit(f"error: give one dataset name, one of "
-                     f"{', '.join(fetch.SOURCES)}")
+    raise cli.UsageError(f"give one dataset name, one of "
+                         f"{', '.join(fetch.SOURCES)}")
   name = argv[1]
-  try:
-    path = fetch.fetch(name, _DIR.value, progress=_PROGRESS.value)
-  except (ValueError, OSError, fetch.FetchError) as error:
-    raise SystemExit(f"error: {error}") from None
+  path = fetch.fetch(name, _DIR.value, progress=_PROGRESS.value)
   print(f"\n{name}: {path}\ntrain on it with:\n  python -m disentax.main "
         f"--config=CONFIG {fetch.config_override(name, path)}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

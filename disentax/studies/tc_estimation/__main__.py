@@ -16,6 +16,7 @@ from typing import Sequence
 import jax
 from absl import app, flags
 
+from disentax import cli
 from disentax.studies.tc_estimation import (B1, B2, LEARNING_RATE,
                                             check_study_args,
                                             estimate_tc_grid, format_table,
@@ -44,18 +45,18 @@ flags.DEFINE_string("out", None, "Also write the Markdown table here "
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise SystemExit(f"error: unexpected arguments {list(argv[1:])}")
+    raise app.UsageError(f"unexpected arguments {list(argv[1:])}")
   f = flags.FLAGS
   try:
     dims, rhos = check_study_args(f.dims, f.rhos, f.repeats, f.steps,
                                   f.batch_size, f.eval_batches)
-    if f.steps_per_call < 1:
-      raise ValueError(f"steps_per_call={f.steps_per_call}: must be an int "
-                       ">= 1")
-    if f.checkpoint_dir:
-      os.makedirs(f.checkpoint_dir, exist_ok=True)
-  except (OSError, ValueError) as e:
-    raise SystemExit(f"error: {e}") from None
+  except ValueError as error:
+    raise cli.UsageError(str(error)) from error
+  if f.steps_per_call < 1:
+    raise cli.UsageError(f"steps_per_call={f.steps_per_call}: must be an "
+                         "int >= 1")
+  if f.checkpoint_dir:
+    os.makedirs(f.checkpoint_dir, exist_ok=True)
   print(f"FactorVAE discriminator TC estimate vs true TC: {f.repeats} "
         f"repeats x {f.steps} steps, batch {f.batch_size}, Adam lr "
         f"{LEARNING_RATE:g} b1 {B1:g} b2 {B2:g}, {f.eval_batches} eval "
@@ -97,4 +98,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
