@@ -20,8 +20,6 @@ import os
 import re
 import shlex
 import socket
-import subprocess
-import sys
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
