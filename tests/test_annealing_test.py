@@ -176,9 +176,10 @@ def test_ifp_table():
           {"hparams": {"factor": 1.0}, "metrics": {"ifp": 14.0}}]
   summary = tables.ifp_summary(rows)
   table = render.format_ifp_table(summary, DSPRITES.factor_names).splitlines()
-  assert table[2] == ("| whole dataset | 1 | 1 | 30.0 | 30.0 | 30.0 | "
+  # One seed has no interval; two give the bootstrap's range of resamples.
+  assert table[2] == ("| whole dataset | 1 | 1 | 30.0 | n/a | 30.0 | 30.0 | "
                       "36.0, 16.0 |")
-  assert table[3] == "| scale | 3 | 2 | 13.0 | 12.2 | 13.8 | - |"
+  assert table[3] == "| scale | 3 | 2 | 13.0 | [12.0, 14.0] | 12.2 | 13.8 | - |"
   assert [(e["factor"], e["n_seeds"], e["n_froze"], e["median"],
            e["change_points"]) for e in summary] == [
                (-1, 1, 1, 30.0, [36.0, 16.0]), (1, 3, 2, 13.0, [])]
