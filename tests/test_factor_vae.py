@@ -3,6 +3,7 @@ term and the discriminator loss on hand-built discriminators with known
 answers, a trained discriminator's TC estimate against the Gaussian closed
 form, validation, and a tiny run whose discriminator is checkpointed."""
 
+import functools
 import math
 
 import jax
@@ -14,8 +15,10 @@ from disentax import checkpoint, run_log
 from disentax.experiment import build
 from disentax.models import VAEOutput
 from disentax.objectives import make_objective
-from disentax.objectives.factor_vae import (discriminator_loss, factor_vae,
-                                            permute_dims)
+from disentax.objectives.factor_vae import (Discriminator,
+                                            discriminator_loss, factor_vae,
+                                            permute_dims,
+                                            update_discriminator)
 from disentax.training import train_state, trainer
 from disentax.workdir import run_log_path
 from experiments import factor_vae as factor_vae_experiment
@@ -162,6 +165,79 @@ def test_discriminator_loss_signs():
   zeros = jnp.zeros((b, 2))
   loss, _ = discriminator_loss(zeros, zeros)
   np.testing.assert_allclose(float(loss), LN2, rtol=1e-6)
+
+
+def test_discriminator_loss_with_clipped_probabilities():
+  """Clip 1e-6 (dlib-google's, the PyTorch ports'): a sample classified
+  right with p = 1 - 2e-9 costs -log(1 - 1e-6), one classified wrong with
+  p = 2e-9 costs -log(1e-6) = 13.82 (exact: 20), and neither has a
+  gradient; uncertain logits cost ln 2 as without the clip."""
+  b = 8
+  right_real = jnp.tile(jnp.array([[10.0, -10.0]]), (b, 1))
+  right_perm = jnp.tile(jnp.array([[-10.0, 10.0]]), (b, 1))
+  loss, accuracy = discriminator_loss(right_real, right_perm, 1e-6)
+  np.testing.assert_allclose(float(loss), -math.log(1 - 1e-6), rtol=0.05)
+  assert float(accuracy) == 1.0
+  loss, _ = discriminator_loss(right_perm, right_real, 1e-6)
+  np.testing.assert_allclose(float(loss), -math.log(1e-6), rtol=1e-5)
+  for real, perm in ((right_real, right_perm), (right_perm, right_real)):
+    grads = jax.grad(lambda r, p: discriminator_loss(r, p, 1e-6)[0],
+                     argnums=(0, 1))(real, perm)
+    assert all(float(jnp.abs(g).max()) == 0 for g in grads)
+  zeros = jnp.zeros((b, 2))
+  np.testing.assert_allclose(float(discriminator_loss(zeros, zeros, 1e-6)[0]),
+                             LN2, rtol=1e-6)
+
+
+def test_update_permutes_a_second_batch_when_given():
+  """permuted_from=z is the default (bitwise); permuted_from=z2 trains on
+  D(z) against D(per-column shuffle of z2) with the step's key."""
+  objective = factor_vae(discriminator_width=8, discriminator_depth=1)
+  discriminator = Discriminator(width=8, depth=1)
+  optimizer = objective.aux.update.keywords["optimizer"]
+  z = correlated(jax.random.key(11), 64, 0.9)
+  z2 = correlated(jax.random.key(12), 64, 0.9)
+  aux = objective.aux.init(jax.random.key(0), output_for(z[:1]))
+  key = jax.random.key(13)
+  update = functools.partial(update_discriminator, aux, output_for(z), {}, 0,
+                             key, discriminator=discriminator,
+                             optimizer=optimizer)
+  default, default_metrics = update()
+  same, same_metrics = update(permuted_from=z)
+  for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(same)):
+    np.testing.assert_array_equal(a, b)
+  _, second = update(permuted_from=z2)
+  apply = functools.partial(discriminator.apply, {"params": aux["params"]})
+  expected, _ = discriminator_loss(apply(z), apply(permute_dims(key, z2)))
+  np.testing.assert_allclose(float(second["discriminator_loss"]),
+                             float(expected), rtol=1e-6)
+  assert float(second["discriminator_loss"]) != float(
+      default_metrics["discriminator_loss"])
+
+
+def test_torch_initializer_is_nn_linear_default():
+  """initializer="torch": every kernel and bias U(+-1/sqrt(fan_in))
+  (variance 1/(3 fan_in)); "glorot": U(+-sqrt(6/(fan_in+fan_out))) kernels
+  and zero biases."""
+  z = jnp.zeros((1, 50))
+  params = Discriminator(width=400, depth=2, initializer="torch").init(
+      jax.random.key(0), z)["params"]
+  for name, fan_in in (("Dense_0", 50), ("Dense_1", 400), ("Dense_2", 400)):
+    bound = fan_in ** -0.5
+    for leaf in ("kernel", "bias"):
+      values = np.asarray(params[name][leaf])
+      assert np.abs(values).max() <= bound
+      if values.size > 200:
+        assert np.abs(values).max() > 0.95 * bound
+        np.testing.assert_allclose(values.var(), bound ** 2 / 3, rtol=0.15)
+  params = Discriminator(width=400, depth=2).init(jax.random.key(0),
+                                                 z)["params"]
+  kernel = np.asarray(params["Dense_0"]["kernel"])
+  assert np.abs(kernel).max() <= math.sqrt(6 / 450)
+  np.testing.assert_allclose(kernel.var(), 2 / 450, rtol=0.1)
+  assert not np.any(np.asarray(params["Dense_0"]["bias"]))
+  with pytest.raises(ValueError, match="initializer='he'; must be one of"):
+    Discriminator(initializer="he").init(jax.random.key(0), z)
 
 
 def test_hand_built_discriminator_beats_chance_on_correlated_z():

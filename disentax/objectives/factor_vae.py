@@ -45,22 +45,45 @@ from disentax.objectives.base import (AuxState, Objective,
 REAL, PERMUTED = 0, 1
 
 
+DISCRIMINATOR_INITIALIZERS = ("glorot", "torch")
+
+
 class Discriminator(nn.Module):
-  """`depth` dense layers of `width` units with leaky ReLU (slope 0.2, TF's
-  default as in dlib-google), then 2 logits.  Glorot-uniform kernels and zero
-  biases, TF's dense-layer defaults."""
+  """`depth` dense layers of `width` units with leaky ReLU, then 2 logits.
+
+  The defaults are dlib-google's (TF): leaky-ReLU slope 0.2 and
+  `initializer` "glorot" (Glorot-uniform kernels, zero biases, TF's dense
+  defaults).  `initializer` "torch" is PyTorch's `nn.Linear` default,
+  kernel and bias both U(-1/sqrt(fan_in), 1/sqrt(fan_in)), what the PyTorch
+  ports (the DeVAE authors' disentanglement_lib fork) train, there with
+  `nn.LeakyReLU()`'s slope 0.01."""
   width: int = 1000
   depth: int = 6
   negative_slope: float = 0.2
+  initializer: str = "glorot"
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
-    dense = functools.partial(nn.Dense,
-                              kernel_init=nn.initializers.xavier_uniform())
+    if self.initializer not in DISCRIMINATOR_INITIALIZERS:
+      raise ValueError(f"initializer={self.initializer!r}; must be one of "
+                       f"{DISCRIMINATOR_INITIALIZERS}")
     h = z
     for _ in range(self.depth):
-      h = nn.leaky_relu(dense(self.width)(h), self.negative_slope)
-    return dense(2)(h)
+      h = nn.leaky_relu(_dense(self.width, h.shape[-1], self.initializer)(h),
+                        self.negative_slope)
+    return _dense(2, h.shape[-1], self.initializer)(h)
+
+
+def _dense(features: int, fan_in: int, initializer: str) -> nn.Dense:
+  if initializer == "glorot":
+    return nn.Dense(features, kernel_init=nn.initializers.xavier_uniform())
+  bound = fan_in ** -0.5  # variance_scaling(1/3) is U(+-sqrt(1 / fan_in))
+
+  def bias_init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return nn.Dense(features, kernel_init=nn.initializers.variance_scaling(
+      1 / 3, "fan_in", "uniform"), bias_init=bias_init)
 
 
 def permute_dims(key: jax.Array, z: jax.Array) -> jax.Array:
@@ -76,12 +99,23 @@ def tc_estimate(logits: jax.Array) -> jax.Array:
   return jnp.mean(logits[:, REAL] - logits[:, PERMUTED])
 
 
-def discriminator_loss(logits_real: jax.Array, logits_permuted: jax.Array
+def discriminator_loss(logits_real: jax.Array, logits_permuted: jax.Array,
+                       probability_clip: float = 0.0
                        ) -> tuple[jax.Array, jax.Array]:
   """(loss, accuracy): the cross-entropy of classifying real z as REAL and
-  permuted z as PERMUTED, half weight each; accuracy over both halves."""
-  log_p_real = jax.nn.log_softmax(logits_real)[:, REAL]
-  log_p_perm = jax.nn.log_softmax(logits_permuted)[:, PERMUTED]
+  permuted z as PERMUTED, half weight each; accuracy over both halves.
+  `probability_clip` c > 0 takes the log of the softmax probabilities
+  clipped to [c, 1 - c], as dlib-google and the PyTorch ports do (c = 1e-6;
+  no gradient from a sample classified with more than 1 - c certainty,
+  right or wrong); 0 is the exact log-softmax."""
+  if probability_clip:
+    def log_p(logits):
+      return jnp.log(jnp.clip(jax.nn.softmax(logits), probability_clip,
+                              1 - probability_clip))
+  else:
+    log_p = jax.nn.log_softmax
+  log_p_real = log_p(logits_real)[:, REAL]
+  log_p_perm = log_p(logits_permuted)[:, PERMUTED]
   loss = -(0.5 * log_p_real.mean() + 0.5 * log_p_perm.mean())
   accuracy = 0.5 * (jnp.mean(jnp.argmax(logits_real, -1) == REAL)
                     + jnp.mean(jnp.argmax(logits_permuted, -1) == PERMUTED))
@@ -117,18 +151,26 @@ def init_discriminator(key: jax.Array, probe_output: VAEOutput, *,
 def update_discriminator(aux: Mapping[str, Any], output: VAEOutput,
                          hparams: Mapping[str, jax.Array], step: jax.Array,
                          key: jax.Array, *, discriminator: Discriminator,
-                         optimizer: optax.GradientTransformation
+                         optimizer: optax.GradientTransformation,
+                         permuted_from: jax.Array | None = None,
+                         probability_clip: float = 0.0
                          ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
   """One Adam step of the discriminator on this step's z (gradient-stopped)
-  against its per-dimension permutation; metrics are pre-update."""
+  against a per-dimension permutation of `permuted_from` (default z itself,
+  as dlib-google and the PyTorch ports; Kim & Mnih's Algorithm 2 permute a
+  second batch); `probability_clip` as in `discriminator_loss`; metrics
+  are pre-update."""
   del hparams, step
   z = jax.lax.stop_gradient(output.z)
-  z_permuted = permute_dims(key, z)
+  z_permuted = permute_dims(
+      key, z if permuted_from is None else jax.lax.stop_gradient(
+          permuted_from))
 
   def loss_fn(params):
     logits = discriminator.apply({"params": params},
                                  jnp.concatenate([z, z_permuted]))
-    return discriminator_loss(logits[:z.shape[0]], logits[z.shape[0]:])
+    return discriminator_loss(logits[:z.shape[0]], logits[z.shape[0]:],
+                              probability_clip)
 
   (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       aux["params"])

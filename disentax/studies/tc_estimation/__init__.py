@@ -13,47 +13,59 @@ paired coordinates are correlated, Cov(x1_i, x2_i) = rho, so
 (D/2 independent pairs, each with mutual information -log(1 - rho^2) / 2).
 We sample x1 ~ N(0, I), x2 = rho x1 + sqrt(1 - rho^2) e, e ~ N(0, I).
 
-How.  For each (D, rho, repeat) a fresh FactorVAE discriminator (this
-repo's `Discriminator`: 6 x dense 1000, leaky ReLU, 2 logits) is trained
-for `num_steps` Adam steps (FactorVAE's discriminator Adam: lr 1e-4,
-b1 0.5, b2 0.9, read from `factor_vae`'s defaults) with exactly the
-FactorVAE discriminator update (`update_discriminator`: cross-entropy of a
-fresh batch of x against the same batch with every dimension shuffled
-independently across the batch).  The estimate is then `tc_estimate`
-(mean of logit_real - logit_permuted) on `eval_batches` fresh batches of x,
-never seen in training.  The paper trains 2000 iterations and averages 10
-repeats; so do the defaults here.  Training is one `lax.scan`, vmapped over
-repeats and rho values (they share the shape), so each D is one compiled
-program.
+How.  For each (D, rho, repeat) a fresh FactorVAE discriminator
+(`Discriminator`: 6 x dense 1000, leaky ReLU, 2 logits) is trained for
+`num_steps` Adam steps with the FactorVAE discriminator update
+(`update_discriminator`: cross-entropy of a fresh batch of x against a
+per-dimension shuffle across the batch).  The estimate is then
+`tc_estimate` (mean of logit_real - logit_permuted) on `eval_batches`
+fresh batches of x, never seen in training.  The paper trains 2000
+iterations and averages 10 repeats; so do the defaults here.  Training is
+one `lax.scan`, vmapped over repeats and rho values (they share the shape),
+so each D is one compiled program.
 
-Choices the paper does not state, and deviations:
-  * batch size: 64, FactorVAE's (and dlib-google's) batch size;
-  * evaluation: the mean over 16 fresh batches (1024 samples) of the
-    estimate, so the reported number is the trained discriminator's, with
-    little evaluation noise;
-  * the permuted batch is the training batch itself, shuffled per dimension
-    (dlib-google, and this repo's FactorVAE); Kim & Mnih permute a second
-    batch;
+The setting (`Setting`; the paper states only the 2000 iterations).  The
+default, `DEVAE_CODE`, is the DeVAE authors' code: their PyTorch
+disentanglement_lib fork trains the discriminator with
+`torch.optim.Adam(params)` (lr 1e-3, betas 0.9, 0.999), `nn.Linear`'s
+default init, `nn.LeakyReLU()` (slope 0.01), the log of probabilities
+clamped to [1e-6, 1 - 1e-6], the batch itself shuffled per column; the
+batch is 256, the DeVAE paper's.  It reproduces Table 1 at D = 10 and 100
+within the seed spread.  `DLIB_GOOGLE` (this repo's FactorVAE defaults: lr
+1e-4, b1 0.5, b2 0.9, Glorot init, slope 0.2, exact log-softmax, batch 64)
+underestimates at D = 100 by half: 2000 steps at lr 1e-4 leave the
+discriminator far from trained.  The clamp matters at high TC: a sample
+classified with more than 1 - 1e-6 certainty (a logit difference beyond
+13.8) gives no gradient, so the estimate saturates (the paper's ~23 at
+D = 100 and 1000, rho 0.9) instead of swinging as the exact loss's does at
+lr 1e-3 (16 and 45 in two runs at D = 100, rho 0.9); at batch 64 the
+clamped estimate runs away (58, 136).  BUILD_NOTES has the measurements.
+
+Other choices the paper does not state:
+  * evaluation: the mean over 16 fresh batches of the estimate, so the
+    reported number is the trained discriminator's, with little evaluation
+    noise; at lr 1e-3 the last iterate itself scatters (the seed spread);
   * the table's "relative error" is |estimate - TC| / TC, which reproduces the
     paper's "Error" column from its numbers (e.g. 1 - 23.39 / 41.52 = 0.44).
 
   python -m disentax.studies.tc_estimation [--dims=10,100,1000] \\
-      [--rhos=0.3,0.6,0.9] [--repeats=10] [--steps=2000] [--batch_size=64] \\
+      [--rhos=0.3,0.6,0.9] [--repeats=10] [--steps=2000] \\
+      [--setting=devae_code|dlib_google] [--batch_size=N] ... \\
       [--eval_batches=16] [--seed=0] [--out=FILE.md] \\
       [--steps_per_call=100] [--checkpoint_dir=DIR]
 
-The full study is long on CPU (about an hour per D on 2 busy cores); with
---checkpoint_dir a killed run resumes where it stopped when rerun.
+The full study is long on CPU: 30 runs of 2000 steps at batch 256 are
+about 2.7 hours per D on one core; with --checkpoint_dir a stopped run
+(SIGTERM) resumes where it stopped when rerun.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import math
 import os
-import sys
-import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -62,9 +74,11 @@ import numpy as np
 import optax
 
 from disentax.models import VAEOutput
-from disentax.objectives.factor_vae import (Discriminator, factor_vae,
+from disentax.objectives.factor_vae import (DISCRIMINATOR_INITIALIZERS,
+                                            Discriminator, factor_vae,
                                             init_discriminator, tc_estimate,
                                             update_discriminator)
+from disentax.preemption import Preempted
 from disentax.workdir import write_npz
 
 # DeVAE paper, Table 1: (D, rho) -> (estimated TC, true TC, "Error").
@@ -81,15 +95,51 @@ PAPER_TABLE_1: dict[tuple[int, float], tuple[float, float, float]] = {
 }
 
 _FACTOR_VAE_DEFAULTS = inspect.signature(factor_vae).parameters
-# FactorVAE's discriminator Adam, the single source being `factor_vae`.
-LEARNING_RATE = _FACTOR_VAE_DEFAULTS["discriminator_learning_rate"].default
-B1 = _FACTOR_VAE_DEFAULTS["discriminator_b1"].default
-B2 = _FACTOR_VAE_DEFAULTS["discriminator_b2"].default
-WIDTH, DEPTH = Discriminator.width, Discriminator.depth  # 1000, 6
+PERMUTED_FROM = ("same_batch", "second_batch")
 
-__all__ = ["PAPER_TABLE_1", "true_tc", "sample_correlated_halves",
-           "estimate_tc", "estimate_tc_grid", "check_study_args",
-           "format_table"]
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """How each discriminator is trained (hashable: the compiled program's
+  static argument).  `leaky_slope` and `initializer` are
+  `Discriminator`'s `negative_slope` and `initializer`; `b1`, `b2` Adam's; `permuted` whether the
+  PERMUTED class shuffles the training batch itself ("same_batch") or a
+  second fresh batch ("second_batch", Kim & Mnih's Algorithm 2);
+  `probability_clip` as in `discriminator_loss` (0: exact log-softmax)."""
+  batch_size: int
+  learning_rate: float
+  b1: float
+  b2: float
+  leaky_slope: float
+  initializer: str
+  permuted: str = "same_batch"
+  probability_clip: float = 0.0
+  width: int = Discriminator.width
+  depth: int = Discriminator.depth
+
+
+# The DeVAE authors' code: their disentanglement_lib fork (PyTorch) trains
+# the FactorVAE discriminator with torch.optim.Adam's defaults, nn.Linear's
+# default init, nn.LeakyReLU's default slope, probabilities clamped to
+# [1e-6, 1 - 1e-6], the batch itself shuffled per column; batch 256 is the
+# DeVAE paper's training batch.
+DEVAE_CODE = Setting(batch_size=256, learning_rate=1e-3, b1=0.9, b2=0.999,
+                     leaky_slope=0.01, initializer="torch", probability_clip=1e-6)
+# This repo's FactorVAE discriminator and its Adam (dlib-google's settings,
+# read from `factor_vae`'s defaults) at FactorVAE's batch 64.
+DLIB_GOOGLE = Setting(
+    batch_size=64,
+    learning_rate=_FACTOR_VAE_DEFAULTS["discriminator_learning_rate"].default,
+    b1=_FACTOR_VAE_DEFAULTS["discriminator_b1"].default,
+    b2=_FACTOR_VAE_DEFAULTS["discriminator_b2"].default,
+    leaky_slope=Discriminator.negative_slope, initializer="glorot")
+SETTINGS: dict[str, Setting] = {"devae_code": DEVAE_CODE,
+                                "dlib_google": DLIB_GOOGLE}
+
+__all__ = ["PAPER_TABLE_1", "Setting", "SETTINGS", "DEVAE_CODE",
+           "DLIB_GOOGLE", "true_tc", "sample_correlated_halves",
+           "estimate_tc_grid", "estimate_tc", "check_setting",
+           "check_study_args", "format_table"]
 
 
 def true_tc(dim: int, rho: float) -> float:
@@ -115,10 +165,12 @@ def _as_output(x: jax.Array) -> VAEOutput:
   return VAEOutput(mean=None, logvar=None, z=x, logits=None)
 
 
-def _parts(width: int, depth: int, learning_rate: float
+def _parts(setting: Setting
            ) -> tuple[Discriminator, optax.GradientTransformation]:
-  return (Discriminator(width=width, depth=depth),
-          optax.adam(learning_rate, b1=B1, b2=B2))
+  return (Discriminator(width=setting.width, depth=setting.depth,
+                        negative_slope=setting.leaky_slope,
+                        initializer=setting.initializer),
+          optax.adam(setting.learning_rate, b1=setting.b1, b2=setting.b2))
 
 
 # One run is a key and a rho; its discriminator and Adam state is the FactorVAE
@@ -126,31 +178,34 @@ def _parts(width: int, depth: int, learning_rate: float
 # permutation, evaluation are fold_in(run_key, 0 / 1 then i / 2), so training
 # in chunks (to checkpoint) gives the same numbers as in one scan.
 
-def _init_run(run_key: jax.Array, *, dim: int, batch_size: int, width: int,
-              depth: int, learning_rate: float) -> dict[str, Any]:
-  discriminator, optimizer = _parts(width, depth, learning_rate)
+def _init_run(run_key: jax.Array, *, dim: int, setting: Setting
+              ) -> dict[str, Any]:
+  discriminator, optimizer = _parts(setting)
   return init_discriminator(
       jax.random.fold_in(run_key, 0),
-      _as_output(jnp.zeros((batch_size, dim), jnp.float32)),
+      _as_output(jnp.zeros((setting.batch_size, dim), jnp.float32)),
       discriminator=discriminator, optimizer=optimizer)
 
 
 def _train_run(aux: dict[str, Any], run_key: jax.Array, rho: jax.Array,
                first_step: jax.Array, *, num_steps: int, dim: int,
-               batch_size: int, width: int, depth: int, learning_rate: float
-               ) -> dict[str, Any]:
+               setting: Setting) -> dict[str, Any]:
   """Steps first_step ... first_step + num_steps - 1 of one run: each the
   FactorVAE discriminator update on a fresh batch, as one lax.scan."""
-  discriminator, optimizer = _parts(width, depth, learning_rate)
+  discriminator, optimizer = _parts(setting)
   train_key = jax.random.fold_in(run_key, 1)
 
   def step(aux, i):
     sample_key, permute_key = jax.random.split(
         jax.random.fold_in(train_key, i))
-    x = sample_correlated_halves(sample_key, batch_size, dim, rho)
+    x = sample_correlated_halves(sample_key, setting.batch_size, dim, rho)
+    second = (None if setting.permuted == "same_batch" else
+              sample_correlated_halves(jax.random.fold_in(sample_key, 1),
+                                       setting.batch_size, dim, rho))
     aux, _ = update_discriminator(aux, _as_output(x), {}, i, permute_key,
                                   discriminator=discriminator,
-                                  optimizer=optimizer)
+                                  optimizer=optimizer, permuted_from=second,
+                                  probability_clip=setting.probability_clip)
     return aux, None
 
   aux, _ = jax.lax.scan(step, aux, first_step + jnp.arange(num_steps))
@@ -158,53 +213,48 @@ def _train_run(aux: dict[str, Any], run_key: jax.Array, rho: jax.Array,
 
 
 def _evaluate_run(aux: dict[str, Any], run_key: jax.Array, rho: jax.Array, *,
-                  eval_batches: int, dim: int, batch_size: int, width: int,
-                  depth: int, learning_rate: float) -> jax.Array:
+                  eval_batches: int, dim: int, setting: Setting
+                  ) -> jax.Array:
   """Mean tc_estimate of the trained discriminator on eval_batches fresh
   batches."""
-  discriminator, _ = _parts(width, depth, learning_rate)
+  discriminator, _ = _parts(setting)
 
   def evaluate(eval_key):
-    x = sample_correlated_halves(eval_key, batch_size, dim, rho)
+    x = sample_correlated_halves(eval_key, setting.batch_size, dim, rho)
     return tc_estimate(discriminator.apply({"params": aux["params"]}, x))
 
   eval_keys = jax.random.split(jax.random.fold_in(run_key, 2), eval_batches)
   return jnp.mean(jax.lax.map(evaluate, eval_keys))
 
 
-_SHAPE_ARGS = ("dim", "batch_size", "width", "depth", "learning_rate")
 # Vmapped over [rhos, repeats]: keys [R, N, 2], rhos [R], state [R, N, ...].
 
 
-@functools.partial(jax.jit, static_argnames=_SHAPE_ARGS)
-def _init_grid(keys: jax.Array, *, dim: int, batch_size: int, width: int,
-               depth: int, learning_rate: float) -> dict[str, Any]:
-  run = functools.partial(_init_run, dim=dim, batch_size=batch_size,
-                          width=width, depth=depth,
-                          learning_rate=learning_rate)
+@functools.partial(jax.jit, static_argnames=("dim", "setting"))
+def _init_grid(keys: jax.Array, *, dim: int, setting: Setting
+               ) -> dict[str, Any]:
+  run = functools.partial(_init_run, dim=dim, setting=setting)
   return jax.vmap(jax.vmap(run))(keys)
 
 
-@functools.partial(jax.jit, static_argnames=_SHAPE_ARGS + ("num_steps",))
+@functools.partial(jax.jit, static_argnames=("dim", "setting", "num_steps"))
 def _train_grid(aux: dict[str, Any], keys: jax.Array, rhos: jax.Array,
                 first_step: jax.Array, *, num_steps: int, dim: int,
-                batch_size: int, width: int, depth: int,
-                learning_rate: float) -> dict[str, Any]:
+                setting: Setting) -> dict[str, Any]:
   run = functools.partial(_train_run, num_steps=num_steps, dim=dim,
-                          batch_size=batch_size, width=width, depth=depth,
-                          learning_rate=learning_rate)
+                          setting=setting)
   over_repeats = jax.vmap(run, in_axes=(0, 0, None, None))
   return jax.vmap(over_repeats, in_axes=(0, 0, 0, None))(aux, keys, rhos,
                                                          first_step)
 
 
-@functools.partial(jax.jit, static_argnames=_SHAPE_ARGS + ("eval_batches",))
+@functools.partial(jax.jit,
+                   static_argnames=("dim", "setting", "eval_batches"))
 def _evaluate_grid(aux: dict[str, Any], keys: jax.Array, rhos: jax.Array, *,
-                   eval_batches: int, dim: int, batch_size: int, width: int,
-                   depth: int, learning_rate: float) -> jax.Array:
+                   eval_batches: int, dim: int, setting: Setting
+                   ) -> jax.Array:
   run = functools.partial(_evaluate_run, eval_batches=eval_batches, dim=dim,
-                          batch_size=batch_size, width=width, depth=depth,
-                          learning_rate=learning_rate)
+                          setting=setting)
   return jax.vmap(jax.vmap(run, in_axes=(0, 0, None)))(aux, keys, rhos)
 
 
@@ -234,53 +284,55 @@ def _load(path: str, like: Any, fingerprint: str
 
 def estimate_tc_grid(key: jax.Array, dim: int, rhos: Sequence[float],
                      num_repeats: int = 10, num_steps: int = 2000,
-                     batch_size: int = 64, eval_batches: int = 16,
-                     learning_rate: float = LEARNING_RATE,
-                     width: int = WIDTH, depth: int = DEPTH, *,
-                     steps_per_call: int | None = None,
+                     setting: Setting = DEVAE_CODE, eval_batches: int = 16,
+                     *, steps_per_call: int | None = None,
                      checkpoint_path: str | None = None,
-                     progress: Callable[[int], None] | None = None
+                     progress: Callable[[int], None] | None = None,
+                     stop: Callable[[], bool] | None = None
                      ) -> np.ndarray:
   """[len(rhos), num_repeats] TC estimates, one independent run each, all
-  vmapped into one compiled program (per D).  The defaults are FactorVAE's
-  discriminator and its Adam; `learning_rate`, `width` and `depth` exist so
-  tests can train a smaller one faster.
+  vmapped into one compiled program (per D), each a discriminator trained
+  for `num_steps` steps as `setting` says.
 
   Training runs in calls of `steps_per_call` steps (default: all in one),
   the same numbers either way; with `checkpoint_path` the state is saved
   there after each call and a rerun of the same study resumes from it;
   when done the file keeps only the estimates, which a rerun returns.
-  `progress(steps_done)` after each call.
+  `progress(steps_done)` after each call; then, with a checkpoint, `stop()`
+  true (SIGTERM, a time limit) raises `Preempted`: rerunning resumes.
   """
-  check_study_args([dim], rhos, num_repeats, num_steps, batch_size,
-                   eval_batches)
-  shape = dict(dim=int(dim), batch_size=int(batch_size), width=int(width),
-               depth=int(depth), learning_rate=float(learning_rate))
+  check_study_args([dim], rhos, num_repeats, num_steps, eval_batches)
+  check_setting(setting)
+  dim = int(dim)
   keys = jax.random.split(key, len(rhos) * num_repeats).reshape(
       len(rhos), num_repeats, -1)
   rhos_array = jnp.asarray(rhos, jnp.float32)
   fingerprint = repr((np.asarray(keys).tolist(), list(map(float, rhos)),
-                      num_steps, sorted(shape.items())))
+                      num_steps, dim, setting))
   resumed = None
   if checkpoint_path:
-    like = jax.eval_shape(functools.partial(_init_grid, **shape), keys)
+    like = jax.eval_shape(
+        functools.partial(_init_grid, dim=dim, setting=setting), keys)
     resumed = _load(checkpoint_path, like, fingerprint)
     if isinstance(resumed, np.ndarray):
       return resumed
-  aux, done = resumed or (_init_grid(keys, **shape), 0)
+  aux, done = resumed or (_init_grid(keys, dim=dim, setting=setting), 0)
   chunk = steps_per_call or num_steps
   while done < num_steps:
     n = min(chunk, num_steps - done)
     aux = _train_grid(aux, keys, rhos_array, jnp.asarray(done, jnp.int32),
-                      num_steps=n, **shape)
+                      num_steps=n, dim=dim, setting=setting)
     done += n
     if checkpoint_path and done < num_steps:
       _save(checkpoint_path, aux, done, fingerprint)
     if progress:
       jax.block_until_ready(aux)
       progress(done)
+    if checkpoint_path and done < num_steps and stop and stop():
+      raise Preempted(checkpoint_path, done)
   estimates = _evaluate_grid(aux, keys, rhos_array,
-                             eval_batches=int(eval_batches), **shape)
+                             eval_batches=int(eval_batches), dim=dim,
+                             setting=setting)
   estimates = np.asarray(estimates, np.float64)
   if checkpoint_path:
     write_npz(checkpoint_path, {"fingerprint": fingerprint,
@@ -289,13 +341,45 @@ def estimate_tc_grid(key: jax.Array, dim: int, rhos: Sequence[float],
 
 
 def estimate_tc(key: jax.Array, dim: int, rho: float, num_steps: int = 2000,
-                batch_size: int = 64, eval_batches: int = 16,
-                learning_rate: float = LEARNING_RATE, width: int = WIDTH,
-                depth: int = DEPTH) -> float:
-  """The trained FactorVAE discriminator's TC estimate for one run."""
-  return float(estimate_tc_grid(key, dim, [rho], 1, num_steps, batch_size,
-                                eval_batches, learning_rate, width,
-                                depth)[0, 0])
+                setting: Setting = DEVAE_CODE, eval_batches: int = 16
+                ) -> float:
+  """One run's TC estimate."""
+  return float(estimate_tc_grid(key, dim, [rho], 1, num_steps, setting,
+                                eval_batches)[0, 0])
+
+
+def check_setting(setting: Setting) -> Setting:
+  """Raises ValueError naming every bad field of `setting` (before anything
+  compiles); returns it."""
+  errors = []
+
+  def need(name, ok, allowed):
+    if not ok:
+      errors.append(f"{name}={getattr(setting, name)!r}: must be {allowed}")
+
+  def number(name):
+    value = getattr(setting, name)
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+  for name, low in (("batch_size", 2), ("width", 1), ("depth", 1)):
+    need(name, _is_int(getattr(setting, name))
+         and getattr(setting, name) >= low, f"an int >= {low}")
+  need("learning_rate", number("learning_rate") and setting.learning_rate > 0,
+       "a finite number > 0")
+  for name in ("b1", "b2"):
+    need(name, number(name) and 0 <= getattr(setting, name) < 1, "in [0, 1)")
+  need("leaky_slope", number("leaky_slope"), "a finite number")
+  need("probability_clip",
+       number("probability_clip") and 0 <= setting.probability_clip < 0.5,
+       "in [0, 0.5)")
+  need("initializer", setting.initializer in DISCRIMINATOR_INITIALIZERS,
+       f"one of {DISCRIMINATOR_INITIALIZERS}")
+  need("permuted", setting.permuted in PERMUTED_FROM,
+       f"one of {PERMUTED_FROM}")
+  if errors:
+    raise ValueError("; ".join(errors))
+  return setting
 
 
 def _is_int(value: Any) -> bool:
@@ -321,8 +405,7 @@ def _as_float(value: Any) -> Any:
 
 
 def check_study_args(dims: Sequence[Any], rhos: Sequence[Any],
-                     repeats: Any = 1, steps: Any = 1, batch_size: Any = 2,
-                     eval_batches: Any = 1
+                     repeats: Any = 1, steps: Any = 1, eval_batches: Any = 1
                      ) -> tuple[tuple[int, ...], tuple[float, ...]]:
   """Parses (strings, as flags give them) and checks the study's arguments
   before anything compiles; returns (dims, rhos).  Raises ValueError naming
@@ -340,11 +423,10 @@ def check_study_args(dims: Sequence[Any], rhos: Sequence[Any],
   if not rhos or bad:
     errors.append(f"rhos {bad or '(none)'}: each must be a number with "
                   "0 < rho < 1")
-  for name, value, low in (("repeats", repeats, 1), ("steps", steps, 1),
-                           ("batch_size", batch_size, 2),
-                           ("eval_batches", eval_batches, 1)):
-    if not (_is_int(value) and value >= low):
-      errors.append(f"{name}={value!r}: must be an int >= {low}")
+  for name, value in (("repeats", repeats), ("steps", steps),
+                      ("eval_batches", eval_batches)):
+    if not (_is_int(value) and value >= 1):
+      errors.append(f"{name}={value!r}: must be an int >= 1")
   if errors:
     raise ValueError("; ".join(errors))
   return tuple(int(d) for d in dims), tuple(float(r) for r in rhos)
@@ -358,10 +440,14 @@ def _paper(dim: int, rho: float) -> tuple[float, float, float] | None:
 
 
 def format_table(results: Mapping[int, Mapping[float, np.ndarray]]) -> str:
-  """Markdown table from {D: {rho: estimates over repeats}}."""
-  lines = ["| D | rho | true TC | ours (mean ± std) | paper estimate | "
-           "paper true TC | our rel. error | paper rel. error |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  """Markdown table from {D: {rho: estimates over repeats}}: our mean ±
+  sample standard deviation and range over the repeats beside the paper's
+  estimate (a mean over its 10 repeats), and how many of our standard
+  deviations the paper's estimate lies from our mean."""
+  lines = ["| D | rho | true TC | paper | ours mean ± sd | ours min – max | "
+           "runs | (paper − mean) / sd | paper rel. error | "
+           "our rel. error |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for dim, by_rho in results.items():
     for rho, estimates in by_rho.items():
       estimates = np.asarray(estimates, np.float64)
@@ -369,9 +455,14 @@ def format_table(results: Mapping[int, Mapping[float, np.ndarray]]) -> str:
       mean = float(estimates.mean())
       std = float(estimates.std(ddof=1)) if estimates.size > 1 else 0.0
       paper = _paper(dim, rho)
-      paper_cells = (("—",) * 3 if paper is None else
-                     (f"{paper[0]:.2f}", f"{paper[1]:.2f}", f"{paper[2]:.2f}"))
-      lines.append(f"| {dim} | {rho:g} | {tc:.2f} | {mean:.2f} ± {std:.2f} | "
-                   f"{paper_cells[0]} | {paper_cells[1]} | "
-                   f"{abs(mean - tc) / tc:.2f} | {paper_cells[2]} |")
+      if paper is None:
+        paper_estimate = paper_error = distance = "—"
+      else:
+        paper_estimate, paper_error = f"{paper[0]:.2f}", f"{paper[2]:.2f}"
+        distance = (f"{(paper[0] - mean) / std:+.1f}" if std > 0 else "—")
+      lines.append(
+          f"| {dim} | {rho:g} | {tc:.2f} | {paper_estimate} | "
+          f"{mean:.2f} ± {std:.2f} | {estimates.min():.2f} – "
+          f"{estimates.max():.2f} | {estimates.size} | {distance} | "
+          f"{paper_error} | {abs(mean - tc) / tc:.2f} |")
   return "\n".join(lines) + "\n"
